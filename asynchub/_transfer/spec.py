@@ -1,0 +1,88 @@
+"""What the engine is asked to do and what it reports back.
+
+The engine moves bytes from URLs to a verified file; it knows nothing about ONNX or
+manifests. These value types are the whole contract between it and its callers
+(hub, mirror, CLI).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import AsyncHubError
+
+__all__ = (
+    "FileFailed",
+    "FileProgress",
+    "FileResult",
+    "FileSpec",
+    "FileStarted",
+    "FileVerified",
+    "ProgressCallback",
+    "ProgressEvent",
+)
+
+
+@dataclass(frozen=True)
+class FileSpec:
+    """One file to fetch.
+
+    Attributes:
+        urls: Candidate URLs in order of preference; the first that serves the file
+            wins (``http``, ``https``, or ``file`` for local repos).
+        dest: Final path. Nothing is ever left under it unless it is verified.
+        sha256: Expected lowercase hex digest, or None when the manifest has none
+            (the digest of what arrived is then reported in the result).
+        size: Expected size in bytes, or None when unknown.
+        label: Human name for progress and errors (usually the ``model_path``).
+    """
+
+    urls: tuple[str, ...]
+    dest: Path
+    sha256: str | None = None
+    size: int | None = None
+    label: str = ""
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """A file that now sits verified at ``path``."""
+
+    path: Path
+    sha256: str
+    size: int
+    url: str
+    bytes_downloaded: int
+    bytes_resumed: int = 0
+
+
+@dataclass(frozen=True)
+class FileStarted:
+    label: str
+    dest: Path
+    total: int | None
+
+
+@dataclass(frozen=True)
+class FileProgress:
+    label: str
+    done: int
+    total: int | None
+
+
+@dataclass(frozen=True)
+class FileVerified:
+    label: str
+    result: FileResult
+
+
+@dataclass(frozen=True)
+class FileFailed:
+    label: str
+    error: AsyncHubError
+
+
+ProgressEvent = FileStarted | FileProgress | FileVerified | FileFailed
+ProgressCallback = Callable[[ProgressEvent], None]

@@ -1,0 +1,185 @@
+"""Explicit, frozen configuration for a hub client.
+
+``HubConfig()`` holds built-in defaults; ``HubConfig.from_env()`` reads the
+environment *when called* (never at import), so tests and services can set variables
+at any time. Change a value with ``config.model_copy(update={...})``.
+
+Environment variables read by :meth:`HubConfig.from_env`:
+
+=============================  ====================================================
+``ONNX_HOME``                  cache root is ``$ONNX_HOME/hub``
+``XDG_CACHE_HOME``             else ``$XDG_CACHE_HOME/onnx/hub``
+``ASYNCHUB_OFFLINE``           ``1``: never touch the network
+``ASYNCHUB_TRUST``             ``compat`` (default) or ``strict``
+``ASYNCHUB_TRUSTED_REPOS``     comma-separated repos to trust besides onnx/models:main
+``ASYNCHUB_GITHUB_RAW``        base of raw files (GitHub Enterprise, mirrors, tests)
+``ASYNCHUB_GITHUB_MEDIA``      base of Git LFS media files
+``ASYNCHUB_HF_ENDPOINT``       Hugging Face endpoint for the official zoo's files
+``ASYNCHUB_CONNECT_TIMEOUT``   seconds to open a connection
+``ASYNCHUB_READ_TIMEOUT``      seconds a read may stall before it is retried
+``ASYNCHUB_MAX_CONNECTIONS``   total connection cap
+``ASYNCHUB_FSYNC``             ``0`` to skip fsync before the atomic rename
+=============================  ====================================================
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import ConfigError
+
+__all__ = (
+    "ArchiveLimits",
+    "HubConfig",
+    "Limits",
+    "RetryPolicy",
+    "Timeouts",
+    "default_cache_dir",
+)
+
+MiB = 1024 * 1024
+OFFICIAL_REPO = "onnx/models:main"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Timeouts(_Frozen):
+    """Connect and stall timeouts in seconds; there is deliberately no total timeout.
+
+    A total timeout would kill a large download that is making progress (aiohttp's
+    default is 300 s); wrap a call in ``anyio.fail_after`` if you want a deadline.
+    """
+
+    connect: float = Field(default=15.0, gt=0)
+    read: float = Field(default=30.0, gt=0)
+
+
+class RetryPolicy(_Frozen):
+    """Exponential backoff with full jitter; ``attempts`` resets when bytes arrive."""
+
+    attempts: int = Field(default=6, ge=1)
+    backoff_base: float = Field(default=0.5, ge=0)
+    backoff_max: float = Field(default=30.0, ge=0)
+    retry_statuses: frozenset[int] = frozenset({408, 429, 500, 502, 503, 504})
+    respect_retry_after: bool = True
+    max_retry_after: float = Field(default=300.0, ge=0)
+
+
+class Limits(_Frozen):
+    """Concurrency and splitting limits shared by every download of one client.
+
+    The defaults were chosen with ``benchmarks/run.py`` (see benchmarks/RESULTS.md).
+    """
+
+    max_connections: int = Field(default=32, ge=1)
+    max_connections_per_host: int = Field(default=16, ge=1)
+    max_files: int = Field(default=16, ge=1)
+    part_size: int = Field(default=16 * MiB, ge=64 * 1024)
+    split_threshold: int = Field(default=24 * MiB, ge=0)
+    max_parts_per_file: int = Field(default=8, ge=1)
+    max_redirects: int = Field(default=10, ge=0)
+    max_manifest_bytes: int = Field(default=64 * MiB, ge=1024)
+
+
+class ArchiveLimits(_Frozen):
+    """Limits on tarball extraction that stop decompression bombs."""
+
+    max_total_bytes: int = Field(default=16 * 1024 * MiB, ge=1)
+    max_members: int = Field(default=100_000, ge=1)
+    max_ratio: float = Field(default=200.0, gt=1)
+
+
+class HubConfig(_Frozen):
+    """Everything a client needs besides the repo: where, how fast, how patient."""
+
+    cache_dir: Path | None = None
+    offline: bool = False
+    trust: Literal["compat", "strict"] = "compat"
+    trusted_repos: tuple[str, ...] = ()
+    github_raw: str = "https://raw.githubusercontent.com"
+    github_media: str = "https://media.githubusercontent.com/media"
+    hf_endpoint: str = "https://huggingface.co"
+    timeouts: Timeouts = Timeouts()
+    retry: RetryPolicy = RetryPolicy()
+    limits: Limits = Limits()
+    archive: ArchiveLimits = ArchiveLimits()
+    fsync: bool = True
+    user_agent: str = "asynchub/0.1"
+
+    def resolved_cache_dir(self) -> Path:
+        """The cache root: ``cache_dir`` if set, else the onnx.hub default."""
+        return self.cache_dir if self.cache_dir is not None else default_cache_dir()
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, **overrides: object
+    ) -> HubConfig:
+        """Build a config from environment variables read now; ``overrides`` win."""
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {**_env_values(env), **overrides}
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            raise ConfigError(f"invalid asynchub configuration: {exc}") from exc
+
+
+def default_cache_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """The old onnx.hub cache root, computed from the environment at call time.
+
+    ``$ONNX_HOME/hub``, else ``$XDG_CACHE_HOME/onnx/hub`` (what onnx.hub's code did;
+    its documentation said ``$XDG_CACHE_HOME/hub``, which was wrong), else
+    ``~/.cache/onnx/hub``.
+    """
+    env = os.environ if environ is None else environ
+    if env.get("ONNX_HOME"):
+        return Path(env["ONNX_HOME"]) / "hub"
+    if env.get("XDG_CACHE_HOME"):
+        return Path(env["XDG_CACHE_HOME"]) / "onnx" / "hub"
+    return Path(os.path.expanduser("~")) / ".cache" / "onnx" / "hub"
+
+
+def _truthy(value: str) -> bool:
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _env_values(env: Mapping[str, str]) -> dict[str, object]:
+    values: dict[str, object] = {}
+    plain = {
+        "ASYNCHUB_GITHUB_RAW": "github_raw",
+        "ASYNCHUB_GITHUB_MEDIA": "github_media",
+        "ASYNCHUB_HF_ENDPOINT": "hf_endpoint",
+        "ASYNCHUB_TRUST": "trust",
+    }
+    for var, field in plain.items():
+        if env.get(var):
+            values[field] = env[var].rstrip("/")
+    if env.get("ASYNCHUB_OFFLINE"):
+        values["offline"] = _truthy(env["ASYNCHUB_OFFLINE"])
+    if env.get("ASYNCHUB_FSYNC"):
+        values["fsync"] = _truthy(env["ASYNCHUB_FSYNC"])
+    if env.get("ASYNCHUB_TRUSTED_REPOS"):
+        repos = (r.strip() for r in env["ASYNCHUB_TRUSTED_REPOS"].split(","))
+        values["trusted_repos"] = tuple(r for r in repos if r)
+    values.update(_env_nested(env))
+    return values
+
+
+def _env_nested(env: Mapping[str, str]) -> dict[str, object]:
+    values: dict[str, object] = {}
+    timeouts: dict[str, str] = {}
+    if env.get("ASYNCHUB_CONNECT_TIMEOUT"):
+        timeouts["connect"] = env["ASYNCHUB_CONNECT_TIMEOUT"]
+    if env.get("ASYNCHUB_READ_TIMEOUT"):
+        timeouts["read"] = env["ASYNCHUB_READ_TIMEOUT"]
+    if timeouts:
+        values["timeouts"] = timeouts
+    if env.get("ASYNCHUB_MAX_CONNECTIONS"):
+        values["limits"] = {"max_connections": env["ASYNCHUB_MAX_CONNECTIONS"]}
+    return values

@@ -1,0 +1,258 @@
+"""The asynchub error hierarchy.
+
+Every error asynchub raises on purpose is an :class:`AsyncHubError`; its message says
+what happened and its ``hint`` says what to do next. Third-party errors (aiohttp,
+``OSError``) are translated at one boundary each (``_transfer/_errors.py`` for the
+network, ``_cache.py`` and ``_transfer`` for the disk), so callers never need to
+catch aiohttp types.
+
+Where the old ``onnx.hub`` raised ``AssertionError`` (manifest not found, model not
+found, opset not found, SHA-256 mismatch), the new class also subclasses
+``AssertionError`` so that old ``except AssertionError`` code keeps working::
+
+    AsyncHubError(Exception)
+    ├── ConfigError(ValueError)
+    ├── RepoSpecError(ValueError)
+    ├── UntrustedRepoError(PermissionError)
+    ├── ManifestError
+    │   ├── ManifestNotFoundError(AssertionError)
+    │   └── ManifestParseError(ValueError)
+    │       └── UnsafePathError
+    ├── ModelNotFoundError(AssertionError, LookupError)
+    │   └── OpsetNotFoundError
+    ├── TransferError                    .url
+    │   ├── HTTPStatusError              .status
+    │   │   └── RemoteFileNotFoundError(FileNotFoundError)
+    │   ├── NetworkError(ConnectionError)
+    │   │   └── TransferTimeoutError(TimeoutError)
+    │   ├── IncompleteTransferError      (body shorter or longer than announced)
+    │   ├── RedirectError                (loop, downgrade, non-http scheme)
+    │   └── UnexpectedContentError       (LFS pointer or HTML page in place of a file)
+    ├── IntegrityError(AssertionError)   .path .expected .actual
+    ├── ArchiveError(ValueError)         (hostile or oversized tarball)
+    ├── CacheError(OSError)
+    │   ├── DiskFullError
+    │   ├── ReadOnlyCacheError(PermissionError)
+    │   └── OfflineCacheMissError(FileNotFoundError)
+    └── MirrorError                      .failures
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = (
+    "ArchiveError",
+    "AsyncHubError",
+    "CacheError",
+    "ConfigError",
+    "DiskFullError",
+    "HTTPStatusError",
+    "IncompleteTransferError",
+    "IntegrityError",
+    "ManifestError",
+    "ManifestNotFoundError",
+    "ManifestParseError",
+    "MirrorError",
+    "ModelNotFoundError",
+    "NetworkError",
+    "OfflineCacheMissError",
+    "OpsetNotFoundError",
+    "ReadOnlyCacheError",
+    "RedirectError",
+    "RemoteFileNotFoundError",
+    "RepoSpecError",
+    "TransferError",
+    "TransferTimeoutError",
+    "UnexpectedContentError",
+    "UnsafePathError",
+    "UntrustedRepoError",
+)
+
+
+class AsyncHubError(Exception):
+    """Base of every error asynchub raises on purpose.
+
+    ``hint`` is one sentence saying what to do next; ``str(error)`` includes it.
+    """
+
+    default_hint: str | None = None
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        self.message = message
+        self.hint = hint if hint is not None else self.default_hint
+        super().__init__(self._full())
+
+    def _full(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+class ConfigError(AsyncHubError, ValueError):
+    """Raised when a configuration value or environment variable is invalid."""
+
+
+class RepoSpecError(AsyncHubError, ValueError):
+    """Raised when a ``repo`` string is neither owner/name[:ref], a URL nor a folder."""
+
+    default_hint = (
+        "use 'owner/name[:ref]', an http(s):// URL, a file:// URL or a local folder"
+    )
+
+
+class UntrustedRepoError(AsyncHubError, PermissionError):
+    """Raised when a repo is not trusted and the caller did not opt in."""
+
+    default_hint = (
+        "pass silent=True if you trust it, or add it with 'asynchub trust add REPO'"
+    )
+
+
+class ManifestError(AsyncHubError):
+    """Raised when a manifest cannot be obtained or used."""
+
+
+class ManifestNotFoundError(ManifestError, AssertionError):
+    """Raised when no ``ONNX_HUB_MANIFEST.json`` exists at the repo."""
+
+    default_hint = "check the repo name and ref, or your network and proxy settings"
+
+
+class ManifestParseError(ManifestError, ValueError):
+    """Raised when a manifest is not valid JSON or an entry is malformed."""
+
+    default_hint = "fix the manifest, or report it to the repo's maintainers"
+
+
+class UnsafePathError(ManifestParseError):
+    """Raised when a manifest path could escape the cache or mirror folder."""
+
+    default_hint = (
+        "the manifest is malformed or hostile; nothing was written to disk"
+    )
+
+
+class ModelNotFoundError(AsyncHubError, AssertionError, LookupError):
+    """Raised when no manifest entry has the requested model name."""
+
+    default_hint = "run 'asynchub list' or hub.list_models() to see the names"
+
+
+class OpsetNotFoundError(ModelNotFoundError):
+    """Raised when the model exists but not with the requested opset."""
+
+    default_hint = "pass one of the valid opsets, or opset=None for the newest"
+
+
+class TransferError(AsyncHubError):
+    """Raised when a file could not be transferred."""
+
+    def __init__(self, message: str, *, url: str | None = None, hint: str | None = None):
+        self.url = url
+        super().__init__(message, hint=hint)
+
+
+class HTTPStatusError(TransferError):
+    """Raised when a server answers with a status that is not retried (or ran out)."""
+
+    def __init__(
+        self, message: str, *, status: int, url: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.status = status
+        super().__init__(message, url=url, hint=hint)
+
+
+class RemoteFileNotFoundError(HTTPStatusError, FileNotFoundError):
+    """Raised on ``404``/``410``: the file is not at any of its URLs."""
+
+    default_hint = "the repo may have moved the file; check the repo and its ref"
+
+
+class NetworkError(TransferError, ConnectionError):
+    """Raised when connections keep failing after every retry."""
+
+    default_hint = "check your network and proxy settings, then run again to resume"
+
+
+class TransferTimeoutError(NetworkError, TimeoutError):
+    """Raised when a server stalls longer than the read timeout on every retry."""
+
+    default_hint = (
+        "the server is too slow; raise ASYNCHUB_READ_TIMEOUT or run again to resume"
+    )
+
+
+class IncompleteTransferError(TransferError):
+    """Raised when a body is shorter or longer than announced after every retry."""
+
+    default_hint = "run again to resume; the bytes received so far are kept"
+
+
+class RedirectError(TransferError):
+    """Raised on a redirect loop, an https→http downgrade or a non-http target."""
+
+    default_hint = "the server redirected somewhere asynchub will not follow"
+
+
+class UnexpectedContentError(TransferError):
+    """Raised when a server returns a Git LFS pointer or an HTML page for a file."""
+
+
+class IntegrityError(AsyncHubError, AssertionError):
+    """Raised when a file's SHA-256 or size does not match the manifest.
+
+    The unverified bytes are deleted; nothing is left under the final name.
+    """
+
+    default_hint = (
+        "the file on the server differs from the manifest; retry with "
+        "force_reload=True, and report it to the repo if it persists"
+    )
+
+    def __init__(
+        self, message: str, *, path: str, expected: str | None,
+        actual: str | None, hint: str | None = None,
+    ) -> None:
+        self.path = path
+        self.expected = expected
+        self.actual = actual
+        super().__init__(message, hint=hint)
+
+
+class ArchiveError(AsyncHubError, ValueError):
+    """Raised when a tarball holds a member asynchub refuses, or exceeds a limit."""
+
+    default_hint = "the archive is malformed or hostile; nothing was extracted"
+
+
+class CacheError(AsyncHubError, OSError):
+    """Raised when the cache or mirror folder cannot be written or read."""
+
+
+class DiskFullError(CacheError):
+    """Raised when the disk is full (ENOSPC, EDQUOT); the partial file is removed."""
+
+    default_hint = "free some space or choose another folder with hub.set_dir()"
+
+
+class ReadOnlyCacheError(CacheError, PermissionError):
+    """Raised when the cache folder is read-only or not writable by this user."""
+
+    default_hint = (
+        "choose a writable folder with hub.set_dir() or ONNX_HOME, "
+        "or use ASYNCHUB_OFFLINE=1 with a prepared cache"
+    )
+
+
+class OfflineCacheMissError(CacheError, FileNotFoundError):
+    """Raised in offline mode when a needed file or manifest is not cached."""
+
+    default_hint = "run once with network access, or unset ASYNCHUB_OFFLINE"
+
+
+class MirrorError(AsyncHubError):
+    """Raised by ``MirrorReport.raise_for_failures()`` when any file failed."""
+
+    def __init__(self, message: str, *, failures: Sequence[object], hint: str | None = None):
+        self.failures = list(failures)
+        super().__init__(message, hint=hint)

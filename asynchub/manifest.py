@@ -1,0 +1,287 @@
+"""Pydantic models of ``ONNX_HUB_MANIFEST.json`` and the onnx.hub-compatible ModelInfo.
+
+Every entry of the official manifest parses; unknown keys (such as ``extra_ports``)
+are kept. A malformed entry raises :class:`~asynchub.errors.ManifestParseError`
+naming the entry and field, and any ``model_path`` that could leave the cache or
+mirror folder raises :class:`~asynchub.errors.UnsafePathError` before anything
+touches the disk or builds a URL.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
+
+from .errors import ManifestParseError, ModelNotFoundError, OpsetNotFoundError, UnsafePathError
+
+__all__ = (
+    "IoPort",
+    "IoPorts",
+    "Manifest",
+    "ManifestEntry",
+    "Metadata",
+    "ModelInfo",
+    "check_relative_path",
+)
+
+_DRIVE = re.compile(r"^[A-Za-z]:")
+_SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
+_VERSION = re.compile(r"^\d+(\.\d+){0,3}$")
+_MAX_PATH = 1024
+_MAX_SEGMENT = 255
+
+
+def check_relative_path(path: str) -> str:
+    """Return ``path`` if it is a safe relative POSIX path, else raise UnsafePathError.
+
+    Refused: empty, absolute, drive letters, backslashes, ``//host``, empty, ``.`` or
+    ``..`` segments (also percent-encoded), control characters, a segment that starts
+    with ``.`` followed by a tilde-free hidden name is allowed, over-long paths.
+    """
+    problem = _path_problem(path)
+    if problem:
+        raise UnsafePathError(f"unsafe path {path!r}: {problem}")
+    return path
+
+
+def _path_problem(path: str) -> str | None:
+    if not path:
+        return "it is empty"
+    if len(path) > _MAX_PATH:
+        return f"it is longer than {_MAX_PATH} characters"
+    if any(ord(c) < 32 or ord(c) == 127 for c in path):
+        return "it contains a control character"
+    if "\\" in path:
+        return "it contains a backslash"
+    if path.startswith("/") or _DRIVE.match(path):
+        return "it is absolute"
+    if "%" in path:
+        return "it contains percent-encoding"
+    if unicodedata.normalize("NFC", path) != path:
+        return "it is not in Unicode NFC form"
+    return _segment_problem(path.split("/"))
+
+
+def _segment_problem(segments: Sequence[str]) -> str | None:
+    for segment in segments:
+        if segment in ("", ".", ".."):
+            return f"it has a {segment or 'empty'!r} segment"
+        if len(segment.encode()) > _MAX_SEGMENT:
+            return f"a segment is longer than {_MAX_SEGMENT} bytes"
+        if ":" in segment:
+            return "a segment contains ':'"
+    return None
+
+
+def _safe_path(value: str) -> str:
+    try:
+        return check_relative_path(value)
+    except UnsafePathError as exc:
+        raise ValueError(exc.message) from None
+
+
+def _sha(value: str) -> str:
+    if not _SHA256.match(value):
+        raise ValueError("must be 64 hexadecimal characters (a SHA-256 digest)")
+    return value.lower()
+
+
+SafePath = Annotated[str, AfterValidator(_safe_path)]
+Sha256 = Annotated[str, AfterValidator(_sha)]
+
+
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True, strict=False)
+
+
+class IoPort(_Open):
+    """One input or output: name, shape (ints, symbolic strings or None) and type."""
+
+    name: str
+    shape: list[int | str | None] | None = None
+    type: str | None = None
+
+
+class IoPorts(_Open):
+    inputs: list[IoPort] = Field(default_factory=list)
+    outputs: list[IoPort] = Field(default_factory=list)
+
+
+class Metadata(_Open):
+    """The ``metadata`` object of an entry; every field is optional, extras kept."""
+
+    model_sha: Sha256 | None = None
+    model_bytes: int | None = Field(default=None, ge=0)
+    tags: list[str] = Field(default_factory=list)
+    io_ports: IoPorts | None = None
+    model_with_data_path: SafePath | None = None
+    model_with_data_sha: Sha256 | None = None
+    model_with_data_bytes: int | None = Field(default=None, ge=0)
+
+
+class ManifestEntry(_Open):
+    """One entry of ``ONNX_HUB_MANIFEST.json``."""
+
+    model: str = Field(min_length=1, max_length=256)
+    model_path: SafePath
+    onnx_version: str | None = None
+    opset_version: int = Field(ge=1, le=10_000)
+    metadata: Metadata = Metadata()
+
+    @field_validator("onnx_version", mode="before")
+    @classmethod
+    def _version(cls, value: object) -> object:
+        if isinstance(value, (int, float)):
+            value = str(value)
+        if isinstance(value, str) and not _VERSION.match(value):
+            raise ValueError("must look like '1.9' or '1.9.0'")
+        return value
+
+    @field_validator("model_path")
+    @classmethod
+    def _onnx_suffix(cls, value: str) -> str:
+        if not value.endswith(".onnx"):
+            raise ValueError("must end with '.onnx'")
+        return value
+
+
+class ModelInfo:
+    """A model's properties, as onnx.hub's ``ModelInfo`` exposed them.
+
+    Attributes:
+        model: The model's name.
+        model_path: Its path relative to the repo root.
+        metadata: The raw ``metadata`` dict (sizes, tags, io_ports, tarball).
+        model_sha: SHA-256 of the model file, or None.
+        tags: The set of tags.
+        opset: The opset version.
+        raw_model_info: The raw manifest entry.
+        entry: The validated :class:`ManifestEntry` behind this view.
+    """
+
+    def __init__(self, raw_model_info: dict[str, Any] | ManifestEntry) -> None:
+        if isinstance(raw_model_info, ManifestEntry):
+            self.entry = raw_model_info
+        else:
+            self.entry = ManifestEntry.model_validate(raw_model_info)
+        self.raw_model_info: dict[str, Any] = self.entry.model_dump(
+            mode="json", exclude_unset=True
+        )
+        self.model = self.entry.model
+        self.model_path = self.entry.model_path
+        self.metadata: dict[str, Any] = self.raw_model_info.get("metadata", {})
+        self.model_sha = self.entry.metadata.model_sha
+        self.tags: set[str] = set(self.entry.metadata.tags)
+        self.opset = self.entry.opset_version
+
+    def __str__(self) -> str:
+        return (
+            f"ModelInfo(model={self.model}, opset={self.opset}, "
+            f"path={self.model_path}, metadata={self.metadata})"
+        )
+
+    __repr__ = __str__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ModelInfo) and other.entry == self.entry
+
+    def __hash__(self) -> int:
+        return hash((self.model, self.opset, self.model_path))
+
+
+class Manifest:
+    """A validated manifest: an ordered list of entries and queries over it."""
+
+    def __init__(self, entries: Iterable[ManifestEntry]) -> None:
+        self.entries: list[ManifestEntry] = list(entries)
+        _check_unique(self.entries)
+
+    @classmethod
+    def parse(cls, data: bytes | str, *, source: str = "manifest") -> Manifest:
+        """Parse and validate JSON text; raise ManifestParseError naming the entry."""
+        try:
+            raw = json.loads(data)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ManifestParseError(f"{source} is not valid JSON: {exc}") from exc
+        if not isinstance(raw, list):
+            raise ManifestParseError(f"{source} must be a JSON list of entries")
+        return cls(_validate_entry(item, i, source) for i, item in enumerate(raw))
+
+    def to_json(self) -> str:
+        """The manifest as JSON text in the official layout (unset keys omitted)."""
+        items = [e.model_dump(mode="json", exclude_unset=True) for e in self.entries]
+        return json.dumps(items, indent=4) + "\n"
+
+    def __iter__(self) -> Iterator[ManifestEntry]:
+        return iter(self.entries)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def models(self) -> list[ModelInfo]:
+        return [ModelInfo(e) for e in self.entries]
+
+    def select(
+        self, model: str | None = None, tags: Sequence[str] | None = None
+    ) -> list[ModelInfo]:
+        """Entries whose name matches (case-insensitive) and that have any of tags."""
+        found = self.models()
+        if model is not None:
+            found = [m for m in found if m.model.lower() == model.lower()]
+        if tags is not None:
+            wanted = {t.lower() for t in tags}
+            found = [m for m in found if wanted & {t.lower() for t in m.tags}]
+        return found
+
+    def find(self, model: str, opset: int | None = None) -> ModelInfo:
+        """The entry for ``model`` at ``opset`` (the highest opset when None)."""
+        matching = self.select(model)
+        if not matching:
+            raise ModelNotFoundError(f"No models found with name {model}")
+        if opset is None:
+            return max(matching, key=lambda m: m.opset)
+        for info in matching:
+            if info.opset == opset:
+                return info
+        valid = sorted(m.opset for m in matching)
+        raise OpsetNotFoundError(
+            f"{model} has no version with opset {opset}. Valid opsets: {valid}"
+        )
+
+
+def _validate_entry(item: object, index: int, source: str) -> ManifestEntry:
+    try:
+        return ManifestEntry.model_validate(item)
+    except ValidationError as exc:
+        name = item.get("model") if isinstance(item, dict) else None
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "(entry)"
+        error_type = UnsafePathError if "unsafe path" in first["msg"] else ManifestParseError
+        raise error_type(
+            f"{source}: entry {index} ({name!r}) field {field!r}: {first['msg']}"
+        ) from exc
+
+
+def _check_unique(entries: Sequence[ManifestEntry]) -> None:
+    seen: dict[tuple[str, int], str] = {}
+    for i, entry in enumerate(entries):
+        key = (unicodedata.normalize("NFKC", entry.model).casefold(), entry.opset_version)
+        if key in seen:
+            raise ManifestParseError(
+                f"entry {i} ({entry.model!r}, opset {entry.opset_version}) duplicates "
+                f"{seen[key]!r} with the same opset (names compare case- and "
+                "Unicode-insensitively)"
+            )
+        seen[key] = entry.model
