@@ -1,4 +1,4 @@
-"""asynchub: fast, verified, resumable downloads of ONNX models; onnx.hub's successor."""
+"""asynchub: fast, verified, resumable ONNX model downloads; onnx.hub's successor."""
 
 from __future__ import annotations
 

@@ -126,9 +126,7 @@ class ManifestParseError(ManifestError, ValueError):
 class UnsafePathError(ManifestParseError):
     """Raised when a manifest path could escape the cache or mirror folder."""
 
-    default_hint = (
-        "the manifest is malformed or hostile; nothing was written to disk"
-    )
+    default_hint = "the manifest is malformed or hostile; nothing was written to disk"
 
 
 class ModelNotFoundError(AsyncHubError, AssertionError, LookupError):
@@ -146,7 +144,9 @@ class OpsetNotFoundError(ModelNotFoundError):
 class TransferError(AsyncHubError):
     """Raised when a file could not be transferred."""
 
-    def __init__(self, message: str, *, url: str | None = None, hint: str | None = None):
+    def __init__(
+        self, message: str, *, url: str | None = None, hint: str | None = None
+    ):
         self.url = url
         super().__init__(message, hint=hint)
 
@@ -155,7 +155,11 @@ class HTTPStatusError(TransferError):
     """Raised when a server answers with a status that is not retried (or ran out)."""
 
     def __init__(
-        self, message: str, *, status: int, url: str | None = None,
+        self,
+        message: str,
+        *,
+        status: int,
+        url: str | None = None,
         hint: str | None = None,
     ) -> None:
         self.status = status
@@ -210,8 +214,13 @@ class IntegrityError(AsyncHubError, AssertionError):
     )
 
     def __init__(
-        self, message: str, *, path: str, expected: str | None,
-        actual: str | None, hint: str | None = None,
+        self,
+        message: str,
+        *,
+        path: str,
+        expected: str | None,
+        actual: str | None,
+        hint: str | None = None,
     ) -> None:
         self.path = path
         self.expected = expected
@@ -253,6 +262,8 @@ class OfflineCacheMissError(CacheError, FileNotFoundError):
 class MirrorError(AsyncHubError):
     """Raised by ``MirrorReport.raise_for_failures()`` when any file failed."""
 
-    def __init__(self, message: str, *, failures: Sequence[object], hint: str | None = None):
+    def __init__(
+        self, message: str, *, failures: Sequence[object], hint: str | None = None
+    ):
         self.failures = list(failures)
         super().__init__(message, hint=hint)

@@ -24,7 +24,12 @@ from pydantic import (
     field_validator,
 )
 
-from .errors import ManifestParseError, ModelNotFoundError, OpsetNotFoundError, UnsafePathError
+from .errors import (
+    ManifestParseError,
+    ModelNotFoundError,
+    OpsetNotFoundError,
+    UnsafePathError,
+)
 
 __all__ = (
     "IoPort",
@@ -268,7 +273,9 @@ def _validate_entry(item: object, index: int, source: str) -> ManifestEntry:
         name = item.get("model") if isinstance(item, dict) else None
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"]) or "(entry)"
-        error_type = UnsafePathError if "unsafe path" in first["msg"] else ManifestParseError
+        error_type = (
+            UnsafePathError if "unsafe path" in first["msg"] else ManifestParseError
+        )
         raise error_type(
             f"{source}: entry {index} ({name!r}) field {field!r}: {first['msg']}"
         ) from exc
@@ -277,7 +284,10 @@ def _validate_entry(item: object, index: int, source: str) -> ManifestEntry:
 def _check_unique(entries: Sequence[ManifestEntry]) -> None:
     seen: dict[tuple[str, int], str] = {}
     for i, entry in enumerate(entries):
-        key = (unicodedata.normalize("NFKC", entry.model).casefold(), entry.opset_version)
+        key = (
+            unicodedata.normalize("NFKC", entry.model).casefold(),
+            entry.opset_version,
+        )
         if key in seen:
             raise ManifestParseError(
                 f"entry {i} ({entry.model!r}, opset {entry.opset_version}) duplicates "

@@ -1,0 +1,61 @@
+"""GitHub repos (``owner/name[:ref]``), and the official zoo's Hugging Face mirror.
+
+Manifests come from ``{raw}/{owner}/{name}/{ref}/ONNX_HUB_MANIFEST.json``; files from
+Git LFS media ``{media}/{owner}/{name}/{ref}/{path}``, falling back to ``{raw}/...``
+for repos without LFS. GitHub stopped serving the official zoo's LFS files on
+2025-07-01; the same files (same paths, same SHA-256) live in the Hugging Face repo
+``onnxmodelzoo/legacy_models``, which is tried first for ``onnx/models``.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ..config import HubConfig
+from ..errors import RepoSpecError
+from ._source import MANIFEST_NAME, Source
+
+__all__ = ("HF_LEGACY_REPO", "looks_like_github", "parse", "source")
+
+HF_LEGACY_REPO = "onnxmodelzoo/legacy_models"
+_NAME = r"[A-Za-z0-9_.-]+"
+_SPEC = re.compile(rf"^(?P<owner>{_NAME})/(?P<name>{_NAME})(?::(?P<ref>[^\s:]+))?$")
+_REF = re.compile(r"^[A-Za-z0-9_./-]+$")
+
+
+def looks_like_github(repo: str) -> bool:
+    """True when ``repo`` has the ``owner/name[:ref]`` shape."""
+    match = _SPEC.match(repo)
+    return bool(match) and match.group("owner") not in (".", "..")  # type: ignore[union-attr]
+
+
+def parse(repo: str) -> tuple[str, str, str]:
+    """``(owner, name, ref)``; the ref defaults to ``main``. Strict, unlike onnx.hub."""
+    match = _SPEC.match(repo)
+    if not match:
+        raise RepoSpecError(f"{repo!r} is not 'owner/name[:ref]'")
+    owner, name, ref = match.group("owner"), match.group("name"), match.group("ref")
+    ref = ref or "main"
+    if not _REF.match(ref) or ".." in ref.split("/") or ref.startswith("/"):
+        raise RepoSpecError(f"{repo!r} has an invalid ref {ref!r}")
+    return owner, name, ref
+
+
+def source(repo: str, config: HubConfig) -> Source:
+    """The Source for a GitHub repo string."""
+    owner, name, ref = parse(repo)
+    official = owner.lower() == "onnx" and name.lower() == "models"
+    raw = f"{config.github_raw.rstrip('/')}/{owner}/{name}/{ref}/"
+    media = f"{config.github_media.rstrip('/')}/{owner}/{name}/{ref}/"
+    bases: tuple[str, ...] = (media, raw)
+    if official:
+        hf = f"{config.hf_endpoint.rstrip('/')}/{HF_LEGACY_REPO}/resolve/main/"
+        bases = (hf, *bases)
+    return Source(
+        spec=f"{owner}/{name}:{ref}",
+        kind="github",
+        manifest_url=raw + MANIFEST_NAME,
+        file_bases=bases,
+        official=official,
+        trusted_by_default=official and ref == "main",
+    )
