@@ -1,0 +1,294 @@
+"""Drop-in replacement for the removed ``onnx.hub``, plus async twins.
+
+``from asynchub import hub`` gives onnx.hub's functions with the same names,
+parameters, defaults and return types (``load``, ``list_models``, ``get_model_info``,
+``download_model_with_test_data``, ``load_composite_model``, ``set_dir``,
+``get_dir``), and async twins with an ``a`` prefix (``await hub.aload("mnist")``).
+
+The module functions use a default client per event loop, built from
+``HubConfig.from_env()`` at call time (and ``set_dir``), so environment variables
+set after import are honoured. Sync functions run their async twin on asynchub's
+background loop: they work in scripts and inside a running loop (Jupyter) alike.
+Unlike the async twins (which raise ``UntrustedRepoError``), they prompt on stdin
+before downloading from an untrusted repo unless ``silent=True``, as onnx.hub did.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import weakref
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from pathlib import Path
+from typing import ParamSpec, TypeVar
+
+import onnx
+
+from . import _sync
+from .client import AsyncHub, Confirm, prompt_stdin
+from .config import OFFICIAL_REPO, HubConfig
+from .manifest import ModelInfo
+
+__all__ = (
+    "ModelInfo",
+    "aclose",
+    "adownload_model_with_test_data",
+    "aget_model_info",
+    "alist_models",
+    "aload",
+    "aload_composite_model",
+    "download_model_with_test_data",
+    "get_dir",
+    "get_model_info",
+    "list_models",
+    "load",
+    "load_composite_model",
+    "set_dir",
+)
+
+P = ParamSpec("P")
+T = TypeVar("T")
+_prompting: ContextVar[bool] = ContextVar("asynchub_prompting", default=False)
+_dir_lock = threading.Lock()
+_dir_override: Path | None = None
+_Key = tuple[HubConfig, bool]
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[_Key, AsyncHub]]
+_clients = weakref.WeakKeyDictionary()
+
+
+def set_dir(new_dir: str) -> None:
+    """Set the cache location used by this module's functions.
+
+    Args:
+        new_dir: Location of the new model hub cache.
+    """
+    global _dir_override
+    with _dir_lock:
+        _dir_override = Path(new_dir)
+
+
+def get_dir() -> str:
+    """The cache location: ``set_dir``'s, else ``$ONNX_HOME/hub``, else
+    ``$XDG_CACHE_HOME/onnx/hub``, else ``~/.cache/onnx/hub`` (read now)."""
+    return str(_config().resolved_cache_dir())
+
+
+def _config() -> HubConfig:
+    with _dir_lock:
+        override = _dir_override
+    if override is None:
+        return HubConfig.from_env()
+    return HubConfig.from_env(cache_dir=override)
+
+
+async def _client() -> AsyncHub:
+    """This loop's default client for the current configuration."""
+    per_loop = _clients.setdefault(asyncio.get_running_loop(), {})
+    interactive = _prompting.get()
+    key = (_config(), interactive)
+    client = per_loop.get(key)
+    if client is None:
+        confirm: Confirm | None = prompt_stdin if interactive else None
+        client = per_loop[key] = AsyncHub(key[0], confirm=confirm)
+    return client
+
+
+async def _with_prompt(
+    fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs
+) -> T:
+    _prompting.set(True)  # only this task's context: the sync caller's call
+    return await fn(*args, **kwargs)
+
+
+def _run_prompting(
+    fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs
+) -> T:
+    """Run an async twin from sync code, prompting on stdin for untrusted repos."""
+    return _sync.run(_with_prompt, fn, *args, **kwargs)
+
+
+async def aclose() -> None:
+    """Close this loop's default clients (their HTTP sessions)."""
+    per_loop = _clients.pop(asyncio.get_running_loop(), {})
+    for client in per_loop.values():
+        await client.aclose()
+
+
+async def alist_models(
+    repo: str = OFFICIAL_REPO,
+    model: str | None = None,
+    tags: list[str] | None = None,
+) -> list[ModelInfo]:
+    """Models in ``repo`` matching ``model`` (case-insensitive) and any of ``tags``.
+
+    Args:
+        repo: ``owner/name[:ref]`` (GitHub), an http(s) URL, or a local folder.
+        model: A name to match, case-insensitively; None matches every model.
+        tags: Keep models with any of these tags (case-insensitive); None keeps all.
+
+    Raises:
+        ManifestNotFoundError: The repo has no manifest (also an AssertionError).
+    """
+    client = await _client()
+    return await client.list_models(repo, model, tags)
+
+
+async def aget_model_info(
+    model: str,
+    repo: str = OFFICIAL_REPO,
+    opset: int | None = None,
+) -> ModelInfo:
+    """The ModelInfo of ``model`` at ``opset`` (the highest opset when None).
+
+    Raises:
+        ModelNotFoundError: No model has that name (also an AssertionError).
+        OpsetNotFoundError: The model has no such opset (also an AssertionError).
+    """
+    client = await _client()
+    return await client.get_model_info(model, repo, opset)
+
+
+async def aload(
+    model: str,
+    repo: str = OFFICIAL_REPO,
+    opset: int | None = None,
+    force_reload: bool = False,
+    silent: bool = False,
+) -> onnx.ModelProto | None:
+    """Download a model by name (or reuse the verified cached copy) and load it.
+
+    Args:
+        model: The model's name in the manifest (case-insensitive).
+        repo: ``owner/name[:ref]`` (GitHub), an http(s) URL, or a local folder.
+        opset: The opset to get; None picks the highest.
+        force_reload: Download again even if a verified copy is cached.
+        silent: Download from an untrusted repo without asking (ignored in
+            strict trust mode, where only allow-listed repos are used).
+
+    Returns:
+        The ModelProto, or None when the trust prompt was declined (sync API).
+
+    Raises:
+        UntrustedRepoError: The repo is untrusted and ``silent`` is False.
+        IntegrityError: The download's SHA-256 differs from the manifest's.
+        TransferError: The file could not be downloaded after every retry.
+    """
+    client = await _client()
+    return await client.load(model, repo, opset, force_reload, silent)
+
+
+async def adownload_model_with_test_data(
+    model: str,
+    repo: str = OFFICIAL_REPO,
+    opset: int | None = None,
+    force_reload: bool = False,
+    silent: bool = False,
+) -> str | None:
+    """Download a model's tarball, extract it safely, return the model folder.
+
+    The folder holds ``model.onnx`` and ``test_data_set_*``. Archives with links,
+    devices, absolute or ``..`` names, or that exceed the size limits are refused.
+
+    Raises:
+        ArchiveError: The tarball holds a member that is refused or too large.
+        UntrustedRepoError, IntegrityError, TransferError: as for :func:`aload`.
+    """
+    client = await _client()
+    return await client.download_model_with_test_data(
+        model, repo, opset, force_reload, silent
+    )
+
+
+async def aload_composite_model(
+    network_model: str,
+    preprocessing_model: str,
+    network_repo: str = OFFICIAL_REPO,
+    preprocessing_repo: str = OFFICIAL_REPO,
+    opset: int | None = None,
+    force_reload: bool = False,
+    silent: bool = False,
+) -> onnx.ModelProto | None:
+    """Load a preprocessing and a network model and merge them into one.
+
+    Raises:
+        ValueError: A non-default domain is imported at two different versions.
+        RuntimeError: One of the models could not be loaded (prompt declined).
+    """
+    client = await _client()
+    return await client.load_composite_model(
+        network_model,
+        preprocessing_model,
+        network_repo,
+        preprocessing_repo,
+        opset,
+        force_reload,
+        silent,
+    )
+
+
+def list_models(
+    repo: str = OFFICIAL_REPO,
+    model: str | None = None,
+    tags: list[str] | None = None,
+) -> list[ModelInfo]:
+    """Sync twin of :func:`alist_models`."""
+    return _run_prompting(alist_models, repo, model, tags)
+
+
+def get_model_info(
+    model: str, repo: str = OFFICIAL_REPO, opset: int | None = None
+) -> ModelInfo:
+    """Sync twin of :func:`aget_model_info`."""
+    return _run_prompting(aget_model_info, model, repo, opset)
+
+
+def load(
+    model: str,
+    repo: str = OFFICIAL_REPO,
+    opset: int | None = None,
+    force_reload: bool = False,
+    silent: bool = False,
+) -> onnx.ModelProto | None:
+    """Sync twin of :func:`aload`; prompts on stdin for an untrusted repo."""
+    return _run_prompting(aload, model, repo, opset, force_reload, silent)
+
+
+def download_model_with_test_data(
+    model: str,
+    repo: str = OFFICIAL_REPO,
+    opset: int | None = None,
+    force_reload: bool = False,
+    silent: bool = False,
+) -> str | None:
+    """Sync twin of :func:`adownload_model_with_test_data`."""
+    return _run_prompting(
+        adownload_model_with_test_data,
+        model,
+        repo,
+        opset,
+        force_reload,
+        silent,
+    )
+
+
+def load_composite_model(
+    network_model: str,
+    preprocessing_model: str,
+    network_repo: str = OFFICIAL_REPO,
+    preprocessing_repo: str = OFFICIAL_REPO,
+    opset: int | None = None,
+    force_reload: bool = False,
+    silent: bool = False,
+) -> onnx.ModelProto | None:
+    """Sync twin of :func:`aload_composite_model`."""
+    return _run_prompting(
+        aload_composite_model,
+        network_model,
+        preprocessing_model,
+        network_repo,
+        preprocessing_repo,
+        opset,
+        force_reload,
+        silent,
+    )
