@@ -89,6 +89,8 @@ async def _client() -> AsyncHub:
     key = (_config(), interactive)
     client = per_loop.get(key)
     if client is None:
+        for stale in [k for k in per_loop if k[0] != key[0]]:
+            await per_loop.pop(stale).aclose()  # set_dir or the environment changed
         confirm: Confirm | None = prompt_stdin if interactive else None
         client = per_loop[key] = AsyncHub(key[0], confirm=confirm)
     return client
