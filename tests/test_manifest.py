@@ -1,0 +1,164 @@
+"""The manifest model: the real official manifest, malformed input, unsafe paths."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from asynchub.errors import ManifestParseError, UnsafePathError
+from asynchub.manifest import Manifest, ModelInfo, check_relative_path
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHIPPED_SHA = "569ccd009a5cdc885bac88a1ceaf72e69e69262f0e1c9d16ef5a7339021a2904"
+
+
+def _shipped() -> bytes:
+    return (resources.files("asynchub") / "data" / "ONNX_HUB_MANIFEST.json").read_bytes()
+
+
+def _entries() -> list[dict[str, Any]]:
+    return json.loads(_shipped())  # type: ignore[no-any-return]
+
+
+def test_shipped_manifest_is_the_official_one() -> None:
+    assert hashlib.sha256(_shipped()).hexdigest() == SHIPPED_SHA
+
+
+def test_every_official_entry_parses_and_round_trips() -> None:
+    manifest = Manifest.parse(_shipped())
+    assert len(manifest) == 184
+    assert json.loads(manifest.to_json()) == _entries()
+    extra = [e for e in manifest if e.metadata.model_extra]
+    assert extra and "extra_ports" in extra[0].metadata.model_extra  # kept
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="shared/ data not beside the repo")
+@pytest.mark.parametrize("name", ["onnx_hub_manifest.json", "onnx_hub_manifest_oldest.json"])
+def test_shared_manifests_parse(name: str) -> None:
+    data = (SHARED / name).read_bytes()
+    assert len(Manifest.parse(data)) == len(json.loads(data))
+
+
+def test_shapes_accept_int_str_and_null() -> None:
+    dims = {
+        type(d).__name__
+        for e in Manifest.parse(_shipped())
+        if e.metadata.io_ports
+        for port in e.metadata.io_ports.inputs
+        for d in (port.shape or [])
+    }
+    assert dims == {"int", "str", "NoneType"}
+
+
+def test_onnx_version_forms() -> None:
+    versions = {e.onnx_version for e in Manifest.parse(_shipped())}
+    assert {"1.9", "1.9.0"} <= versions
+
+
+def _bad(mutate: Any) -> bytes:
+    entries = copy.deepcopy(_entries()[:3])
+    mutate(entries)
+    return json.dumps(entries).encode()
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (lambda e: e[1].pop("model_path"), r"entry 1 \('.+'\) field 'model_path': Field required"),
+        (lambda e: e[2].update(opset_version="ten"), r"entry 2 .* field 'opset_version'"),
+        (lambda e: e[0]["metadata"].update(model_sha="xyz"), r"field 'metadata.model_sha'"),
+        (lambda e: e[0]["metadata"].update(model_bytes=-1), r"metadata.model_bytes"),
+        (lambda e: e[0].update(onnx_version="one"), r"field 'onnx_version'"),
+        (lambda e: e[0].update(model=""), r"field 'model'"),
+        (lambda e: e.append(copy.deepcopy(e[0])), r"duplicates"),
+        (lambda e: e.append({**e[0], "model": e[0]["model"].upper()}), r"duplicates"),
+        (lambda e: e[0].update(model_path="a/b.txt"), r"must end with '.onnx'"),
+    ],
+)
+def test_malformed_entries_name_entry_and_field(mutate: Any, expected: str) -> None:
+    with pytest.raises(ManifestParseError, match=expected):
+        Manifest.parse(_bad(mutate))
+
+
+def test_not_json_and_not_a_list() -> None:
+    with pytest.raises(ManifestParseError, match="not valid JSON"):
+        Manifest.parse(b"{nope")
+    with pytest.raises(ManifestParseError, match="JSON list"):
+        Manifest.parse(b'{"model": 1}')
+
+
+def test_unicode_normalisation_duplicates() -> None:
+    entry = _entries()[0]
+    composed = {**entry, "model": "caf\u00e9"}
+    decomposed = {**entry, "model": "cafe\u0301"}
+    with pytest.raises(ManifestParseError, match="duplicates"):
+        Manifest.parse(json.dumps([composed, decomposed]))
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "../x.onnx",
+        "a/../../x.onnx",
+        "/etc/x.onnx",
+        "C:/x.onnx",
+        "c:x.onnx",
+        "a\\..\\x.onnx",
+        "//host/share/x.onnx",
+        "%2e%2e/x.onnx",
+        "a/%2E%2E/x.onnx",
+        "a/./x.onnx",
+        "a//x.onnx",
+        "a/\x00.onnx",
+        "",
+    ],
+)
+def test_unsafe_model_paths_rejected(path: str) -> None:
+    with pytest.raises(UnsafePathError):
+        check_relative_path(path)
+    entries = [{**_entries()[0], "model_path": path}]
+    with pytest.raises(ManifestParseError, match="entry 0"):
+        Manifest.parse(json.dumps(entries))
+
+
+def test_unsafe_tarball_path_rejected() -> None:
+    entry = copy.deepcopy(_entries()[0])
+    entry["metadata"]["model_with_data_path"] = "../../evil.tar.gz"
+    with pytest.raises(UnsafePathError, match="metadata.model_with_data_path"):
+        Manifest.parse(json.dumps([entry]))
+
+
+_segment = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="/"),
+    min_size=1,
+    max_size=12,
+)
+
+
+@given(st.lists(_segment, min_size=1, max_size=5))
+def test_accepted_paths_never_escape(segments: list[str]) -> None:
+    path = "/".join(segments)
+    try:
+        check_relative_path(path)
+    except UnsafePathError:
+        return
+    root = Path("/cache/root")
+    resolved = (root / path).resolve()
+    assert resolved.is_relative_to(root)
+    assert "\\" not in path and ".." not in path.split("/")
+
+
+def test_model_info_from_raw_dict() -> None:
+    raw = _entries()[0]
+    info = ModelInfo(raw)
+    assert info.model == raw["model"] and info.opset == raw["opset_version"]
+    assert info.metadata == raw["metadata"] and info.raw_model_info == raw
+    assert info.tags == set(raw["metadata"]["tags"])
