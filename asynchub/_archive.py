@@ -1,0 +1,337 @@
+"""Safe extraction of model tarballs (``model_with_data_path``).
+
+The old ``onnx.hub`` extracted straight into the cache with ``tarfile.extractall``,
+which let a hostile ``.tar.gz`` write outside it (CVE-2024-5187, and the sibling-prefix
+bypass of its fallback filter). Here every member passes an allow-list before a byte
+is written:
+
+* only regular files and directories; links, devices, FIFOs and sparse files are
+  refused, so nothing can later point ``onnx.load`` outside the folder;
+* names must be relative, without ``..``, backslashes, drive letters or control
+  characters, and unique (also across case and Unicode normalisation, and a file
+  may not also be used as a folder);
+* files are written 0o644 (0o755 if executable) and folders 0o755: no setuid,
+  setgid or sticky bits, no owners from the archive;
+* the decompressed stream is counted as it is read, so a bomb stops at the limit of
+  :class:`~asynchub.config.ArchiveLimits` (total bytes, members, ratio) instead of
+  filling the disk; a member whose header announces too much is refused unread.
+
+Extraction goes into a fresh folder beside ``dest`` that is renamed into place only
+when everything succeeded: a failure leaves nothing under ``dest`` and no temporary
+folder behind. These functions block: call them in a worker thread.
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import logging
+import lzma
+import os
+import re
+import shutil
+import tarfile
+import tempfile
+import unicodedata
+import zlib
+from pathlib import Path
+from typing import IO
+
+from .config import ArchiveLimits
+from .errors import ArchiveError
+
+__all__ = ("TEMP_SUFFIX", "extract_tarball", "find_model_folder")
+
+TEMP_SUFFIX = ".asynchub-extract"
+_log = logging.getLogger("asynchub")
+_CHUNK = 1024 * 1024
+#: Archives that expand to at most this many bytes are never refused for their
+#: ratio: an empty tar is 10 KiB of zeros, which gzip shrinks over 200 times.
+RATIO_FLOOR = 1024 * 1024
+_MAX_SEGMENT = 255
+_MAX_NAME = 4096
+_DRIVE = re.compile(r"^[A-Za-z]:")
+_FILE_TYPES = (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE)
+_REFUSED_TYPES = {
+    tarfile.SYMTYPE: "it is a symbolic link",
+    tarfile.LNKTYPE: "it is a hard link",
+    tarfile.CHRTYPE: "it is a character device",
+    tarfile.BLKTYPE: "it is a block device",
+    tarfile.FIFOTYPE: "it is a FIFO",
+    tarfile.GNUTYPE_SPARSE: "it is a sparse file",
+}
+
+
+def extract_tarball(archive: Path, dest: Path, limits: ArchiveLimits) -> Path:
+    """Extract ``archive`` into the new folder ``dest`` atomically; return ``dest``.
+
+    If ``dest`` already exists it is the result of an earlier complete extraction
+    and is returned untouched. Otherwise members are written into
+    ``.<dest.name>.<token>.asynchub-extract`` beside ``dest`` and that folder is
+    renamed to ``dest``; if another process renamed its copy first, ours is removed
+    and theirs returned. Raises ArchiveError, with the member and the reason, for a
+    refused member, an exceeded limit or a corrupt archive; nothing is left behind.
+    """
+    if _existing(dest):
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    temp = Path(tempfile.mkdtemp(f".{dest.name}.", TEMP_SUFFIX, dest.parent))
+    try:
+        _extract_into(archive, temp, limits)
+        os.chmod(temp, 0o755)
+        return _rename_into_place(temp, dest)
+    except BaseException:
+        shutil.rmtree(temp, ignore_errors=True)
+        raise
+
+
+def find_model_folder(root: Path) -> Path:
+    """The folder of an extracted tarball that holds the model, chosen determinately.
+
+    ``root`` itself if it directly holds a ``.onnx`` file; else its only top-level
+    folder if it has exactly one (hidden names ignored); else the first folder, in
+    sorted order of relative path, that directly holds a ``.onnx`` file; else
+    ``root``. (onnx.hub returned ``os.listdir(root)[0]``, an arbitrary entry.)
+    """
+    if _holds_onnx(root):
+        return root
+    top = sorted(p for p in root.iterdir() if _visible(p) and _is_real_dir(p))
+    if len(top) == 1:
+        return top[0]
+    holders = sorted(_onnx_folders(root), key=lambda d: d.relative_to(root).as_posix())
+    return holders[0] if holders else root
+
+
+def _onnx_folders(root: Path) -> list[Path]:
+    """Folders under ``root`` (hidden ones skipped) that directly hold a .onnx file."""
+    found: list[Path] = []
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        if any(_is_onnx(name) for name in files):
+            found.append(Path(folder))
+    return found
+
+
+def _visible(path: Path) -> bool:
+    return not path.name.startswith(".")
+
+
+def _is_real_dir(path: Path) -> bool:
+    return path.is_dir() and not path.is_symlink()
+
+
+def _is_onnx(name: str) -> bool:
+    return name.endswith(".onnx") and not name.startswith(".")
+
+
+def _holds_onnx(folder: Path) -> bool:
+    return any(_is_onnx(p.name) and p.is_file() for p in folder.iterdir())
+
+
+def _existing(dest: Path) -> bool:
+    if dest.is_symlink() or (dest.exists() and not dest.is_dir()):
+        raise ArchiveError(
+            f"cannot extract into {dest}: it exists and is not a folder",
+            hint="remove it (or clear the cache entry) and try again",
+        )
+    return dest.is_dir()
+
+
+def _rename_into_place(temp: Path, dest: Path) -> Path:
+    try:
+        os.rename(temp, dest)
+    except OSError:
+        if not dest.is_dir() or dest.is_symlink():
+            raise
+        _log.debug("another process extracted %s first; using its copy", dest)
+        shutil.rmtree(temp, ignore_errors=True)
+    return dest
+
+
+class _CountingReader:
+    """The decompressed tar stream, counted against the limits on every read."""
+
+    def __init__(self, raw: IO[bytes], archive: Path, limits: ArchiveLimits) -> None:
+        self._stream = _decompressor(raw)
+        self._archive = archive
+        self.count = 0
+        self.max_total = limits.max_total_bytes
+        compressed = archive.stat().st_size
+        self.max_ratio_bytes = max(limits.max_ratio * compressed, RATIO_FLOOR)
+        self._ratio = limits.max_ratio
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            data = self._stream.read(size if 0 <= size <= _CHUNK else _CHUNK)
+        except (OSError, EOFError, zlib.error, lzma.LZMAError) as exc:
+            raise ArchiveError(f"{self._archive.name} is corrupt: {exc}") from exc
+        self.check(len(data), None)
+        self.count += len(data)
+        return data
+
+    def check(self, more: int, member: str | None) -> None:
+        """Raise ArchiveError if ``more`` bytes beyond the count break a limit."""
+        total = self.count + more
+        what = self._archive.name
+        if member is not None:
+            what = f"member {member!r} of {what}"
+        if total > self.max_total:
+            raise ArchiveError(
+                f"{what} expands to more than {self.max_total} bytes "
+                "(limit max_total_bytes)"
+            )
+        if total > self.max_ratio_bytes:
+            raise ArchiveError(
+                f"{what} expands more than {self._ratio:g} times its compressed size "
+                "(limit max_ratio): a decompression bomb?"
+            )
+
+    def drain(self) -> None:
+        """Read to the end, so that a corrupt or bloated tail is noticed too."""
+        while self.read(_CHUNK):
+            pass
+
+
+def _decompressor(raw: IO[bytes]) -> IO[bytes]:
+    magic = raw.read(6)
+    raw.seek(0)
+    if magic.startswith(b"\x1f\x8b"):
+        return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+    if magic.startswith(b"BZh"):
+        return bz2.BZ2File(raw, mode="rb")
+    if magic.startswith(b"\xfd7zXZ\x00"):
+        return lzma.LZMAFile(raw, mode="rb")
+    return raw
+
+
+class _Names:
+    """Names seen so far, keyed case- and normalisation-insensitively."""
+
+    def __init__(self) -> None:
+        self.explicit: set[str] = set()
+        self.kinds: dict[str, str] = {}
+
+    def claim(self, parts: list[str], kind: str, member: str) -> None:
+        key = unicodedata.normalize("NFC", "/".join(parts)).casefold()
+        if key in self.explicit:
+            _refuse(member, "another member has the same name (ignoring case)")
+        if self.kinds.get(key, kind) != kind:
+            _refuse(member, "it is a file and a folder at once")
+        for i in range(1, len(parts)):
+            parent = unicodedata.normalize("NFC", "/".join(parts[:i])).casefold()
+            if self.kinds.setdefault(parent, "dir") != "dir":
+                _refuse(member, f"its folder {'/'.join(parts[:i])!r} is a file")
+        self.explicit.add(key)
+        self.kinds[key] = kind
+
+
+def _refuse(member: str, reason: str) -> None:
+    raise ArchiveError(f"refused tar member {member!r}: {reason}")
+
+
+def _extract_into(archive: Path, temp: Path, limits: ArchiveLimits) -> None:
+    with open(archive, "rb") as raw:
+        reader = _CountingReader(raw, archive, limits)
+        try:
+            with tarfile.open(fileobj=reader, mode="r|", bufsize=_CHUNK) as tar:  # type: ignore[call-overload]
+                _extract_members(tar, reader, temp, limits)
+            reader.drain()
+        except tarfile.TarError as exc:
+            raise ArchiveError(
+                f"{archive.name} is not a valid tar archive: {exc}"
+            ) from exc
+
+
+def _extract_members(
+    tar: tarfile.TarFile, reader: _CountingReader, temp: Path, limits: ArchiveLimits
+) -> None:
+    names = _Names()
+    for count, member in enumerate(tar, start=1):
+        if count > limits.max_members:
+            _refuse(
+                member.name, f"more than {limits.max_members} members (max_members)"
+            )
+        parts = _safe_parts(member)
+        if not parts:
+            continue  # the archive's own root, "." or "./"
+        names.claim(parts, "dir" if member.isdir() else "file", member.name)
+        _data_filter(member, temp)
+        target = temp.joinpath(*parts)
+        if member.isdir():
+            _make_dirs(temp, parts)
+        else:
+            reader.check(member.size, member.name)
+            _make_dirs(temp, parts[:-1])
+            _write_file(tar, member, target)
+
+
+def _safe_parts(member: tarfile.TarInfo) -> list[str]:
+    """The member's path segments, or ArchiveError saying why it is refused."""
+    name = member.name
+    if member.type in _REFUSED_TYPES:
+        _refuse(name, _REFUSED_TYPES[member.type])
+    if member.type not in _FILE_TYPES and not member.isdir():
+        _refuse(name, f"its type {member.type!r} is not a regular file or folder")
+    if member.sparse is not None:
+        _refuse(name, "it is a sparse file")
+    problem = _name_problem(name)
+    if problem:
+        _refuse(name, problem)
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if not parts and not member.isdir():
+        _refuse(name, "a file needs a name")
+    return parts
+
+
+def _name_problem(name: str) -> str | None:
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        return "its name contains a control character"
+    if "\\" in name:
+        return "its name contains a backslash"
+    if name.startswith("/") or _DRIVE.match(name):
+        return "its name is absolute"
+    if ".." in name.split("/"):
+        return "its name has a '..' segment"
+    if len(name) > _MAX_NAME:
+        return f"its name is longer than {_MAX_NAME} characters"
+    try:
+        segments = [s.encode("utf-8") for s in name.split("/")]
+    except UnicodeEncodeError:
+        return "its name is not valid UTF-8"
+    if any(len(s) > _MAX_SEGMENT for s in segments):
+        return f"a segment of its name is longer than {_MAX_SEGMENT} bytes"
+    return None
+
+
+def _data_filter(member: tarfile.TarInfo, temp: Path) -> None:
+    """tarfile's ``data`` filter as a second layer (it refuses nothing we allow)."""
+    data_filter = getattr(tarfile, "data_filter", None)
+    if data_filter is None:
+        return
+    try:
+        data_filter(member, str(temp))
+    except tarfile.FilterError as exc:
+        _refuse(member.name, f"tarfile's data filter refused it: {exc}")
+
+
+def _make_dirs(temp: Path, parts: list[str]) -> None:
+    folder = temp
+    for part in parts:
+        folder = folder / part
+        if not folder.is_dir():
+            folder.mkdir()
+            os.chmod(folder, 0o755)
+
+
+def _write_file(tar: tarfile.TarFile, member: tarfile.TarInfo, target: Path) -> None:
+    source = tar.extractfile(member)
+    if source is None:  # pragma: no cover - regular members always have data
+        _refuse(member.name, "it has no data")
+        return
+    mode = 0o755 if member.mode & 0o111 else 0o644
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(target, flags, 0o600)
+    with os.fdopen(fd, "wb") as out, source:
+        while block := source.read(_CHUNK):
+            out.write(block)
+    os.chmod(target, mode)
