@@ -75,7 +75,8 @@ def extract_tarball(archive: Path, dest: Path, limits: ArchiveLimits) -> Path:
     if _existing(dest):
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
-    temp = Path(tempfile.mkdtemp(f".{dest.name}.", TEMP_SUFFIX, dest.parent))
+    prefix = f".{dest.name}."
+    temp = Path(tempfile.mkdtemp(suffix=TEMP_SUFFIX, prefix=prefix, dir=dest.parent))
     try:
         _extract_into(archive, temp, limits)
         os.chmod(temp, 0o755)
@@ -165,13 +166,12 @@ class _CountingReader:
             data = self._stream.read(size if 0 <= size <= _CHUNK else _CHUNK)
         except (OSError, EOFError, zlib.error, lzma.LZMAError) as exc:
             raise ArchiveError(f"{self._archive.name} is corrupt: {exc}") from exc
-        self.check(len(data), None)
         self.count += len(data)
+        self.check(self.count, None)
         return data
 
-    def check(self, more: int, member: str | None) -> None:
-        """Raise ArchiveError if ``more`` bytes beyond the count break a limit."""
-        total = self.count + more
+    def check(self, total: int, member: str | None) -> None:
+        """Raise ArchiveError if a stream of ``total`` bytes breaks a limit."""
         what = self._archive.name
         if member is not None:
             what = f"member {member!r} of {what}"
@@ -213,10 +213,10 @@ class _Names:
 
     def claim(self, parts: list[str], kind: str, member: str) -> None:
         key = unicodedata.normalize("NFC", "/".join(parts)).casefold()
-        if key in self.explicit:
-            _refuse(member, "another member has the same name (ignoring case)")
         if self.kinds.get(key, kind) != kind:
             _refuse(member, "it is a file and a folder at once")
+        if key in self.explicit:
+            _refuse(member, "another member has the same name (ignoring case)")
         for i in range(1, len(parts)):
             parent = unicodedata.normalize("NFC", "/".join(parts[:i])).casefold()
             if self.kinds.setdefault(parent, "dir") != "dir":
@@ -260,7 +260,7 @@ def _extract_members(
         if member.isdir():
             _make_dirs(temp, parts)
         else:
-            reader.check(member.size, member.name)
+            reader.check(member.offset_data + member.size, member.name)
             _make_dirs(temp, parts[:-1])
             _write_file(tar, member, target)
 
