@@ -25,7 +25,15 @@ from onnx import helper
 from .errors import ManifestError
 from .manifest import Manifest, ManifestEntry
 
-__all__ = ("MANIFEST_NAME", "build_manifest", "io_ports", "write_manifest")
+__all__ = (
+    "MANIFEST_NAME",
+    "build_manifest",
+    "folder_tags",
+    "io_ports",
+    "onnx_release",
+    "type_string",
+    "write_manifest",
+)
 
 MANIFEST_NAME = "ONNX_HUB_MANIFEST.json"
 _TARBALL_SUFFIX = ".tar.gz"
