@@ -35,18 +35,13 @@ _FLOAT = TensorProto.FLOAT
 _MTIME = 1_700_000_000  # fixed member time: same bytes on every run
 _Arrays = list[np.ndarray]
 _Built = tuple[onnx.ModelProto, _Arrays]
-
-
-def _check(model: onnx.ModelProto, name: str | None) -> onnx.ModelProto:
-    if name is not None:
-        helper.set_model_props(model, {"model_name": name})
-    onnx.checker.check_model(model, full_check=True)
-    return model
+_Port = onnx.ValueInfoProto
 
 
 def _model(
     graph: onnx.GraphProto, opset: int, ir: int, name: str | None
 ) -> onnx.ModelProto:
+    """A checked model; ``name`` goes into the ``model_name`` metadata property."""
     model = helper.make_model(
         graph,
         opset_imports=[helper.make_opsetid("", opset)],
@@ -54,10 +49,29 @@ def _model(
         producer_name="asynchub-example-hub",
         producer_version="1",
     )
-    return _check(model, name)
+    if name is not None:
+        helper.set_model_props(model, {"model_name": name})
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def _graph(
+    name: str,
+    nodes: list[onnx.NodeProto],
+    ports: tuple[onnx.ValueInfoProto, onnx.ValueInfoProto],
+    weights: dict[str, np.ndarray] | None = None,
+) -> onnx.GraphProto:
+    """A one-input, one-output graph with its weights as initializers."""
+    inits = [numpy_helper.from_array(a, n) for n, a in (weights or {}).items()]
+    return helper.make_graph(nodes, name, [ports[0]], [ports[1]], inits)
+
+
+def _port(name: str, shape: list[int | str | None], elem: int = _FLOAT) -> _Port:
+    return helper.make_tensor_value_info(name, elem, shape)
 
 
 def _floats(*shape: int, scale: float = 0.1, shift: float = 0.0) -> np.ndarray:
+    """Fixed, varied float32 values (no RNG: same bytes on every numpy)."""
     count = int(np.prod(shape))
     values = (np.arange(count, dtype=np.float32) - count / 2) * scale + shift
     return values.reshape(shape).astype(np.float32)
@@ -65,93 +79,72 @@ def _floats(*shape: int, scale: float = 0.1, shift: float = 0.0) -> np.ndarray:
 
 def _tinynet(opset: int, ir: int) -> _Built:
     """x[1,4] → MatMul → Add → Softmax → probs[1,3]."""
-    graph = helper.make_graph(
-        [
-            helper.make_node("MatMul", ["x", "tn_w"], ["tn_mm"], name="tn_matmul"),
-            helper.make_node("Add", ["tn_mm", "tn_b"], ["tn_logits"], name="tn_add"),
-            helper.make_node("Softmax", ["tn_logits"], ["probs"], axis=-1),
-        ],
-        "tinynet",
-        [helper.make_tensor_value_info("x", _FLOAT, [1, 4])],
-        [helper.make_tensor_value_info("probs", _FLOAT, [1, 3])],
-        [
-            numpy_helper.from_array(_floats(4, 3), "tn_w"),
-            numpy_helper.from_array(_floats(3, scale=0.5), "tn_b"),
-        ],
+    nodes = [
+        helper.make_node("MatMul", ["x", "tn_w"], ["tn_mm"]),
+        helper.make_node("Add", ["tn_mm", "tn_b"], ["tn_logits"]),
+        helper.make_node("Softmax", ["tn_logits"], ["probs"], axis=-1),
+    ]
+    weights = {"tn_w": _floats(4, 3), "tn_b": _floats(3, scale=0.5)}
+    graph = _graph(
+        "tinynet", nodes, (_port("x", [1, 4]), _port("probs", [1, 3])), weights
     )
     return _model(graph, opset, ir, "TinyNet"), [_floats(1, 4, scale=0.7)]
 
 
 def _tinytext() -> _Built:
     """ids[batch,6] int64 → Gather(embedding) → ReduceMean → MatMul → logits."""
-    graph = helper.make_graph(
-        [
-            helper.make_node("Gather", ["tt_emb", "ids"], ["tt_vec"], name="tt_gather"),
-            helper.make_node(
-                "ReduceMean", ["tt_vec"], ["tt_mean"], axes=[1], keepdims=0
-            ),
-            helper.make_node("MatMul", ["tt_mean", "tt_w"], ["logits"]),
-        ],
-        "tinytext",
-        [helper.make_tensor_value_info("ids", TensorProto.INT64, ["batch", 6])],
-        [helper.make_tensor_value_info("logits", _FLOAT, ["batch", 2])],
-        [
-            numpy_helper.from_array(_floats(10, 4), "tt_emb"),
-            numpy_helper.from_array(_floats(4, 2, scale=0.3), "tt_w"),
-        ],
+    nodes = [
+        helper.make_node("Gather", ["tt_emb", "ids"], ["tt_vec"]),
+        helper.make_node("ReduceMean", ["tt_vec"], ["tt_mean"], axes=[1], keepdims=0),
+        helper.make_node("MatMul", ["tt_mean", "tt_w"], ["logits"]),
+    ]
+    ports = (
+        _port("ids", ["batch", 6], TensorProto.INT64),
+        _port("logits", ["batch", 2]),
     )
+    weights = {"tt_emb": _floats(10, 4), "tt_w": _floats(4, 2, scale=0.3)}
     ids = (np.arange(12, dtype=np.int64) * 7 % 10).reshape(2, 6)
-    return _model(graph, 15, 8, "TinyText"), [ids]
+    return _model(_graph("tinytext", nodes, ports, weights), 15, 8, "TinyText"), [ids]
 
 
 def _echo_qa() -> _Built:
     """question[?, seq] → Abs → answer[?, seq]; named from its file (no metadata)."""
-    graph = helper.make_graph(
-        [helper.make_node("Abs", ["question"], ["answer"], name="eq_abs")],
-        "echo_qa",
-        [helper.make_tensor_value_info("question", _FLOAT, [None, "seq"])],
-        [helper.make_tensor_value_info("answer", _FLOAT, [None, "seq"])],
-    )
-    return _model(graph, 12, 7, None), [_floats(2, 3, scale=1.5)]
+    nodes = [helper.make_node("Abs", ["question"], ["answer"])]
+    ports = (_port("question", [None, "seq"]), _port("answer", [None, "seq"]))
+    return _model(_graph("echo_qa", nodes, ports), 12, 7, None), [_floats(2, 3)]
 
 
 def _tinymlp() -> _Built:
     """The composite network: features[1,4] → MatMul → Add → Relu → scores[1,3]."""
-    graph = helper.make_graph(
-        [
-            helper.make_node("MatMul", ["features", "mlp_w"], ["mlp_mm"]),
-            helper.make_node("Add", ["mlp_mm", "mlp_b"], ["mlp_sum"]),
-            helper.make_node("Relu", ["mlp_sum"], ["scores"]),
-        ],
-        "tinymlp",
-        [helper.make_tensor_value_info("features", _FLOAT, [1, 4])],
-        [helper.make_tensor_value_info("scores", _FLOAT, [1, 3])],
-        [
-            numpy_helper.from_array(_floats(4, 3, scale=0.2), "mlp_w"),
-            numpy_helper.from_array(_floats(3, scale=0.1, shift=0.2), "mlp_b"),
-        ],
-    )
+    nodes = [
+        helper.make_node("MatMul", ["features", "mlp_w"], ["mlp_mm"]),
+        helper.make_node("Add", ["mlp_mm", "mlp_b"], ["mlp_sum"]),
+        helper.make_node("Relu", ["mlp_sum"], ["scores"]),
+    ]
+    ports = (_port("features", [1, 4]), _port("scores", [1, 3]))
+    weights = {"mlp_w": _floats(4, 3, scale=0.2), "mlp_b": _floats(3, shift=0.2)}
+    graph = _graph("tinymlp", nodes, ports, weights)
     return _model(graph, 13, 7, "TinyMLP"), [_floats(1, 4, scale=0.4)]
 
 
 def _tinymlp_preproc() -> _Built:
-    """The composite preprocessing: image[1,4] → ×scale → +shift → normalized[1,4]."""
-    graph = helper.make_graph(
-        [
-            helper.make_node("Mul", ["image", "pre_scale"], ["pre_scaled"]),
-            helper.make_node("Add", ["pre_scaled", "pre_shift"], ["normalized"]),
-        ],
-        "tinymlp_preproc",
-        [helper.make_tensor_value_info("image", _FLOAT, [1, 4])],
-        [helper.make_tensor_value_info("normalized", _FLOAT, [1, 4])],
-        [
-            numpy_helper.from_array(np.full(4, 1 / 255, np.float32), "pre_scale"),
-            numpy_helper.from_array(np.full(4, -0.5, np.float32), "pre_shift"),
-        ],
-    )
+    """The composite preprocessing: image[1,4] → ×scale → +shift → normalized[1,4].
+
+    No ``model_name`` property: merge_models refuses two models whose values for
+    one property differ, so this name comes from the file stem (as in most of the
+    official zoo).
+    """
+    nodes = [
+        helper.make_node("Mul", ["image", "pre_scale"], ["pre_scaled"]),
+        helper.make_node("Add", ["pre_scaled", "pre_shift"], ["normalized"]),
+    ]
+    ports = (_port("image", [1, 4]), _port("normalized", [1, 4]))
+    weights = {
+        "pre_scale": np.full(4, 1 / 255, np.float32),
+        "pre_shift": np.full(4, -0.5, np.float32),
+    }
+    graph = _graph("tinymlp_preproc", nodes, ports, weights)
     pixels = np.array([[0, 64, 128, 255]], dtype=np.float32)
-    # No model_name property: merge_models refuses two models whose values differ,
-    # so this name comes from the file stem, as in most of the official zoo.
     return _model(graph, 18, 8, None), [pixels]
 
 
