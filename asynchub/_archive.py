@@ -50,6 +50,10 @@ _CHUNK = 1024 * 1024
 RATIO_FLOOR = 1024 * 1024
 _MAX_SEGMENT = 255
 _MAX_NAME = 4096
+_CORRUPT_HINT = (
+    "download it again (force_reload=True); if it stays corrupt, report it to the "
+    "repo. Nothing was extracted"
+)
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _FILE_TYPES = (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE)
 _REFUSED_TYPES = {
@@ -165,7 +169,9 @@ class _CountingReader:
         try:
             data = self._stream.read(size if 0 <= size <= _CHUNK else _CHUNK)
         except (OSError, EOFError, zlib.error, lzma.LZMAError) as exc:
-            raise ArchiveError(f"{self._archive.name} is corrupt: {exc}") from exc
+            raise ArchiveError(
+                f"{self._archive.name} is corrupt: {exc}", hint=_CORRUPT_HINT
+            ) from exc
         self.count += len(data)
         self.check(self.count, None)
         return data
@@ -178,12 +184,14 @@ class _CountingReader:
         if total > self.max_total:
             raise ArchiveError(
                 f"{what} expands to more than {self.max_total} bytes "
-                "(limit max_total_bytes)"
+                "(limit max_total_bytes)",
+                hint=_limit_hint("max_total_bytes"),
             )
         if total > self.max_ratio_bytes:
             raise ArchiveError(
                 f"{what} expands more than {self._ratio:g} times its compressed size "
-                "(limit max_ratio): a decompression bomb?"
+                "(limit max_ratio): a decompression bomb?",
+                hint=_limit_hint("max_ratio"),
             )
 
     def drain(self) -> None:
@@ -225,6 +233,13 @@ class _Names:
         self.kinds[key] = kind
 
 
+def _limit_hint(limit: str) -> str:
+    return (
+        f"nothing was extracted; if you trust this archive, raise "
+        f"HubConfig.archive.{limit} (ArchiveLimits)"
+    )
+
+
 def _refuse(member: str, reason: str) -> None:
     raise ArchiveError(f"refused tar member {member!r}: {reason}")
 
@@ -238,7 +253,7 @@ def _extract_into(archive: Path, temp: Path, limits: ArchiveLimits) -> None:
             reader.drain()
         except tarfile.TarError as exc:
             raise ArchiveError(
-                f"{archive.name} is not a valid tar archive: {exc}"
+                f"{archive.name} is not a valid tar archive: {exc}", hint=_CORRUPT_HINT
             ) from exc
 
 
@@ -248,8 +263,10 @@ def _extract_members(
     names = _Names()
     for count, member in enumerate(tar, start=1):
         if count > limits.max_members:
-            _refuse(
-                member.name, f"more than {limits.max_members} members (max_members)"
+            raise ArchiveError(
+                f"refused tar member {member.name!r}: more than {limits.max_members} "
+                "members (limit max_members)",
+                hint=_limit_hint("max_members"),
             )
         parts = _safe_parts(member)
         if not parts:
