@@ -256,7 +256,7 @@ class Manifest:
         if not matching:
             raise ModelNotFoundError(f"No models found with name {model}")
         if opset is None:
-            return max(matching, key=lambda m: m.opset)
+            return max(matching, key=lambda m: m.opset)  # the first of equals wins
         for info in matching:
             if info.opset == opset:
                 return info
@@ -282,16 +282,26 @@ def _validate_entry(item: object, index: int, source: str) -> ManifestEntry:
 
 
 def _check_unique(entries: Sequence[ManifestEntry]) -> None:
-    seen: dict[tuple[str, int], str] = {}
+    """Refuse ambiguous manifests.
+
+    Two entries may share a name and opset only if the names are identical (the
+    2021 official manifest lists ResNet v1 and v2 that way; the first wins, as in
+    onnx.hub). Names that differ only by case or Unicode normalisation at the same
+    opset are refused (lookups are case-insensitive, so one could shadow the other),
+    and so is a ``model_path`` listed twice.
+    """
+    names: dict[tuple[str, int], str] = {}
+    paths: set[str] = set()
     for i, entry in enumerate(entries):
-        key = (
-            unicodedata.normalize("NFKC", entry.model).casefold(),
-            entry.opset_version,
-        )
-        if key in seen:
+        if entry.model_path in paths:
+            raise ManifestParseError(
+                f"entry {i} ({entry.model!r}) repeats model_path {entry.model_path!r}"
+            )
+        paths.add(entry.model_path)
+        folded = unicodedata.normalize("NFKC", entry.model).casefold()
+        first = names.setdefault((folded, entry.opset_version), entry.model)
+        if first != entry.model:
             raise ManifestParseError(
                 f"entry {i} ({entry.model!r}, opset {entry.opset_version}) duplicates "
-                f"{seen[key]!r} with the same opset (names compare case- and "
-                "Unicode-insensitively)"
+                f"{first!r}: the names differ only by case or Unicode normalisation"
             )
-        seen[key] = entry.model

@@ -43,7 +43,9 @@ def _entry(example_hub: Path, name: str, opset: int | None = None):  # type: ign
 
 def test_list_models_matches_manifest(hub_server: HubServer, example_hub: Path) -> None:
     infos = hub.list_models()
-    assert [i.model_path for i in infos] == [e.model_path for e in _manifest(example_hub)]
+    assert [i.model_path for i in infos] == [
+        e.model_path for e in _manifest(example_hub)
+    ]
     assert {i.model for i in hub.list_models(model="tinynet")} == {"TinyNet"}
     assert [i.opset for i in hub.list_models(model="TINYNET")] == [13, 17]
 
@@ -121,7 +123,9 @@ def test_official_repo_uses_hugging_face_mirror_first(hub_server: HubServer) -> 
 def test_official_repo_falls_back_to_github_media(hub_server: HubServer) -> None:
     hub_server.down.add("hf")
     assert hub.load("TinyNet", opset=13) is not None
-    assert any(p.startswith("/media/onnx/models/main/") for p in hub_server.file_requests())
+    assert any(
+        p.startswith("/media/onnx/models/main/") for p in hub_server.file_requests()
+    )
 
 
 def test_force_reload_downloads_again(hub_server: HubServer) -> None:
@@ -174,7 +178,9 @@ def test_default_dir_follows_environment_at_call_time(
     assert hub.get_dir() == expected
 
 
-def test_cache_shared_across_hub_instances(hub_server: HubServer, tmp_path: Path) -> None:
+def test_cache_shared_across_hub_instances(
+    hub_server: HubServer, tmp_path: Path
+) -> None:
     config = HubConfig.from_env(cache_dir=tmp_path)
     with Hub(config) as first:
         assert first.load("TinyText") is not None
@@ -193,14 +199,18 @@ def test_http_url_repo(hub_server: HubServer) -> None:
         "TinyNet",
     ]
     assert hub.load("TinyNet", repo=repo, silent=True) is not None
-    assert hub_server.file_requests() == ["/plain/vision/classification/tinynet/model/tinynet-17.onnx"]
+    assert hub_server.file_requests() == [
+        "/plain/vision/classification/tinynet/model/tinynet-17.onnx"
+    ]
 
 
 @pytest.mark.parametrize("as_url", [False, True])
 def test_local_folder_repo(example_hub: Path, as_url: bool, clean_env: Path) -> None:
     repo = example_hub.as_uri() if as_url else str(example_hub)
     model = hub.load("TinyNet", repo=repo, opset=13)
-    assert model == onnx.load(str(example_hub / _entry(example_hub, "TinyNet", 13).model_path))
+    assert model == onnx.load(
+        str(example_hub / _entry(example_hub, "TinyNet", 13).model_path)
+    )
     assert list(clean_env.rglob("*_tinynet-13.onnx"))
 
 
@@ -208,7 +218,9 @@ def test_local_folder_repo(example_hub: Path, as_url: bool, clean_env: Path) -> 
 
 
 def test_untrusted_repo_prompt_declined_returns_none(
-    hub_server: HubServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    hub_server: HubServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setattr("sys.stdin", io.StringIO("n\n"))
     assert hub.load("TinyNet", repo=UNTRUSTED) is None
@@ -293,7 +305,9 @@ def test_load_composite_model(hub_server: HubServer) -> None:
     merged = hub.load_composite_model("TinyMLP", "TinyMLP-preproc")
     assert isinstance(merged, onnx.ModelProto)
     onnx.checker.check_model(merged)
-    assert {o.domain or "ai.onnx": o.version for o in merged.opset_import}["ai.onnx"] == 18
+    assert {o.domain or "ai.onnx": o.version for o in merged.opset_import}[
+        "ai.onnx"
+    ] == 18
 
 
 # sync bridge and concurrency -------------------------------------------------------
@@ -333,7 +347,9 @@ def test_manifest_cached_with_etag_revalidation(
         client.list_models()
     with Hub() as client:  # a new client: revalidates with If-None-Match
         client.list_models()
-    manifests = [p for _, p in hub_server.requests if p.endswith("ONNX_HUB_MANIFEST.json")]
+    manifests = [
+        p for _, p in hub_server.requests if p.endswith("ONNX_HUB_MANIFEST.json")
+    ]
     assert len(manifests) == 2
     meta = list((clean_env / ".asynchub" / "manifests").glob("*.meta.json"))
     assert meta and json.loads(meta[0].read_text())["etag"]

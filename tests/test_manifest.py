@@ -21,7 +21,9 @@ SHIPPED_SHA = "569ccd009a5cdc885bac88a1ceaf72e69e69262f0e1c9d16ef5a7339021a2904"
 
 
 def _shipped() -> bytes:
-    return (resources.files("asynchub") / "data" / "ONNX_HUB_MANIFEST.json").read_bytes()
+    return (
+        resources.files("asynchub") / "data" / "ONNX_HUB_MANIFEST.json"
+    ).read_bytes()
 
 
 def _entries() -> list[dict[str, Any]]:
@@ -41,7 +43,9 @@ def test_every_official_entry_parses_and_round_trips() -> None:
 
 
 @pytest.mark.skipif(not SHARED.is_dir(), reason="shared/ data not beside the repo")
-@pytest.mark.parametrize("name", ["onnx_hub_manifest.json", "onnx_hub_manifest_oldest.json"])
+@pytest.mark.parametrize(
+    "name", ["onnx_hub_manifest.json", "onnx_hub_manifest_oldest.json"]
+)
 def test_shared_manifests_parse(name: str) -> None:
     data = (SHARED / name).read_bytes()
     assert len(Manifest.parse(data)) == len(json.loads(data))
@@ -72,14 +76,28 @@ def _bad(mutate: Any) -> bytes:
 @pytest.mark.parametrize(
     ("mutate", "expected"),
     [
-        (lambda e: e[1].pop("model_path"), r"entry 1 \('.+'\) field 'model_path': Field required"),
-        (lambda e: e[2].update(opset_version="ten"), r"entry 2 .* field 'opset_version'"),
-        (lambda e: e[0]["metadata"].update(model_sha="xyz"), r"field 'metadata.model_sha'"),
+        (
+            lambda e: e[1].pop("model_path"),
+            r"entry 1 \('.+'\) field 'model_path': Field required",
+        ),
+        (
+            lambda e: e[2].update(opset_version="ten"),
+            r"entry 2 .* field 'opset_version'",
+        ),
+        (
+            lambda e: e[0]["metadata"].update(model_sha="xyz"),
+            r"field 'metadata.model_sha'",
+        ),
         (lambda e: e[0]["metadata"].update(model_bytes=-1), r"metadata.model_bytes"),
         (lambda e: e[0].update(onnx_version="one"), r"field 'onnx_version'"),
         (lambda e: e[0].update(model=""), r"field 'model'"),
-        (lambda e: e.append(copy.deepcopy(e[0])), r"duplicates"),
-        (lambda e: e.append({**e[0], "model": e[0]["model"].upper()}), r"duplicates"),
+        (lambda e: e.append(copy.deepcopy(e[0])), r"entry 3 .* repeats model_path"),
+        (
+            lambda e: e.append(
+                {**e[0], "model": e[0]["model"].upper(), "model_path": "x/y.onnx"}
+            ),
+            r"differ only by case",
+        ),
         (lambda e: e[0].update(model_path="a/b.txt"), r"must end with '.onnx'"),
     ],
 )
@@ -98,8 +116,8 @@ def test_not_json_and_not_a_list() -> None:
 def test_unicode_normalisation_duplicates() -> None:
     entry = _entries()[0]
     composed = {**entry, "model": "caf\u00e9"}
-    decomposed = {**entry, "model": "cafe\u0301"}
-    with pytest.raises(ManifestParseError, match="duplicates"):
+    decomposed = {**entry, "model": "cafe\u0301", "model_path": "other/x.onnx"}
+    with pytest.raises(ManifestParseError, match="Unicode normalisation"):
         Manifest.parse(json.dumps([composed, decomposed]))
 
 
@@ -154,6 +172,15 @@ def test_accepted_paths_never_escape(segments: list[str]) -> None:
     resolved = (root / path).resolve()
     assert resolved.is_relative_to(root)
     assert "\\" not in path and ".." not in path.split("/")
+
+
+def test_same_name_same_opset_first_wins_like_onnx_hub() -> None:
+    first = _entries()[0]
+    second = {**first, "model_path": "other/variant-v2.onnx"}
+    manifest = Manifest.parse(json.dumps([first, second]))
+    found = manifest.find(first["model"], first["opset_version"])
+    assert found.model_path == first["model_path"]
+    assert manifest.find(first["model"]).model_path == first["model_path"]
 
 
 def test_model_info_from_raw_dict() -> None:

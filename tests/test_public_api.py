@@ -34,7 +34,9 @@ def test_package_all_is_sorted_and_complete() -> None:
 @pytest.mark.parametrize("module", [hub, errors, client])
 def test_module_all_lists_every_public_definition(module: types.ModuleType) -> None:
     defined_here = {
-        n for n in _public_names(module) if getattr(module, n).__module__ == module.__name__
+        n
+        for n in _public_names(module)
+        if getattr(module, n).__module__ == module.__name__
     }
     assert defined_here <= set(module.__all__)
 
