@@ -1,0 +1,38 @@
+"""The transfer engine: concurrent, ranged, resumable, hashed while streaming, atomic.
+
+Public to the rest of asynchub (not to users): :class:`Engine` and the value types
+of :mod:`.spec`. Temporary-file suffixes for ``cache prune`` are in :mod:`.state`.
+"""
+
+from __future__ import annotations
+
+from .engine import Engine
+from .spec import (
+    BytesResponse,
+    FileFailed,
+    FileProgress,
+    FileResult,
+    FileSpec,
+    FileStarted,
+    FileVerified,
+    ProgressCallback,
+    ProgressEvent,
+)
+from .state import LOCK_SUFFIX, PART_SUFFIX, STATE_SUFFIX, TEMP_SUFFIXES
+
+__all__ = (
+    "LOCK_SUFFIX",
+    "PART_SUFFIX",
+    "STATE_SUFFIX",
+    "TEMP_SUFFIXES",
+    "BytesResponse",
+    "Engine",
+    "FileFailed",
+    "FileProgress",
+    "FileResult",
+    "FileSpec",
+    "FileStarted",
+    "FileVerified",
+    "ProgressCallback",
+    "ProgressEvent",
+)

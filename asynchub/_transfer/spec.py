@@ -7,13 +7,14 @@ manifests. These value types are the whole contract between it and its callers
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import AsyncHubError
 
 __all__ = (
+    "BytesResponse",
     "FileFailed",
     "FileProgress",
     "FileResult",
@@ -86,3 +87,20 @@ class FileFailed:
 
 ProgressEvent = FileStarted | FileProgress | FileVerified | FileFailed
 ProgressCallback = Callable[[ProgressEvent], None]
+
+
+@dataclass(frozen=True)
+class BytesResponse:
+    """The whole body of a small GET (a manifest), read into memory.
+
+    Attributes:
+        status: 200, 304, 404 or 410 (other statuses raise).
+        headers: Response headers (case-insensitive mapping).
+        body: The body bytes, at most the ``max_bytes`` the caller allowed.
+        url: The URL that answered, after redirects.
+    """
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+    url: str

@@ -1,0 +1,54 @@
+"""What every job of one engine shares: config, HTTP, the worker threads."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from ..config import HubConfig
+from ._http import Http
+
+__all__ = ("Context",)
+
+T = TypeVar("T")
+
+
+class Context:
+    """Shared services handed to each job by the :class:`~.engine.Engine`."""
+
+    def __init__(
+        self,
+        config: HubConfig,
+        http: Http,
+        executor: concurrent.futures.ThreadPoolExecutor,
+    ) -> None:
+        self.config = config
+        self.http = http
+        self.executor = executor
+
+    def submit(self, fn: Callable[..., T], *args: Any) -> concurrent.futures.Future[T]:
+        """Start ``fn(*args)`` in a worker thread (blocking file I/O, hashing)."""
+        return self.executor.submit(fn, *args)
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` in a worker thread and wait for it."""
+        return await asyncio.wrap_future(self.submit(fn, *args))
+
+    async def run_to_end(self, fn: Callable[..., T], *args: Any) -> T:
+        """Like :meth:`run`, but a cancellation waits for ``fn`` to finish first.
+
+        For steps whose result must not be lost (opening or committing a file):
+        the cancellation is re-raised once the thread is done.
+        """
+        future = self.submit(fn, *args)
+        cancelled = False
+        while not future.done():
+            try:
+                await asyncio.wait([asyncio.wrap_future(future)])
+            except asyncio.CancelledError:
+                cancelled = True
+        if cancelled:
+            raise asyncio.CancelledError
+        return future.result()

@@ -1,0 +1,376 @@
+"""Fetch one HTTP URL into a :class:`~.state.Partial`: probe, plan parts, stream.
+
+The first request (the *probe*) asks for the first missing range (or the whole file
+when it is small or its size unknown). Its answer fixes the plan:
+
+- ``200``: the server sent the whole file (small file, Range ignored, or the remote
+  changed under ``If-Range``): drop any partial bytes and stream it from byte 0.
+- ``206`` with a consistent ``Content-Range``: remember size and validator, queue the
+  remaining ranges as parts, and let several workers fetch them at once, each
+  writing at its own offset; every later request carries ``If-Range``.
+- a changed size or validator, a bad ``Content-Range``, a ``416``, or a ``200`` while
+  other parts are in flight raise :class:`Restart`: the job empties the file and
+  starts over (a bounded number of times).
+
+A dropped connection resumes its part from the last byte received; the retry budget
+of a part resets whenever bytes arrive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from ..config import Limits
+from ..errors import IncompleteTransferError, TransferError
+from ._aio import drain, gather_or_cancel
+from ._context import Context
+from ._errors import is_retryable, status_error
+from ._http import (
+    Validator,
+    iter_body,
+    parse_content_range,
+    parse_unsatisfied_length,
+    require_identity,
+)
+from ._verify import HEAD_SIZE, check_announced_size
+from .hashing import BATCH_SIZE
+from .retry import Backoff, parse_retry_after
+from .spec import FileSpec
+from .state import Partial
+
+__all__ = ("SAVE_INTERVAL", "Download", "Restart", "Segment")
+
+SAVE_INTERVAL = 1.0
+"""Seconds between resume-state saves while bytes arrive."""
+
+
+class Restart(Exception):
+    """The remote changed or answered inconsistently: empty the file, start over."""
+
+    def __init__(self, reason: str, *, ranges_broken: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.ranges_broken = ranges_broken
+
+
+@dataclass
+class Segment:
+    """A byte range ``[start, end)`` being fetched; ``pos`` is the next byte."""
+
+    start: int
+    end: int | None
+    pos: int
+    whole: bool = False
+    finished: bool = False
+    pending: concurrent.futures.Future[None] | None = None
+    pending_bytes: int = 0
+
+    @property
+    def done(self) -> bool:
+        return self.finished or (self.end is not None and self.pos >= self.end)
+
+
+class Download:
+    """One attempt at fetching ``url`` into ``partial`` (see the module docs)."""
+
+    def __init__(
+        self,
+        ctx: Context,
+        spec: FileSpec,
+        url: str,
+        partial: Partial,
+        *,
+        use_ranges: bool,
+        pending: set[concurrent.futures.Future[Any]],
+        on_bytes: Callable[[int], None],
+        on_reset: Callable[[], None],
+    ) -> None:
+        self.ctx, self.spec, self.url, self.partial = ctx, spec, url, partial
+        self.use_ranges = use_ranges
+        self.pending = pending
+        self.on_bytes, self.on_reset = on_bytes, on_reset
+        self.queue: deque[Segment] = deque()
+        self.planned = False
+        self.workers = 1
+        self.restarts = 0
+        self._last_save = time.monotonic()
+
+    @property
+    def limits(self) -> Limits:
+        return self.ctx.config.limits
+
+    async def run(self) -> int | None:
+        """Fetch every missing byte; return the file's size (None if unknown)."""
+        first = self._first_segment()
+        if first is not None:
+            self.workers = self._worker_count(first)
+            await gather_or_cancel(
+                self._worker(first if i == 0 else None) for i in range(self.workers)
+            )
+        return self.partial.state.total
+
+    # planning -----------------------------------------------------------
+    def _first_segment(self) -> Segment | None:
+        state, part = self.partial.state, self.limits.part_size
+        if state.total is not None and self.partial.resumed > 0:
+            gaps = self.partial.assembler.gaps(state.total)
+            if not gaps:
+                self.planned = True
+                return None
+            start, end = gaps[0]
+            return Segment(start, min(end, start + part), start)
+        size = self.spec.size
+        if self.use_ranges and size is not None and self._split(size):
+            return Segment(0, part, 0)
+        return Segment(0, size, 0, whole=True)
+
+    def _split(self, size: int) -> bool:
+        limits = self.limits
+        return size >= limits.split_threshold and size > limits.part_size
+
+    def _worker_count(self, first: Segment) -> int:
+        if first.whole:
+            return 1
+        total = self.partial.state.total or self.spec.size or 0
+        parts = len(_split_ranges(self.partial.assembler.gaps(total), self._part()))
+        return max(1, min(self.limits.max_parts_per_file, parts))
+
+    def _part(self) -> int:
+        return self.limits.part_size
+
+    def _plan(self, total: int, first: Segment) -> None:
+        """Queue every missing range except the probe's as parts."""
+        gaps = _subtract(self.partial.assembler.gaps(total), first.start, first.end)
+        for start, end in _split_ranges(gaps, self._part()):
+            self.queue.append(Segment(start, end, start))
+
+    # workers ------------------------------------------------------------
+    async def _worker(self, first: Segment | None) -> None:
+        if first is not None:
+            await self._fetch(first)
+        while self.queue:
+            await self._fetch(self.queue.popleft())
+
+    async def _fetch(self, seg: Segment) -> None:
+        """Fetch one segment, resuming from ``seg.pos`` after each failure."""
+        backoff = Backoff(self.ctx.config.retry)
+        while not seg.done:
+            before = seg.pos
+            try:
+                await self._attempt(seg)
+            except TransferError as err:
+                if not is_retryable(err, backoff.policy):
+                    raise
+                if seg.pos > before:
+                    backoff.reset()
+                await backoff.wait_or_raise(err)
+                continue
+            if not seg.done and seg.pos == before:
+                await backoff.wait_or_raise(self._short(seg))
+
+    def _short(self, seg: Segment) -> IncompleteTransferError:
+        return IncompleteTransferError(
+            f"{self.url} ended the body at byte {seg.pos} of {seg.end}", url=self.url
+        )
+
+    async def _attempt(self, seg: Segment) -> None:
+        try:
+            async with self.ctx.http.get(self.url, self._headers(seg)) as response:
+                skip = await self._accept(response, seg)
+                await self._stream(response, seg, skip)
+        finally:
+            await self._settle(seg)
+
+    def _headers(self, seg: Segment) -> dict[str, str]:
+        if seg.whole and seg.pos == 0:
+            return {}
+        last = "" if seg.end is None else str(seg.end - 1)
+        headers = {"Range": f"bytes={seg.pos}-{last}"}
+        if_range = self._validator().if_range()
+        if if_range:
+            headers["If-Range"] = if_range
+        return headers
+
+    def _validator(self) -> Validator:
+        state = self.partial.state
+        return Validator(state.etag, state.last_modified)
+
+    # response checks ----------------------------------------------------
+    async def _accept(self, response: aiohttp.ClientResponse, seg: Segment) -> int:
+        """Check the status and headers; return how many body bytes to skip."""
+        status = response.status
+        if status == 200:
+            return await self._accept_full(response, seg)
+        if status == 206:
+            return await self._accept_range(response, seg)
+        if status == 416:
+            return self._accept_unsatisfiable(response, seg)
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        raise status_error(status, response.reason, self.url, retry_after)
+
+    async def _accept_full(self, response: aiohttp.ClientResponse, seg: Segment) -> int:
+        require_identity(response, self.url)
+        total = response.content_length
+        await self._check_size(response, total)
+        if seg.pos > 0 or not seg.whole:
+            await self._restart_in_place(seg)
+        seg.start = seg.pos = 0
+        seg.end, seg.whole = total if total is not None else self.spec.size, True
+        await self._adopt(total, Validator.of(response.headers), seg)
+        return 0
+
+    async def _restart_in_place(self, seg: Segment) -> None:
+        """A 200 answered a range: use it as the whole file if no one else writes."""
+        if self.planned and self.workers > 1:
+            raise Restart(f"{self.url} sent the whole file instead of a range")
+        self.restarts += 1
+        if self.restarts > self.ctx.config.retry.attempts:
+            raise Restart(f"{self.url} keeps ignoring Range", ranges_broken=True)
+        await self._settle(seg)
+        await drain(self.pending)
+        await self.ctx.run(self.partial.restart, self.url)
+        self.on_reset()
+        self.queue.clear()
+        self.planned = False
+
+    async def _accept_range(
+        self, response: aiohttp.ClientResponse, seg: Segment
+    ) -> int:
+        require_identity(response, self.url)
+        value = response.headers.get("Content-Range")
+        got = parse_content_range(value)
+        if got is None or got.first > seg.pos or got.last < seg.pos:
+            raise Restart(
+                f"{self.url} answered bytes {seg.pos}- with Content-Range {value!r}",
+                ranges_broken=True,
+            )
+        total = got.total if got.total is not None else self.partial.state.total
+        if total is None:
+            raise Restart(f"{self.url} did not say the file's size", ranges_broken=True)
+        await self._check_size(response, total)
+        self._check_same(total, Validator.of(response.headers))
+        if seg.whole:
+            seg.end = total
+        await self._adopt(total, Validator.of(response.headers), seg)
+        return seg.pos - got.first
+
+    def _check_same(self, total: int, validator: Validator) -> None:
+        known = self.partial.state.total
+        if known is not None and total != known:
+            raise Restart(f"{self.url} changed size from {known} to {total} bytes")
+        if not self._validator().same_as(validator):
+            raise Restart(f"{self.url} changed between requests (new validator)")
+
+    def _accept_unsatisfiable(
+        self, response: aiohttp.ClientResponse, seg: Segment
+    ) -> int:
+        length = parse_unsatisfied_length(response.headers.get("Content-Range"))
+        if seg.whole and seg.end is None and length == seg.pos:
+            seg.finished = True
+            self.partial.state.total = length
+            return 0
+        raise Restart(f"{self.url} answered 416 for bytes {seg.pos}-")
+
+    async def _check_size(
+        self, response: aiohttp.ClientResponse, total: int | None
+    ) -> None:
+        if total is None or self.spec.size is None or total == self.spec.size:
+            return
+        head = await response.content.read(HEAD_SIZE)
+        check_announced_size(self.spec, self.url, total, head)
+
+    async def _adopt(
+        self, total: int | None, validator: Validator, seg: Segment
+    ) -> None:
+        """The probe's answer: record size and validator, queue the other parts."""
+        if self.planned:
+            return
+        state = self.partial.state
+        state.total, state.etag = total, validator.etag
+        state.last_modified = validator.last_modified
+        if total is not None and not seg.whole:
+            self._plan(total, seg)
+        self.planned = True
+        await self.ctx.run(self.partial.save)
+
+    # streaming ----------------------------------------------------------
+    async def _stream(
+        self, response: aiohttp.ClientResponse, seg: Segment, skip: int
+    ) -> None:
+        """Write the body at ``seg.pos`` in batches; stop at ``seg.end``."""
+        buf = bytearray()
+        try:
+            async for chunk in iter_body(response, self.url):
+                if skip:
+                    chunk, skip = chunk[skip:], max(0, skip - len(chunk))
+                room = None if seg.end is None else seg.end - seg.pos - len(buf)
+                buf += chunk if room is None else chunk[:room]
+                if len(buf) >= BATCH_SIZE:
+                    buf = await self._write(seg, buf)
+                if room is not None and len(chunk) >= room:
+                    return
+        finally:
+            await self._write(seg, buf)
+        if seg.end is None and seg.whole:
+            seg.finished = True
+            self.partial.state.total = seg.pos
+
+    async def _write(self, seg: Segment, buf: bytearray) -> bytearray:
+        """Hand ``buf`` to a thread (after the segment's previous write)."""
+        await self._settle(seg)
+        if buf:
+            assembler = self.partial.assembler
+            seg.pending = self.ctx.submit(assembler.write, seg.pos, buf)
+            seg.pending_bytes = len(buf)
+            self.pending.add(seg.pending)
+            seg.pos += len(buf)
+        return bytearray()
+
+    async def _settle(self, seg: Segment) -> None:
+        """Wait for the segment's write in flight; report its bytes."""
+        future, seg.pending = seg.pending, None
+        if future is None:
+            return
+        try:
+            await asyncio.wrap_future(future)
+        finally:
+            self.pending.discard(future)
+        self.on_bytes(seg.pending_bytes)
+        self._save_soon()
+
+    def _save_soon(self) -> None:
+        now = time.monotonic()
+        if now - self._last_save >= SAVE_INTERVAL:
+            self._last_save = now
+            self.pending.add(self.ctx.submit(self.partial.save))
+
+
+def _subtract(
+    gaps: list[tuple[int, int]], lo: int, hi: int | None
+) -> list[tuple[int, int]]:
+    """``gaps`` without ``[lo, hi)``."""
+    out: list[tuple[int, int]] = []
+    end_cut = hi if hi is not None else lo
+    for start, end in gaps:
+        if start < lo:
+            out.append((start, min(end, lo)))
+        if end > end_cut:
+            out.append((max(start, end_cut), end))
+    return [(a, b) for a, b in out if a < b]
+
+
+def _split_ranges(gaps: list[tuple[int, int]], part: int) -> list[tuple[int, int]]:
+    """Cut each gap into parts of at most ``part`` bytes."""
+    return [
+        (pos, min(pos + part, end))
+        for start, end in gaps
+        for pos in range(start, end, part)
+    ]

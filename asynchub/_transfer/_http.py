@@ -1,0 +1,205 @@
+"""The aiohttp boundary: session factory, manual redirects, header parsing.
+
+Redirects are followed here, not by aiohttp, because aiohttp follows https→http
+downgrades. Rules: at most ``limits.max_redirects`` hops; only ``http``/``https``
+targets (never ``file:``); no https→http downgrade; ``Authorization``, ``Cookie`` and
+``Proxy-Authorization`` are dropped when the origin (scheme, host, port) changes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import aiohttp
+from yarl import URL
+
+from ..config import HubConfig
+from ..errors import RedirectError, TransferError
+from ._errors import NETWORK_EXCEPTIONS, network_error
+
+__all__ = (
+    "ContentRange",
+    "Http",
+    "Validator",
+    "iter_body",
+    "make_session",
+    "parse_content_range",
+    "parse_unsatisfied_length",
+)
+
+READ_BUFSIZE = 256 * 1024
+"""aiohttp's per-response buffer (its default, 64 KiB, costs throughput)."""
+
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_CREDENTIALS = ("Authorization", "Cookie", "Proxy-Authorization")
+_CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
+_UNSATISFIED = re.compile(r"bytes\s+\*/(\d+)")
+
+
+def make_session(config: HubConfig) -> aiohttp.ClientSession:
+    """One session for an engine: no total timeout, identity encoding, env proxies."""
+    limits = config.limits
+    connector = aiohttp.TCPConnector(
+        limit=limits.max_connections, limit_per_host=limits.max_connections_per_host
+    )
+    timeout = aiohttp.ClientTimeout(
+        total=None,
+        connect=None,
+        sock_connect=config.timeouts.connect,
+        sock_read=config.timeouts.read,
+    )
+    headers = {"User-Agent": config.user_agent, "Accept-Encoding": "identity"}
+    return aiohttp.ClientSession(
+        connector=connector,
+        timeout=timeout,
+        headers=headers,
+        trust_env=True,
+        auto_decompress=False,
+        read_bufsize=READ_BUFSIZE,
+    )
+
+
+class Http:
+    """GET requests with asynchub's redirect rules and error mapping."""
+
+    def __init__(self, session: aiohttp.ClientSession, max_redirects: int) -> None:
+        self.session = session
+        self.max_redirects = max_redirects
+
+    @asynccontextmanager
+    async def get(
+        self, url: str, headers: Mapping[str, str] | None = None
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """Open a GET of ``url`` after redirects; the caller checks the status."""
+        current, sent = _check_scheme(URL(url), url), dict(headers or {})
+        for _ in range(self.max_redirects + 1):
+            response = await self._send(current, sent)
+            location = response.headers.get("Location")
+            if response.status not in _REDIRECTS or not location:
+                try:
+                    yield response
+                finally:
+                    response.release()
+                return
+            response.release()
+            current, sent = _next_hop(current, location, sent, url)
+        raise RedirectError(
+            f"{url} redirected more than {self.max_redirects} times", url=url
+        )
+
+    async def _send(self, url: URL, headers: dict[str, str]) -> aiohttp.ClientResponse:
+        try:
+            return await self.session.get(url, headers=headers, allow_redirects=False)
+        except NETWORK_EXCEPTIONS as exc:
+            raise network_error(exc, str(url)) from exc
+
+
+def _check_scheme(url: URL, original: str) -> URL:
+    if url.scheme not in ("http", "https"):
+        raise RedirectError(
+            f"asynchub only fetches http(s) URLs, not {str(url)!r}", url=original
+        )
+    return url
+
+
+def _next_hop(
+    current: URL, location: str, headers: dict[str, str], original: str
+) -> tuple[URL, dict[str, str]]:
+    target = current.join(URL(location))
+    _check_scheme(target, original)
+    if current.scheme == "https" and target.scheme == "http":
+        raise RedirectError(
+            f"{current} redirected to insecure {target}; refusing the downgrade",
+            url=original,
+        )
+    if target.origin() != current.origin():
+        headers = {k: v for k, v in headers.items() if k.title() not in _CREDENTIALS}
+    return target, headers
+
+
+async def iter_body(response: aiohttp.ClientResponse, url: str) -> AsyncIterator[bytes]:
+    """The body's chunks as they arrive, with network errors mapped."""
+    while True:
+        try:
+            chunk = await response.content.readany()
+        except NETWORK_EXCEPTIONS as exc:
+            raise network_error(exc, url) from exc
+        if not chunk:
+            return
+        yield chunk
+
+
+@dataclass(frozen=True)
+class ContentRange:
+    """A parsed ``Content-Range: bytes first-last/total`` (``last`` inclusive)."""
+
+    first: int
+    last: int
+    total: int | None
+
+
+def parse_content_range(value: str | None) -> ContentRange | None:
+    """Parse a 206's Content-Range; None when missing or malformed."""
+    match = _CONTENT_RANGE.fullmatch((value or "").strip())
+    if match is None:
+        return None
+    first, last = int(match[1]), int(match[2])
+    total = None if match[3] == "*" else int(match[3])
+    if last < first or (total is not None and last >= total):
+        return None
+    return ContentRange(first, last, total)
+
+
+def parse_unsatisfied_length(value: str | None) -> int | None:
+    """The complete length from a 416's ``Content-Range: bytes */N``."""
+    match = _UNSATISFIED.fullmatch((value or "").strip())
+    return int(match[1]) if match else None
+
+
+def content_length(response: aiohttp.ClientResponse) -> int | None:
+    """The Content-Length of an identity-encoded body, else None."""
+    encoding = response.headers.get("Content-Encoding", "identity").lower()
+    if encoding not in ("identity", ""):
+        return None
+    return response.content_length
+
+
+@dataclass(frozen=True)
+class Validator:
+    """What identifies one version of a remote file (RFC 9110 §8.8)."""
+
+    etag: str | None = None
+    last_modified: str | None = None
+
+    @classmethod
+    def of(cls, headers: Mapping[str, str]) -> Validator:
+        return cls(headers.get("ETag"), headers.get("Last-Modified"))
+
+    def if_range(self) -> str | None:
+        """The If-Range value: a strong ETag, else Last-Modified (never a weak tag)."""
+        if self.etag and not self.etag.startswith("W/"):
+            return self.etag
+        return self.last_modified
+
+    def same_as(self, other: Validator) -> bool:
+        """False only when both name a version and the versions differ."""
+        if self.etag and other.etag:
+            return self.etag == other.etag
+        if self.last_modified and other.last_modified:
+            return self.last_modified == other.last_modified
+        return True
+
+
+def require_identity(response: aiohttp.ClientResponse, url: str) -> None:
+    """Refuse an encoded body: its bytes would not be the file's bytes."""
+    encoding = response.headers.get("Content-Encoding", "identity").lower()
+    if encoding not in ("identity", ""):
+        raise TransferError(
+            f"{url} sent a {encoding}-encoded body although asynchub asked for "
+            "identity",
+            url=url,
+            hint="the server or a proxy ignores Accept-Encoding; try another mirror",
+        )

@@ -1,0 +1,70 @@
+"""``file://`` sources: copy off the loop thread, hashing as the bytes are written."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
+
+from ..errors import RemoteFileNotFoundError, TransferError
+from .hashing import Assembler
+
+__all__ = ("COPY_SIZE", "copy_local", "local_path")
+
+COPY_SIZE = 4 * 1024 * 1024
+"""Bytes copied per thread hop."""
+
+T = TypeVar("T")
+Runner = Callable[..., Awaitable[Any]]
+
+
+def local_path(url: str) -> Path:
+    """The path of a ``file://`` URL (only local hosts)."""
+    parts = urlsplit(url)
+    if parts.netloc not in ("", "localhost"):
+        raise TransferError(
+            f"{url} names another host; file:// URLs must be local", url=url
+        )
+    return Path(url2pathname(parts.path))
+
+
+async def copy_local(
+    run: Runner, url: str, assembler: Assembler, on_bytes: Callable[[int], None]
+) -> int:
+    """Copy the file of ``url`` into ``assembler`` in batches; return its size."""
+    src = local_path(url)
+    fd = await run(_open_source, src, url)
+    try:
+        offset = 0
+        while True:
+            count: int = await run(_copy_chunk, fd, assembler, offset, url)
+            if count == 0:
+                return offset
+            offset += count
+            on_bytes(count)
+    finally:
+        os.close(fd)
+
+
+def _open_source(src: Path, url: str) -> int:
+    try:
+        return os.open(src, os.O_RDONLY)
+    except FileNotFoundError:
+        raise RemoteFileNotFoundError(
+            f"{src} does not exist", status=404, url=url
+        ) from None
+    except OSError as exc:
+        raise TransferError(f"cannot read {src}: {exc}", url=url) from exc
+
+
+def _copy_chunk(fd: int, assembler: Assembler, offset: int, url: str) -> int:
+    try:
+        data = os.pread(fd, COPY_SIZE, offset)
+    except OSError as exc:
+        raise TransferError(f"cannot read {url}: {exc}", url=url) from exc
+    if data:
+        assembler.write(offset, data)
+    return len(data)

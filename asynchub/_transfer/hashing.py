@@ -1,0 +1,147 @@
+"""Write parts at their offsets and hash the file in order as its prefix grows.
+
+SHA-256 cannot be parallelised, so the :class:`Assembler` keeps a watermark
+``hashed``: bytes written at the watermark are hashed straight from the buffer; when a
+write closes a gap, the parts already on disk beyond it are read back (from the page
+cache) and hashed, and the watermark jumps. All methods run in worker threads
+(``hashlib`` releases the GIL), never on the event loop; one lock keeps the hasher
+consistent, while ``pwrite`` itself runs outside it.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import os
+import threading
+from collections.abc import Iterable
+
+__all__ = ("BATCH_SIZE", "Assembler", "Intervals")
+
+BATCH_SIZE = 1024 * 1024
+"""Bytes a stream gathers before one thread hop (write + hash)."""
+
+READBACK_SIZE = 4 * 1024 * 1024
+"""Chunk size when hashing bytes back from disk (resume, out-of-order parts)."""
+
+
+class Intervals:
+    """Sorted, merged half-open byte ranges ``[start, end)``."""
+
+    def __init__(self, ranges: Iterable[tuple[int, int]] = ()) -> None:
+        self._starts: list[int] = []
+        self._ends: list[int] = []
+        for start, end in ranges:
+            self.add(start, end)
+
+    def add(self, start: int, end: int) -> None:
+        """Mark ``[start, end)`` as present, merging with touching ranges."""
+        if end <= start:
+            return
+        lo = bisect.bisect_left(self._ends, start)
+        hi = bisect.bisect_right(self._starts, end)
+        if lo < hi:
+            start = min(start, self._starts[lo])
+            end = max(end, self._ends[hi - 1])
+        self._starts[lo:hi] = [start]
+        self._ends[lo:hi] = [end]
+
+    def run_end(self, pos: int) -> int:
+        """End of the range holding ``pos``, or ``pos`` when it is in a gap."""
+        i = bisect.bisect_right(self._starts, pos) - 1
+        return self._ends[i] if i >= 0 and self._ends[i] > pos else pos
+
+    def gaps(self, total: int) -> list[tuple[int, int]]:
+        """The missing ranges of ``[0, total)``."""
+        missing, pos = [], 0
+        for start, end in zip(self._starts, self._ends, strict=True):
+            if start > pos:
+                missing.append((pos, min(start, total)))
+            pos = max(pos, end)
+        if pos < total:
+            missing.append((pos, total))
+        return [(a, b) for a, b in missing if a < b]
+
+    def clip(self, size: int) -> Intervals:
+        """A copy without anything at or beyond ``size``."""
+        return Intervals((s, min(e, size)) for s, e in self.as_list() if s < size)
+
+    def covered(self) -> int:
+        return sum(e - s for s, e in zip(self._starts, self._ends, strict=True))
+
+    def as_list(self) -> list[tuple[int, int]]:
+        return list(zip(self._starts, self._ends, strict=True))
+
+
+class Assembler:
+    """One temporary file filled at offsets and hashed in order; thread-safe."""
+
+    def __init__(self, fd: int, done: Intervals | None = None) -> None:
+        self.fd = fd
+        self._done = done or Intervals()
+        self._lock = threading.Lock()
+        self._sha = hashlib.sha256()
+        self.hashed = 0
+
+    def write(self, offset: int, data: bytes | bytearray) -> None:
+        """Write ``data`` at ``offset``, then advance the hash as far as possible."""
+        view = memoryview(data)
+        _pwrite_all(self.fd, view, offset)
+        end = offset + len(view)
+        with self._lock:
+            self._done.add(offset, end)
+            if offset <= self.hashed < end:
+                self._sha.update(view[self.hashed - offset :])
+                self.hashed = end
+            self._catch_up()
+
+    def catch_up(self) -> int:
+        """Hash the contiguous prefix on disk (after a resume); return the watermark."""
+        with self._lock:
+            self._catch_up()
+            return self.hashed
+
+    def _catch_up(self) -> None:
+        end = self._done.run_end(self.hashed)
+        while self.hashed < end:
+            size = min(READBACK_SIZE, end - self.hashed)
+            chunk = os.pread(self.fd, size, self.hashed)
+            if not chunk:
+                raise OSError(f"temporary file shorter than recorded ({self.hashed})")
+            self._sha.update(chunk)
+            self.hashed += len(chunk)
+
+    def reset(self) -> None:
+        """Forget everything and empty the file (the remote changed)."""
+        with self._lock:
+            os.ftruncate(self.fd, 0)
+            self._done = Intervals()
+            self._sha = hashlib.sha256()
+            self.hashed = 0
+
+    def snapshot(self) -> list[tuple[int, int]]:
+        """The ranges written so far (for the resume sidecar)."""
+        with self._lock:
+            return self._done.as_list()
+
+    def gaps(self, total: int) -> list[tuple[int, int]]:
+        with self._lock:
+            return self._done.gaps(total)
+
+    def covered(self) -> int:
+        with self._lock:
+            return self._done.covered()
+
+    def hexdigest(self) -> str:
+        with self._lock:
+            return self._sha.hexdigest()
+
+    def head(self, size: int) -> bytes:
+        """The first ``size`` bytes on disk (to name an LFS pointer or HTML page)."""
+        return os.pread(self.fd, size, 0)
+
+
+def _pwrite_all(fd: int, view: memoryview, offset: int) -> None:
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view, offset = view[written:], offset + written

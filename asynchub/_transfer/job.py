@@ -1,0 +1,236 @@
+"""One file: lock, claim or create the partial, try each URL, verify, rename.
+
+On success the verified file is at ``spec.dest`` and nothing else is left. On failure
+nothing is under ``spec.dest``; the partial is kept for a later run when the failure
+is transient (network, cancellation) and removed otherwise (wrong content, 404, full
+disk).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import time
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+from filelock import FileLock, Timeout
+
+from ..errors import (
+    AsyncHubError,
+    CacheError,
+    IncompleteTransferError,
+    IntegrityError,
+    RemoteFileNotFoundError,
+    TransferError,
+    UnexpectedContentError,
+)
+from ._aio import drain
+from ._context import Context
+from ._download import Download, Restart
+from ._errors import disk_error, is_retryable
+from ._local import copy_local
+from ._verify import HEAD_SIZE, verify
+from .spec import FileProgress, FileResult, FileSpec, ProgressEvent
+from .state import Partial, lock_path
+
+__all__ = ("FileJob",)
+
+PROGRESS_INTERVAL = 0.1
+"""Minimum seconds between two progress events of one file."""
+
+LOCK_POLL = (0.05, 1.0)
+"""First and longest pause between two tries of a busy lock."""
+
+
+class FileJob:
+    """Fetch one :class:`FileSpec` (see the module docs)."""
+
+    def __init__(
+        self, ctx: Context, spec: FileSpec, emit: Callable[[ProgressEvent], None]
+    ) -> None:
+        self.ctx, self.spec, self.emit = ctx, spec, emit
+        self.pending: set[concurrent.futures.Future[Any]] = set()
+        self.received = 0
+        self.done = 0
+        self._last_event = 0.0
+
+    async def run(self) -> FileResult:
+        """Fetch, verify and rename; raise an AsyncHubError on failure."""
+        try:
+            return await self._locked()
+        except OSError as exc:
+            if isinstance(exc, AsyncHubError):
+                raise
+            raise disk_error(exc, self.spec.dest) from exc
+
+    # lock ---------------------------------------------------------------
+    async def _locked(self) -> FileResult:
+        await self.ctx.run_to_end(self.spec.dest.parent.mkdir, 0o777, True, True)
+        lock = FileLock(str(lock_path(self.spec.dest)), thread_local=False)
+        waited = await self._acquire(lock)
+        try:
+            reused = await self._reuse_after_wait() if waited else None
+            return reused or await self._with_partial()
+        finally:
+            await self.ctx.run_to_end(lock.release)
+
+    async def _acquire(self, lock: FileLock) -> bool:
+        """Take the lock without blocking the loop; True if another held it."""
+        pause, waited = LOCK_POLL[0], False
+        while True:
+            try:
+                await self.ctx.run_to_end(lambda: lock.acquire(blocking=False))
+                return waited
+            except Timeout:
+                waited = True
+            await anyio.sleep(pause)
+            pause = min(pause * 2, LOCK_POLL[1])
+
+    async def _reuse_after_wait(self) -> FileResult | None:
+        """Another process just fetched this file: keep it if it verifies."""
+        spec = self.spec
+        if spec.sha256 is None or not spec.dest.is_file():
+            return None
+        digest, size = await self.ctx.run(_hash_file, spec.dest)
+        if digest != spec.sha256.lower() or spec.size not in (None, size):
+            return None
+        return FileResult(spec.dest, digest, size, spec.dest.as_uri(), 0)
+
+    # partial ------------------------------------------------------------
+    async def _with_partial(self) -> FileResult:
+        spec = self.spec
+        partial = await self.ctx.run_to_end(
+            Partial.open, spec.dest, spec.urls, spec.sha256, spec.size
+        )
+        self.done = partial.resumed
+        try:
+            return await self._try_urls(partial)
+        except BaseException as exc:
+            await self._settle(partial, exc)
+            raise
+
+    async def _settle(self, partial: Partial, exc: BaseException) -> None:
+        """After a failure: keep the partial if a rerun can resume it, else remove."""
+        try:
+            await drain(self.pending)
+        finally:
+            keep = _resumable(exc, self.ctx) and partial.assembler.covered() > 0
+            await self.ctx.run_to_end(partial.keep if keep else partial.discard)
+
+    async def _try_urls(self, partial: Partial) -> FileResult:
+        errors: list[AsyncHubError] = []
+        for url in self.spec.urls:
+            try:
+                return await self._from_url(url, partial)
+            except (TransferError, IntegrityError) as err:
+                errors.append(err)
+        raise _most_telling(errors)
+
+    async def _from_url(self, url: str, partial: Partial) -> FileResult:
+        if partial.state.url != url:
+            await self._restart(partial, url)
+        try:
+            return await self._fetch_and_verify(url, partial)
+        except (IntegrityError, UnexpectedContentError):
+            if partial.resumed == 0:
+                raise
+        # Bytes kept from an earlier run did not verify: one clean retry.
+        await self._restart(partial, url)
+        return await self._fetch_and_verify(url, partial)
+
+    async def _restart(self, partial: Partial, url: str) -> None:
+        await drain(self.pending)
+        await self.ctx.run_to_end(partial.restart, url)
+        self._on_reset()
+
+    def _on_reset(self) -> None:
+        self.done = 0
+
+    async def _fetch_and_verify(self, url: str, partial: Partial) -> FileResult:
+        if url.startswith("file:"):
+            total: int | None = await copy_local(
+                self.ctx.run, url, partial.assembler, self._on_bytes
+            )
+        else:
+            total = await self._download(url, partial)
+        return await self._finish(url, partial, total)
+
+    async def _download(self, url: str, partial: Partial) -> int | None:
+        use_ranges, attempts = True, self.ctx.config.retry.attempts
+        for _ in range(attempts):
+            download = Download(
+                self.ctx,
+                self.spec,
+                url,
+                partial,
+                use_ranges=use_ranges,
+                pending=self.pending,
+                on_bytes=self._on_bytes,
+                on_reset=self._on_reset,
+            )
+            try:
+                return await download.run()
+            except Restart as restart:
+                use_ranges = use_ranges and not restart.ranges_broken
+                reason = restart.reason
+            await self._restart(partial, url)
+        raise IncompleteTransferError(
+            f"{reason}; gave up after {attempts} fresh starts", url=url
+        )
+
+    # finish -------------------------------------------------------------
+    async def _finish(
+        self, url: str, partial: Partial, total: int | None
+    ) -> FileResult:
+        await drain(self.pending)
+        assembler = partial.assembler
+        hashed = await self.ctx.run(assembler.catch_up)
+        size = hashed if total is None else total
+        if hashed != size:
+            raise IncompleteTransferError(
+                f"{url}: only {hashed} of {size} bytes arrived", url=url
+            )
+        digest = assembler.hexdigest()
+        head = await self.ctx.run(assembler.head, HEAD_SIZE)
+        verify(self.spec, url, size, digest, head)
+        await self.ctx.run_to_end(partial.commit, self.ctx.config.fsync)
+        return FileResult(
+            self.spec.dest, digest, size, url, self.received, partial.resumed
+        )
+
+    def _on_bytes(self, count: int) -> None:
+        self.received += count
+        self.done += count
+        now = time.monotonic()
+        if now - self._last_event >= PROGRESS_INTERVAL:
+            self._last_event = now
+            self.emit(FileProgress(self.spec.label, self.done, self.spec.size))
+
+
+def _resumable(exc: BaseException, ctx: Context) -> bool:
+    if isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt)):
+        return True
+    if isinstance(exc, (RemoteFileNotFoundError, CacheError)):
+        return False
+    return isinstance(exc, TransferError) and is_retryable(exc, ctx.config.retry)
+
+
+def _most_telling(errors: list[AsyncHubError]) -> AsyncHubError:
+    """The error to raise when every URL failed: the first that is not a 404."""
+    for err in errors:
+        if not isinstance(err, RemoteFileNotFoundError):
+            return err
+    return errors[0]
+
+
+def _hash_file(path: Any) -> tuple[str, int]:
+    import hashlib
+
+    sha, size = hashlib.sha256(), 0
+    with open(path, "rb") as f:
+        while chunk := f.read(4 * 1024 * 1024):
+            sha.update(chunk)
+            size += len(chunk)
+    return sha.hexdigest(), size

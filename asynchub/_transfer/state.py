@@ -1,0 +1,275 @@
+"""Temporary files beside the destination, and the resume sidecar that explains them.
+
+For a destination ``<dir>/<name>`` the engine uses, in ``<dir>``:
+
+- ``<name>.<token>.asynchub-part``  the bytes received so far (unique per owner);
+- ``<name>.<token>.asynchub-state`` JSON: URL, size, validator, ranges on disk;
+- ``<name>.asynchub-lock``          the cross-process lock (``filelock``).
+
+A later run finds a previous partial through its state file and *claims* it by
+renaming state and part to a fresh token: only one process wins a rename, so two
+processes never write the same temporary file even where file locks silently do
+nothing. Correctness never rests on the lock: it rests on unique names, SHA-256
+verification and ``os.replace``. ``cache prune`` finds leftovers by
+:data:`TEMP_SUFFIXES`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import socket
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .hashing import Assembler, Intervals
+
+__all__ = (
+    "LOCK_SUFFIX",
+    "PART_SUFFIX",
+    "STATE_SUFFIX",
+    "STATE_TMP_SUFFIX",
+    "TEMP_SUFFIXES",
+    "Partial",
+    "ResumeState",
+    "lock_path",
+)
+
+PART_SUFFIX = ".asynchub-part"
+STATE_SUFFIX = ".asynchub-state"
+STATE_TMP_SUFFIX = ".asynchub-state-tmp"
+LOCK_SUFFIX = ".asynchub-lock"
+TEMP_SUFFIXES = (PART_SUFFIX, STATE_SUFFIX, STATE_TMP_SUFFIX, LOCK_SUFFIX)
+"""Every suffix the engine leaves beside a destination (for ``cache prune``)."""
+
+STALE_FOREIGN_SECONDS = 600.0
+"""A partial owned by another host is claimed only after this long untouched."""
+
+_HOST = socket.gethostname()
+_LIVE_TOKENS: set[str] = set()
+
+
+@dataclass
+class ResumeState:
+    """The sidecar's content (JSON); ``done`` lists ranges already on disk."""
+
+    url: str
+    sha256: str | None
+    total: int | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+    done: list[tuple[int, int]] = field(default_factory=list)
+    pid: int = field(default_factory=os.getpid)
+    host: str = _HOST
+    version: int = 1
+
+
+def lock_path(dest: Path) -> Path:
+    return dest.with_name(dest.name + LOCK_SUFFIX)
+
+
+def _part(dest: Path, token: str) -> Path:
+    return dest.with_name(f"{dest.name}.{token}{PART_SUFFIX}")
+
+
+def _state(dest: Path, token: str) -> Path:
+    return dest.with_name(f"{dest.name}.{token}{STATE_SUFFIX}")
+
+
+class Partial:
+    """The temporary file and sidecar of one destination, owned by one job.
+
+    Open with :meth:`open` (claims a previous partial when one fits); then exactly one
+    of :meth:`commit`, :meth:`keep` or :meth:`discard`. All methods do blocking I/O
+    and run in worker threads.
+    """
+
+    def __init__(self, dest: Path, token: str, state: ResumeState, fd: int) -> None:
+        self.dest, self.token, self.state, self.fd = dest, token, state, fd
+        self.assembler = Assembler(fd, Intervals(state.done))
+        self.resumed = self.assembler.covered()
+        self._save_lock = threading.Lock()
+        _LIVE_TOKENS.add(token)
+
+    @property
+    def part_path(self) -> Path:
+        return _part(self.dest, self.token)
+
+    @property
+    def state_path(self) -> Path:
+        return _state(self.dest, self.token)
+
+    @classmethod
+    def open(
+        cls, dest: Path, urls: tuple[str, ...], sha256: str | None, size: int | None
+    ) -> Partial:
+        """Claim the best previous partial for ``dest`` that fits, else start empty."""
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        claimed = _claim_previous(dest, urls, sha256, size)
+        if claimed is None:
+            token, state = secrets.token_hex(8), ResumeState(urls[0], sha256)
+            _write_state(_state(dest, token), state)
+            fd = os.open(_part(dest, token), os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+            return cls(dest, token, state, fd)
+        token, state = claimed
+        fd = os.open(_part(dest, token), os.O_RDWR)
+        state.done = Intervals(state.done).clip(os.fstat(fd).st_size).as_list()
+        return cls(dest, token, state, fd)
+
+    def restart(self, url: str) -> None:
+        """Drop every byte: the remote changed, or another URL is tried."""
+        self.assembler.reset()
+        self.state = ResumeState(url, self.state.sha256)
+        self.resumed = 0
+        self.save()
+
+    def save(self) -> None:
+        """Record the ranges on disk (atomically; cheap, called about once a second)."""
+        with self._save_lock:
+            self.state.done = self.assembler.snapshot()
+            self.state.pid, self.state.host = os.getpid(), _HOST
+            _write_state(self.state_path, self.state)
+
+    def commit(self, fsync: bool) -> None:
+        """Move the verified file to ``dest`` (fsync first when asked)."""
+        if fsync:
+            os.fsync(self.fd)
+        self._close()
+        os.replace(self.part_path, self.dest)
+        if fsync:
+            _fsync_dir(self.dest.parent)
+        _unlink(self.state_path)
+
+    def keep(self) -> None:
+        """Leave the partial and its sidecar for a later run to resume."""
+        with contextlib.suppress(OSError):
+            self.save()
+        self._close()
+
+    def discard(self) -> None:
+        """Remove the partial and its sidecar."""
+        self._close()
+        _unlink(self.part_path)
+        _unlink(self.state_path)
+
+    def _close(self) -> None:
+        _LIVE_TOKENS.discard(self.token)
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def _claim_previous(
+    dest: Path, urls: tuple[str, ...], sha256: str | None, size: int | None
+) -> tuple[str, ResumeState] | None:
+    """Claim every dead partial of ``dest``; keep the one that fits, remove the rest."""
+    best: tuple[str, ResumeState] | None = None
+    for old in _candidates(dest):
+        claimed = _claim(dest, old)
+        if claimed is None:
+            continue
+        token, state = claimed
+        if best is None and _fits(state, urls, sha256, size):
+            best = claimed
+        else:
+            _unlink(_part(dest, token))
+            _unlink(_state(dest, token))
+    return best
+
+
+def _candidates(dest: Path) -> list[str]:
+    """Tokens of state files for ``dest``, newest first."""
+    prefix, found = dest.name + ".", []
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(dest.parent):
+            name = entry.name
+            if name.startswith(prefix) and name.endswith(STATE_SUFFIX):
+                token = name[len(prefix) : -len(STATE_SUFFIX)]
+                if token and "." not in token:
+                    found.append((_mtime(entry.path), token))
+    return [token for _, token in sorted(found, reverse=True)]
+
+
+def _claim(dest: Path, old: str) -> tuple[str, ResumeState] | None:
+    """Atomically rename a dead owner's state and part to a fresh token."""
+    state = _read_state(_state(dest, old))
+    if state is not None and _owner_alive(state, old, _state(dest, old)):
+        return None
+    new = secrets.token_hex(8)
+    try:
+        os.rename(_state(dest, old), _state(dest, new))
+    except FileNotFoundError:
+        return None  # another process won
+    try:
+        os.rename(_part(dest, old), _part(dest, new))
+    except FileNotFoundError:
+        _unlink(_state(dest, new))
+        return None
+    state = _read_state(_state(dest, new))
+    return (new, state) if state is not None else (new, ResumeState("", None))
+
+
+def _owner_alive(state: ResumeState, token: str, path: Path) -> bool:
+    if state.host != _HOST:
+        return time.time() - _mtime(str(path)) < STALE_FOREIGN_SECONDS
+    if state.pid == os.getpid():
+        return token in _LIVE_TOKENS
+    try:
+        os.kill(state.pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _fits(
+    state: ResumeState, urls: tuple[str, ...], sha256: str | None, size: int | None
+) -> bool:
+    if state.url not in urls or state.sha256 != sha256 or state.total is None:
+        return False
+    return size is None or state.total == size
+
+
+def _read_state(path: Path) -> ResumeState | None:
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        raw["done"] = [(int(a), int(b)) for a, b in raw.get("done", [])]
+        return ResumeState(**raw)
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+
+
+def _write_state(path: Path, state: ResumeState) -> None:
+    tmp = path.with_name(path.name[: -len(STATE_SUFFIX)] + STATE_TMP_SUFFIX)
+    tmp.write_text(json.dumps(asdict(state)), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _mtime(path: str) -> float:
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return 0.0
+
+
+def _unlink(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
