@@ -10,8 +10,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,7 +47,8 @@ class Command:
 
 
 def asynchub_cmd(job: Job) -> Command:
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
+    env = dict(os.environ, PYTHONPATH=path)
     script = str(HERE / "fetch_asynchub.py")
     return Command([sys.executable, script, str(job.write_json("asynchub.json"))], env)
 
@@ -127,47 +126,49 @@ class Sample:
     stdout: str
 
 
-def run_measured(cmd: Command, timeout: float) -> Sample:
-    """Run to completion, wall time plus rusage of the whole process tree (wait4)."""
-    start = time.perf_counter()
+def run_measured(cmd: Command, measure: Path, timeout: float) -> Sample:
+    """Run to completion under the ``measure`` launcher: wall time and rusage."""
+    stats = measure.parent / "last-run.txt"
+    stats.unlink(missing_ok=True)
     proc = subprocess.Popen(
-        cmd.argv,
+        [str(measure), str(stats), *cmd.argv],
         env=cmd.env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         start_new_session=True,
     )
-    timer = threading.Timer(timeout, lambda: os.killpg(proc.pid, signal.SIGKILL))
-    timer.start()
     try:
-        # The output is small; read it in threads so wait4 sees the exit at once.
-        out: list[bytes] = []
-        err: list[bytes] = []
-        readers = [
-            threading.Thread(target=lambda: out.append(proc.stdout.read())),  # type: ignore[union-attr]
-            threading.Thread(target=lambda: err.append(proc.stderr.read())),  # type: ignore[union-attr]
-        ]
-        for t in readers:
-            t.start()
-        _, status, usage = os.wait4(proc.pid, 0)
-        seconds = time.perf_counter() - start
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        for t in readers:
-            t.join()
-    finally:
-        timer.cancel()
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the launcher's own process group
+        proc.communicate()
+        raise RuntimeError(f"{cmd.argv[0]} timed out after {timeout:.0f} s") from None
     if proc.returncode != 0:
         raise RuntimeError(
-            f"{cmd.argv[0]} failed (exit {proc.returncode}) after {seconds:.1f} s:\n"
-            + err[0].decode(errors="replace")[-3000:]
+            f"{cmd.argv[0]} failed (exit {proc.returncode}):\n"
+            + err.decode(errors="replace")[-3000:]
         )
+    wall, user, system, maxrss_kib = stats.read_text().split()
     return Sample(
-        seconds=seconds,
-        cpu_seconds=usage.ru_utime + usage.ru_stime,
-        peak_rss_mib=usage.ru_maxrss / 1024,
-        stdout=out[0].decode(errors="replace"),
+        seconds=float(wall),
+        cpu_seconds=float(user) + float(system),
+        peak_rss_mib=int(maxrss_kib) / 1024,
+        stdout=out.decode(errors="replace"),
     )
+
+
+def warm_cache(root: Path, scenario: Scenario) -> None:
+    """Read the served files so nginx serves them from the page cache.
+
+    Some VMs reclaim idle page-cache pages proactively (DAMON); without this, the
+    first contender after a pause would measure the disk.
+    """
+    buf = bytearray(8 * MiB)
+    for f in scenario.files:
+        with open(root / f.rel, "rb", buffering=0) as src:
+            while src.readinto(buf):
+                pass
 
 
 def reset_output(out: Path) -> None:

@@ -84,7 +84,7 @@ def table(results: list[ScenarioResult]) -> str:
             mibs = sc.total_bytes / MiB / sec
             lines.append(
                 f"| {sc.number} | {name} | {sec:.2f} | {mibs:.0f} "
-                f"| {len(sc.files) / sec:.0f} | {_fmt_ratio(aria, runs)} "
+                f"| {len(sc.files) / sec:.3g} | {_fmt_ratio(aria, runs)} "
                 f"| {_fmt_ratio(old, runs)} | {rss:.0f} "
                 f"| {cpu / (sc.total_bytes / GiB):.2f} | {conns:.0f} "
                 f"| {len(runs.samples)} |"

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SHIM_SOURCE = HERE / "pacing_shim.c"
 TOOLS = {
     "nginx": "nginx-light",
     "aria2c": "aria2",
@@ -39,25 +38,20 @@ def nginx_binary() -> str:
     return shutil.which("nginx") or "/usr/sbin/nginx"
 
 
-def build_shim(work: Path) -> Path:
-    """Compile pacing_shim.c into ``work`` (again only when the source changed)."""
-    lib = work / "pacing_shim.so"
-    if not lib.exists() or lib.stat().st_mtime < SHIM_SOURCE.stat().st_mtime:
-        work.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            [
-                "gcc",
-                "-O2",
-                "-shared",
-                "-fPIC",
-                "-o",
-                str(lib),
-                str(SHIM_SOURCE),
-                "-ldl",
-            ],
-            check=True,
-        )
-    return lib
+def build_helpers(work: Path) -> tuple[Path, Path]:
+    """Compile the pacing shim and the measuring launcher (again if changed)."""
+    work.mkdir(parents=True, exist_ok=True)
+    shim, measure = work / "pacing_shim.so", work / "measure"
+    _compile(HERE / "pacing_shim.c", shim, ["-shared", "-fPIC"], ["-ldl"])
+    _compile(HERE / "measure.c", measure, [], [])
+    return shim, measure
+
+
+def _compile(source: Path, target: Path, flags: list[str], libs: list[str]) -> None:
+    if target.exists() and target.stat().st_mtime >= source.stat().st_mtime:
+        return
+    cmd = ["gcc", "-O2", *flags, "-o", str(target), str(source), *libs]
+    subprocess.run(cmd, check=True)
 
 
 CONFIG = """\
