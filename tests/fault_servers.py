@@ -409,11 +409,17 @@ class FaultServer:
         self.active = 0
         self.peak_active = 0
         self._ssl = ssl_context
+        self.handshakes = 0
+        if ssl_context is not None:  # counts ClientHellos, even failed handshakes
+            ssl_context.sni_callback = self._hello
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.base_events.Server | None = None
         self._thread: threading.Thread | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.port = 0
+
+    def _hello(self, *_: object) -> None:
+        self.handshakes += 1
 
     # lifecycle -----------------------------------------------------------
     def start(self) -> FaultServer:
