@@ -44,7 +44,9 @@ import struct
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
+from typing import BinaryIO
 
 from aiohttp import web
 
@@ -62,6 +64,7 @@ class Behavior:
     """How one path answers (see the module docs for each knob)."""
 
     ignore_range: bool = False
+    ignore_if_range: bool = False
     fail_first: int = 0
     fail_status: int = 503
     fail_statuses: Sequence[int] = ()
@@ -116,9 +119,13 @@ class PathStats:
         return [r.range for r in self.requests]
 
 
+Body = bytes | Path
+"""File content: bytes in memory, or a file on disk read as it is sent."""
+
+
 @dataclass
 class _File:
-    data: bytes
+    data: Body
     behavior: Behavior
     served: int = 0  # responses started (drives faults and versions)
 
@@ -136,8 +143,8 @@ class FileServer:
         self.port = 0
 
     # content ------------------------------------------------------------
-    def add(self, path: str, data: bytes, behavior: Behavior | None = None) -> str:
-        """Serve ``data`` at ``path`` (leading ``/``); return its URL."""
+    def add(self, path: str, data: Body, behavior: Behavior | None = None) -> str:
+        """Serve ``data`` (bytes, or a file read lazily) at ``path``; return its URL."""
         self.files[path] = _File(data, behavior or Behavior())
         return self.url(path)
 
@@ -243,7 +250,7 @@ def _failure(behavior: Behavior, index: int) -> web.Response | None:
     return web.Response(status=statuses[index], headers=headers, text="try later")
 
 
-def _version(file: _File, index: int) -> tuple[bytes, dict[str, str]]:
+def _version(file: _File, index: int) -> tuple[Body, dict[str, str]]:
     """The content served for the ``index``-th request and its validators."""
     behavior, data, number = file.behavior, file.data, 0
     if behavior.versions:
@@ -251,11 +258,22 @@ def _version(file: _File, index: int) -> tuple[bytes, dict[str, str]]:
         data = behavior.versions[number]
     headers = {"Accept-Ranges": "bytes", "Content-Type": behavior.content_type}
     if behavior.etag:
-        tag = f'"{hashlib.sha256(data).hexdigest()[:16]}"'
+        tag = f'"{_tag(data)}"'
         headers["ETag"] = f"W/{tag}" if behavior.weak_etag else tag
     if behavior.last_modified:
         headers["Last-Modified"] = email.utils.formatdate(_EPOCH + number, usegmt=True)
     return data, headers
+
+
+def _tag(data: Body) -> str:
+    if isinstance(data, Path):
+        info = data.stat()
+        return f"{info.st_size:x}-{info.st_mtime_ns:x}"
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def _size(data: Body) -> int:
+    return data.stat().st_size if isinstance(data, Path) else len(data)
 
 
 def _wanted_range(
@@ -266,7 +284,8 @@ def _wanted_range(
     if behavior.ignore_range or match is None or not (match[1] or match[2]):
         return None
     if_range = request.headers.get("If-Range")
-    if if_range and if_range not in (headers.get("ETag"), headers.get("Last-Modified")):
+    validators = (headers.get("ETag"), headers.get("Last-Modified"))
+    if if_range and not behavior.ignore_if_range and if_range not in validators:
         return None
     if not match[1]:  # suffix range: the last N bytes
         return (max(0, size - int(match[2])), size - 1) if size else "416"
@@ -280,26 +299,55 @@ async def _send(
     record: Request,
     stats: PathStats,
     behavior: Behavior,
-    data: bytes,
+    data: Body,
     headers: dict[str, str],
     index: int,
 ) -> web.StreamResponse:
-    wanted = _wanted_range(request, len(data), headers, behavior)
+    size = _size(data)
+    wanted = _wanted_range(request, size, headers, behavior)
     if wanted == "416":
-        headers["Content-Range"] = f"bytes */{len(data)}"
+        headers["Content-Range"] = f"bytes */{size}"
         return web.Response(status=416, headers=headers, text="unsatisfiable")
-    status, body = 200, data
+    status, body = 200, _Slice(data, 0, size)
     if isinstance(wanted, tuple):
         first, last = wanted
-        status, body = 206, data[first : last + 1]
-        headers["Content-Range"] = f"bytes {first}-{last}/{len(data)}"
+        status, body = 206, _Slice(data, first, last + 1 - first)
+        headers["Content-Range"] = f"bytes {first}-{last}/{size}"
     response = web.StreamResponse(status=status, headers=headers)
     if not behavior.chunked:
-        response.content_length = len(body)
+        response.content_length = body.length
     await response.prepare(request)
     if request.method != "HEAD":
-        await _stream(request, response, record, stats, behavior, body, index)
+        with body:
+            await _stream(request, response, record, stats, behavior, body, index)
     return response
+
+
+class _Slice:
+    """``length`` bytes of a body from ``first``, read in pieces."""
+
+    def __init__(self, data: Body, first: int, length: int) -> None:
+        self.data, self.first, self.length = data, first, length
+        self._file: BinaryIO | None = None
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __enter__(self) -> _Slice:
+        if isinstance(self.data, Path):
+            self._file = self.data.open("rb")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._file is not None:
+            self._file.close()
+
+    def read(self, start: int, end: int) -> bytes:
+        if self._file is None:
+            assert isinstance(self.data, bytes)
+            return self.data[self.first + start : self.first + end]
+        self._file.seek(self.first + start)
+        return self._file.read(end - start)
 
 
 async def _stream(
@@ -308,7 +356,7 @@ async def _stream(
     record: Request,
     stats: PathStats,
     behavior: Behavior,
-    body: bytes,
+    body: _Slice,
     index: int,
 ) -> None:
     truncate = behavior.truncate_after if index < behavior.truncate_times else None
@@ -326,7 +374,10 @@ async def _stream(
         if truncate is not None and sent >= truncate:
             await _reset(request)
             return
-        await response.write(body[sent:end])
+        try:
+            await response.write(body.read(sent, end))
+        except ConnectionError:  # the client went away (timeouts, cancellation)
+            return
         record.body_bytes += end - sent
         stats.bytes_served += end - sent
         sent = end

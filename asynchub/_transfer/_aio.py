@@ -46,10 +46,14 @@ async def drain(futures: set[concurrent.futures.Future[Any]]) -> None:
     """Wait for thread-pool work still running (writes) before a file is closed."""
     cancelled = False
     while futures:
+        wrapped = [asyncio.wrap_future(f) for f in futures]
         try:
-            await asyncio.wait([asyncio.wrap_future(f) for f in futures])
+            await asyncio.wait(wrapped)
         except asyncio.CancelledError:
             cancelled = True
+        for future in wrapped:
+            if future.done() and not future.cancelled():
+                future.exception()  # reported where it was awaited first
         futures.difference_update({f for f in futures if f.done()})
     if cancelled:
         raise asyncio.CancelledError

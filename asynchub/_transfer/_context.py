@@ -42,13 +42,14 @@ class Context:
         For steps whose result must not be lost (opening or committing a file):
         the cancellation is re-raised once the thread is done.
         """
-        future = self.submit(fn, *args)
+        wrapped = asyncio.wrap_future(self.submit(fn, *args))
         cancelled = False
-        while not future.done():
+        while not wrapped.done():
             try:
-                await asyncio.wait([asyncio.wrap_future(future)])
+                await asyncio.wait([wrapped])
             except asyncio.CancelledError:
                 cancelled = True
         if cancelled:
+            wrapped.exception()  # retrieved: the cancellation wins
             raise asyncio.CancelledError
-        return future.result()
+        return wrapped.result()

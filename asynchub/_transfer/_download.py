@@ -99,7 +99,9 @@ class Download:
         self.on_bytes, self.on_reset = on_bytes, on_reset
         self.queue: deque[Segment] = deque()
         self.planned = False
+        self._ready = asyncio.Event()  # set once the probe has fixed the plan
         self.workers = 1
+        self.active = 0  # workers still running
         self.restarts = 0
         self._last_save = time.monotonic()
 
@@ -130,7 +132,7 @@ class Download:
         size = self.spec.size
         if self.use_ranges and size is not None and self._split(size):
             return Segment(0, part, 0)
-        return Segment(0, size, 0, whole=True)
+        return Segment(0, None, 0, whole=True)  # the answer tells the size
 
     def _split(self, size: int) -> bool:
         limits = self.limits
@@ -154,10 +156,16 @@ class Download:
 
     # workers ------------------------------------------------------------
     async def _worker(self, first: Segment | None) -> None:
-        if first is not None:
-            await self._fetch(first)
-        while self.queue:
-            await self._fetch(self.queue.popleft())
+        self.active += 1
+        try:
+            if first is not None:
+                await self._fetch(first)
+            else:
+                await self._ready.wait()
+            while self.queue:
+                await self._fetch(self.queue.popleft())
+        finally:
+            self.active -= 1
 
     async def _fetch(self, seg: Segment) -> None:
         """Fetch one segment, resuming from ``seg.pos`` after each failure."""
@@ -229,7 +237,7 @@ class Download:
 
     async def _restart_in_place(self, seg: Segment) -> None:
         """A 200 answered a range: use it as the whole file if no one else writes."""
-        if self.planned and self.workers > 1:
+        if self.planned and self.active > 1:
             raise Restart(f"{self.url} sent the whole file instead of a range")
         self.restarts += 1
         if self.restarts > self.ctx.config.retry.attempts:
@@ -299,6 +307,7 @@ class Download:
         if total is not None and not seg.whole:
             self._plan(total, seg)
         self.planned = True
+        self._ready.set()
         await self.ctx.run(self.partial.save)
 
     # streaming ----------------------------------------------------------
@@ -339,10 +348,8 @@ class Download:
         future, seg.pending = seg.pending, None
         if future is None:
             return
-        try:
-            await asyncio.wrap_future(future)
-        finally:
-            self.pending.discard(future)
+        await asyncio.wrap_future(future)  # if cancelled, stays in pending for drain
+        self.pending.discard(future)
         self.on_bytes(seg.pending_bytes)
         self._save_soon()
 

@@ -195,7 +195,7 @@ class FileJob:
         digest = assembler.hexdigest()
         head = await self.ctx.run(assembler.head, HEAD_SIZE)
         verify(self.spec, url, size, digest, head)
-        await self.ctx.run_to_end(partial.commit, self.ctx.config.fsync)
+        await self.ctx.run_to_end(partial.commit, size, self.ctx.config.fsync)
         return FileResult(
             self.spec.dest, digest, size, url, self.received, partial.resumed
         )

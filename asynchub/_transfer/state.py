@@ -134,8 +134,9 @@ class Partial:
             self.state.pid, self.state.host = os.getpid(), _HOST
             _write_state(self.state_path, self.state)
 
-    def commit(self, fsync: bool) -> None:
+    def commit(self, size: int, fsync: bool) -> None:
         """Move the verified file to ``dest`` (fsync first when asked)."""
+        os.ftruncate(self.fd, size)  # nothing beyond the verified bytes
         if fsync:
             os.fsync(self.fd)
         self._close()
