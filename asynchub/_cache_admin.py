@@ -1,0 +1,421 @@
+"""Look after the cache: list it, re-verify it, prune it, measure it.
+
+These back ``asynchub cache ls | verify | prune | du``. They walk the cache folder
+(onnx.hub's layout, see :mod:`asynchub._cache`) and block: call them in a worker
+thread from async code.
+
+What they recognise:
+
+- ``<sha256>_<name>.onnx`` / ``.tar.gz`` — cached models and tarballs; the digest in
+  the name is what ``verify`` checks the content against;
+- ``<sha256>_<name>/`` beside a tarball — its extracted folder;
+- the transfer engine's leftovers (``.asynchub-part``, ``-state``, ``-lock``),
+  interrupted extractions (``.asynchub-extract``) and folders being deleted
+  (``.asynchub-old``);
+- ``.asynchub/`` — asynchub's own state (verified markers, manifests, trust list).
+
+``prune`` never touches a partial download whose owner process is still alive, nor
+a lock somebody holds: a download running in another process keeps going.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import socket
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from filelock import FileLock, Timeout
+
+from ._archive import TEMP_SUFFIX as EXTRACT_SUFFIX
+from ._cache import STATE_DIR, sha256_file
+from ._manifest_store import shipped_manifest_bytes
+from ._transfer.state import (
+    LOCK_SUFFIX,
+    PART_SUFFIX,
+    STATE_SUFFIX,
+    STATE_TMP_SUFFIX,
+)
+from .errors import ManifestError
+from .manifest import Manifest
+
+__all__ = (
+    "CachedItem",
+    "CorruptFile",
+    "DiskUsage",
+    "PruneResult",
+    "VerifyResult",
+    "disk_usage",
+    "known_manifests",
+    "list_cache",
+    "prune",
+    "remove_free_lock",
+    "verify",
+)
+
+Kind = Literal["model", "tarball", "extracted", "temp", "other"]
+_SHA_NAME = re.compile(r"^([0-9a-f]{64})_(.+)$")
+_OLD_SUFFIX = ".asynchub-old"
+_FOREIGN_GRACE = 600.0  # a partial of another host is left alone this long
+_ORPHAN_GRACE = 60.0  # a temp file without a live owner is left alone this long
+_HOST = socket.gethostname()
+
+
+@dataclass(frozen=True)
+class CachedItem:
+    """One cached file or extracted folder.
+
+    Attributes:
+        path: POSIX path relative to the cache root.
+        kind: ``model``, ``tarball``, ``extracted``, ``temp`` or ``other``.
+        size: Bytes (a folder's is the sum of its files).
+        sha256: The digest in the name, if the name carries one.
+        manifest_path: The ``model_path`` (or tarball path) this caches, if known.
+        model: The model's name, from a known manifest.
+        opset: The model's opset, from a known manifest.
+    """
+
+    path: str
+    kind: Kind
+    size: int
+    sha256: str | None = None
+    manifest_path: str | None = None
+    model: str | None = None
+    opset: int | None = None
+
+
+@dataclass(frozen=True)
+class CorruptFile:
+    path: str
+    expected: str
+    actual: str
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """What ``verify`` found: every hashed file, the corrupt ones, what it removed."""
+
+    checked: int
+    corrupt: list[CorruptFile]
+    unverifiable: list[str]
+    removed: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.corrupt
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    """What ``prune`` removed (or would remove, with ``dry_run``) and kept."""
+
+    removed: list[str]
+    freed: int
+    busy: list[str]
+    dry_run: bool
+
+
+@dataclass(frozen=True)
+class DiskUsage:
+    """Bytes per kind of item, and the total, under one cache root."""
+
+    root: str
+    by_kind: dict[str, int]
+    state: int
+    total: int
+    files: int
+
+
+@dataclass
+class _Index:
+    """Known manifest paths by (path, sha), with the entry they come from."""
+
+    files: dict[tuple[str, str | None], tuple[str, int]] = field(default_factory=dict)
+
+    def add(self, manifest: Manifest) -> None:
+        for entry in manifest:
+            meta, who = entry.metadata, (entry.model, entry.opset_version)
+            self.files.setdefault((entry.model_path, meta.model_sha), who)
+            if meta.model_with_data_path is not None:
+                key = (meta.model_with_data_path, meta.model_with_data_sha)
+                self.files.setdefault(key, who)
+
+    def lookup(self, path: str | None, sha: str | None) -> tuple[str, int] | None:
+        return None if path is None else self.files.get((path, sha))
+
+
+def known_manifests(root: Path) -> list[Manifest]:
+    """The shipped official manifest and every manifest cached under ``root``."""
+    found = [Manifest.parse(shipped_manifest_bytes(), source="shipped manifest")]
+    folder = root / STATE_DIR / "manifests"
+    for path in sorted(folder.glob("*.json")):
+        if path.name.endswith(".meta.json"):
+            continue
+        with contextlib.suppress(OSError, ManifestError):
+            found.append(Manifest.parse(path.read_bytes(), source=str(path)))
+    return found
+
+
+def list_cache(
+    root: Path, manifests: Iterable[Manifest] | None = None
+) -> list[CachedItem]:
+    """Every cached model, tarball, extracted folder and leftover, sorted by path."""
+    index = _index(root, manifests)
+    return sorted(_scan(root, index), key=lambda item: item.path)
+
+
+def verify(root: Path, *, fix: bool = False) -> VerifyResult:
+    """Re-hash every cached file whose name carries a SHA-256, ignoring markers.
+
+    Args:
+        fix: Remove the corrupt files, so the next ``load`` downloads them again.
+    """
+    checked, corrupt, unverifiable = 0, [], []
+    for item in list_cache(root, manifests=[]):
+        if item.kind not in ("model", "tarball"):
+            continue
+        if item.sha256 is None:
+            unverifiable.append(item.path)
+            continue
+        checked += 1
+        actual = sha256_file(root / item.path)
+        if actual != item.sha256:
+            corrupt.append(CorruptFile(item.path, item.sha256, actual))
+    removed = [c.path for c in corrupt if fix and _remove(root / c.path)]
+    return VerifyResult(checked, corrupt, unverifiable, removed)
+
+
+def prune(
+    root: Path,
+    *,
+    manifests: Iterable[Manifest] | None = None,
+    stale: bool = True,
+    dry_run: bool = False,
+) -> PruneResult:
+    """Remove temporary leftovers and, with ``stale``, files no manifest lists.
+
+    Args:
+        manifests: The manifests whose files are kept; None means every manifest
+            cached under ``root`` plus the shipped official one.
+        stale: Also remove cached files (and extracted folders) whose path and
+            SHA-256 are in none of ``manifests``. Files whose names carry no
+            SHA-256 are always kept, and nothing is stale when no manifest is
+            known.
+        dry_run: Report what would be removed, remove nothing.
+    """
+    index = _index(root, manifests)
+    stale = stale and bool(index.files)  # no manifest known: nothing is stale
+    doomed, busy = [], []
+    for item in _scan(root, index):
+        reason = _prune_reason(root, item, stale)
+        if reason == "busy":
+            busy.append(item.path)
+        elif reason:
+            doomed.append(item)
+    removed = [i for i in doomed if dry_run or _remove(root / i.path)]
+    if not dry_run:
+        _prune_markers(root)
+    freed = sum(i.size for i in removed)
+    return PruneResult(sorted(i.path for i in removed), freed, sorted(busy), dry_run)
+
+
+def disk_usage(root: Path) -> DiskUsage:
+    """Bytes under ``root`` by kind (model, tarball, extracted, temp, other)."""
+    by_kind: dict[str, int] = {}
+    files = 0
+    for item in _scan(root, _Index()):
+        by_kind[item.kind] = by_kind.get(item.kind, 0) + item.size
+        files += 1
+    state = _tree_size(root / STATE_DIR)
+    total = sum(by_kind.values()) + state
+    return DiskUsage(str(root), by_kind, state, total, files)
+
+
+def _index(root: Path, manifests: Iterable[Manifest] | None) -> _Index:
+    index = _Index()
+    for manifest in known_manifests(root) if manifests is None else manifests:
+        index.add(manifest)
+    return index
+
+
+def _scan(root: Path, index: _Index) -> Iterator[CachedItem]:
+    """Every item under ``root`` except ``.asynchub/``; folders of kind
+    ``extracted`` or ``temp`` are one item each."""
+    if not root.is_dir():
+        return
+    for folder, dirs, files in os.walk(root):
+        here = Path(folder)
+        if here == root and STATE_DIR in dirs:
+            dirs.remove(STATE_DIR)
+        whole = [d for d in dirs if _folder_kind(d) is not None]
+        dirs[:] = sorted(d for d in dirs if d not in whole)
+        for name in whole:
+            yield _item(root, here / name, index, _tree_size(here / name))
+        for name in files:
+            with contextlib.suppress(OSError):
+                yield _item(root, here / name, index, (here / name).lstat().st_size)
+
+
+def _folder_kind(name: str) -> Kind | None:
+    if name.endswith((_OLD_SUFFIX, EXTRACT_SUFFIX)):
+        return "temp"
+    return "extracted" if _SHA_NAME.match(name) else None
+
+
+def _file_kind(name: str) -> Kind:
+    if name.endswith((PART_SUFFIX, STATE_SUFFIX, STATE_TMP_SUFFIX, LOCK_SUFFIX)):
+        return "temp"
+    if name.endswith(_OLD_SUFFIX):
+        return "temp"
+    if name.endswith(".onnx"):
+        return "model"
+    return "tarball" if name.endswith((".tar.gz", ".tgz", ".tar")) else "other"
+
+
+def _item(root: Path, path: Path, index: _Index, size: int) -> CachedItem:
+    relative = path.relative_to(root).as_posix()
+    is_dir = path.is_dir() and not path.is_symlink()
+    kind = (_folder_kind(path.name) if is_dir else _file_kind(path.name)) or "other"
+    sha, manifest_path = _origin(relative, kind)
+    who = index.lookup(manifest_path, sha)
+    return CachedItem(
+        path=relative,
+        kind=kind,
+        size=size,
+        sha256=sha,
+        manifest_path=manifest_path,
+        model=who[0] if who else None,
+        opset=who[1] if who else None,
+    )
+
+
+def _origin(relative: str, kind: Kind) -> tuple[str | None, str | None]:
+    """The SHA-256 in a cached name and the manifest path it caches."""
+    if kind == "temp":
+        return None, None
+    folder, _, name = relative.rpartition("/")
+    match = _SHA_NAME.match(name)
+    sha, plain = (match.group(1), match.group(2)) if match else (None, name)
+    if kind == "extracted":
+        plain = plain[:-2] if plain.endswith(".d") else plain + ".tar.gz"
+    return sha, f"{folder}/{plain}" if folder else plain
+
+
+def _prune_reason(root: Path, item: CachedItem, stale: bool) -> str | None:
+    """``"temp"``/``"stale"`` to remove, ``"busy"`` to keep and say so, or None."""
+    if item.kind == "temp":
+        return "busy" if _in_use(root / item.path) else "temp"
+    if not stale or item.sha256 is None or item.kind == "other":
+        return None
+    return "stale" if item.model is None else None
+
+
+def _in_use(path: Path) -> bool:
+    """True when a live download or extraction may still own a temp item."""
+    name = path.name
+    if name.endswith(_OLD_SUFFIX):
+        return False
+    if name.endswith(LOCK_SUFFIX):
+        return _lock_held(path)
+    if name.endswith(PART_SUFFIX):
+        state = path.with_name(name[: -len(PART_SUFFIX)] + STATE_SUFFIX)
+        return _owner_alive(state) if state.exists() else _young(path)
+    if name.endswith(STATE_SUFFIX):
+        return _owner_alive(path)
+    return _young(path)
+
+
+def _young(path: Path) -> bool:
+    try:
+        return time.time() - path.stat().st_mtime < _ORPHAN_GRACE
+    except OSError:
+        return False
+
+
+def _owner_alive(state_path: Path) -> bool:
+    try:
+        state = json.loads(state_path.read_text(encoding="utf-8"))
+        pid, host = int(state["pid"]), str(state["host"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return _young(state_path)
+    if host != _HOST:
+        return time.time() - state_path.stat().st_mtime < _FOREIGN_GRACE
+    return _pid_alive(pid)
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _lock_held(path: Path) -> bool:
+    lock = FileLock(str(path), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        return True
+    except OSError:
+        return False
+    lock.release()
+    return False
+
+
+def remove_free_lock(path: Path) -> bool:
+    """Remove a lock file nobody holds (blocking); True when it is gone.
+
+    Locks only make concurrent downloads of one file wait for each other; what
+    keeps files correct is verification and the atomic rename, so removing a free
+    lock is safe even if another process creates it again a moment later.
+    """
+    if not path.exists():
+        return True
+    if _lock_held(path):
+        return False
+    return _remove(path)
+
+
+def _prune_markers(root: Path) -> None:
+    """Remove verified markers whose file is gone."""
+    folder = root / STATE_DIR / "verified"
+    for marker in folder.glob("*.json"):
+        try:
+            path = json.loads(marker.read_text())["path"]
+        except (OSError, ValueError, KeyError, TypeError):
+            path = None
+        if not isinstance(path, str) or not (root / path).is_file():
+            marker.unlink(missing_ok=True)
+
+
+def _remove(path: Path) -> bool:
+    """Remove a file or folder; True when it is gone."""
+    try:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+    except OSError:
+        return False
+    return True
+
+
+def _tree_size(folder: Path) -> int:
+    total = 0
+    for here, _, files in os.walk(folder):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(here, name)).st_size
+    return total

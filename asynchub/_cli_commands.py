@@ -1,0 +1,398 @@
+"""What each ``asynchub`` command does, once :mod:`asynchub.cli` parsed it.
+
+Every command is ``async def (args, output) -> exit code``; printing goes through
+:class:`~asynchub._cli_output.Output` only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shlex
+import shutil
+import tempfile
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from . import _cache_admin
+from ._cli_output import Output, ProgressDisplay
+from ._demo import DemoResult, run_demo
+from ._hubbuild import write_manifest
+from ._mirror_plan import format_bytes
+from ._serve import serving
+from ._trust import add_trusted, load_persisted, trusted_list_path
+from .client import AsyncHub
+from .config import OFFICIAL_REPO, HubConfig
+from .errors import ConfigError
+from .manifest import Manifest, ModelInfo
+from .mirror import MirrorReport, adownload, amirror
+from .sources import MANIFEST_NAME
+
+__all__ = ("COMMANDS",)
+
+Command = Callable[[argparse.Namespace, Output], Awaitable[int]]
+_LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+def _config(args: argparse.Namespace) -> HubConfig:
+    """The environment's configuration, with the command line's overrides."""
+    overrides: dict[str, Any] = {}
+    if args.cache_dir is not None:
+        overrides["cache_dir"] = args.cache_dir
+    config = HubConfig.from_env(**overrides)
+    concurrency = getattr(args, "concurrency", None)
+    if concurrency:
+        limits = config.limits.model_copy(update={"max_files": concurrency})
+        config = config.model_copy(update={"limits": limits})
+    return config
+
+
+# ------------------------------------------------------------ list and info
+
+
+async def cmd_list(args: argparse.Namespace, out: Output) -> int:
+    async with AsyncHub(_config(args)) as client:
+        infos = await client.list_models(args.repo, args.model, args.tag)
+    if args.json:
+        out.json_lines(info.raw_model_info for info in infos)
+        return 0
+    if not infos:
+        out.note("no models match")
+        return 0
+    rows = [(i.model, i.opset, _size(i), ", ".join(sorted(i.tags))) for i in infos]
+    out.table(("model", "opset", "size", "tags"), rows)
+    return 0
+
+
+def _size(info: ModelInfo) -> str:
+    size = info.entry.metadata.model_bytes
+    return "?" if size is None else format_bytes(size)
+
+
+async def cmd_info(args: argparse.Namespace, out: Output) -> int:
+    async with AsyncHub(_config(args)) as client:
+        info = await client.get_model_info(args.model, args.repo, args.opset)
+    if args.json:
+        out.json(info.raw_model_info)
+        return 0
+    meta = info.entry.metadata
+    out.result(f"{info.model} (opset {info.opset})")
+    for key, value in _info_fields(info):
+        out.result(f"  {key:<10} {value}")
+    ports = meta.io_ports
+    if ports is not None:
+        rows = [("input", p.name, p.type, p.shape) for p in ports.inputs]
+        rows += [("output", p.name, p.type, p.shape) for p in ports.outputs]
+        out.table(("port", "name", "type", "shape"), rows)
+    return 0
+
+
+def _info_fields(info: ModelInfo) -> list[tuple[str, object]]:
+    meta = info.entry.metadata
+    fields: list[tuple[str, object]] = [
+        ("path", info.model_path),
+        ("onnx", info.entry.onnx_version or "?"),
+        ("sha256", meta.model_sha or "?"),
+        ("size", _size(info)),
+        ("tags", ", ".join(meta.tags)),
+    ]
+    if meta.model_with_data_path:
+        size = meta.model_with_data_bytes
+        shown = "?" if size is None else format_bytes(size)
+        fields.append(("test data", f"{meta.model_with_data_path} ({shown})"))
+    return fields
+
+
+# ------------------------------------------------------ download and mirror
+
+
+async def cmd_download(args: argparse.Namespace, out: Output) -> int:
+    if bool(args.models) == bool(args.all):
+        out.error("give MODEL names or --all (not both)")
+        return 2
+    named = bool(args.models)
+    kwargs = _filter_kwargs(args, models=args.models if named else None)
+    if named and not args.opset:
+        kwargs["latest_only"] = True  # what load(name) uses: the highest opset
+    report = await _with_progress(
+        out,
+        args,
+        lambda display: adownload(
+            args.repo, with_data=args.with_data, **kwargs, **display
+        ),
+    )
+    return _finish(args, out, report)
+
+
+async def cmd_mirror(args: argparse.Namespace, out: Output) -> int:
+    kwargs = _filter_kwargs(args, models=args.model)
+    report = await _with_progress(
+        out,
+        args,
+        lambda display: amirror(
+            args.dest, args.repo, with_data=not args.no_data, **kwargs, **display
+        ),
+    )
+    return _finish(args, out, report)
+
+
+def _filter_kwargs(
+    args: argparse.Namespace, models: list[str] | None
+) -> dict[str, Any]:
+    return {
+        "models": models,
+        "tags": args.tag,
+        "opsets": args.opset,
+        "latest_only": args.latest_only,
+        "shard": args.shard,
+        "verify_existing": args.verify_existing,
+        "check_space": not args.no_space_check,
+        "dry_run": args.dry_run,
+        "silent": args.yes,
+        "config": _config(args),
+    }
+
+
+async def _with_progress(
+    out: Output,
+    args: argparse.Namespace,
+    start: Callable[[dict[str, Any]], Awaitable[MirrorReport]],
+) -> MirrorReport:
+    """Run a mirror or download with progress bars or lines (none for --dry-run)."""
+    quiet = args.dry_run or args.json
+    display = ProgressDisplay(out, style="quiet" if quiet else None)
+    with display:
+        return await start({"progress": display.event, "on_plan": display.plan})
+
+
+def _finish(args: argparse.Namespace, out: Output, report: MirrorReport) -> int:
+    """Print the outcome, write --report; exit 1 when a file failed."""
+    if args.report is not None:
+        args.report.parent.mkdir(parents=True, exist_ok=True)
+        args.report.write_text(report.to_json() + "\n")
+    if args.json:
+        out.json(report.model_dump(mode="json"))
+    else:
+        _print_outcome(out, report)
+    if report.failed:
+        for failure in report.failed:
+            hint = f" ({failure.hint})" if failure.hint else ""
+            out.error(f"{failure.path}: {failure.message}{hint}")
+        out.error(
+            f"{len(report.failed)} files failed; to retry them (finished "
+            f"files are skipped), run: {_rerun(args)}"
+        )
+        return 1
+    return 0
+
+
+def _rerun(args: argparse.Namespace) -> str:
+    """The command line that reruns this invocation."""
+    return shlex.join(["asynchub", *args.argv])
+
+
+def _print_outcome(out: Output, report: MirrorReport) -> None:
+    if report.dry_run:
+        out.result(
+            f"{report.to_fetch_files} files to fetch "
+            f"({format_bytes(report.to_fetch_bytes)}) of {report.total_files} "
+            f"selected ({format_bytes(report.total_bytes)}); "
+            f"{len(report.skipped)} already in place"
+        )
+        return
+    out.result(report.summary())
+    if report.manifest_written:
+        out.result(
+            f"hub ready: {Path(report.dest) / MANIFEST_NAME} ({report.models} models)"
+        )
+    elif report.mode == "cache":
+        out.result(f"cache: {report.dest}")
+
+
+# ------------------------------------------------------------------- cache
+
+
+async def cmd_cache_ls(args: argparse.Namespace, out: Output) -> int:
+    root = _config(args).resolved_cache_dir()
+    items = await anyio.to_thread.run_sync(_cache_admin.list_cache, root)
+    if args.json:
+        out.json_lines(dataclasses.asdict(item) for item in items)
+        return 0
+    if not items:
+        out.note(f"the cache at {root} is empty")
+        return 0
+    rows = [(i.model or "-", i.opset or "-", i.kind, format_bytes(i.size), i.path)
+            for i in items]  # fmt: skip
+    out.table(("model", "opset", "kind", "size", "path"), rows)
+    total = sum(i.size for i in items)
+    out.result(f"{len(items)} items, {format_bytes(total)} in {root}")
+    return 0
+
+
+async def cmd_cache_verify(args: argparse.Namespace, out: Output) -> int:
+    root = _config(args).resolved_cache_dir()
+    result = await anyio.to_thread.run_sync(
+        lambda: _cache_admin.verify(root, fix=args.fix)
+    )
+    if args.json:
+        out.json(dataclasses.asdict(result))
+    else:
+        for bad in result.corrupt:
+            fixed = " (removed)" if bad.path in result.removed else ""
+            out.result(f"CORRUPT {bad.path}: SHA-256 is {bad.actual}{fixed}")
+        out.result(f"checked {result.checked} files: {len(result.corrupt)} corrupt")
+    if result.corrupt and len(result.removed) < len(result.corrupt):
+        out.error(
+            f"{len(result.corrupt)} cached files are corrupt; run "
+            "'asynchub cache verify --fix' to remove them"
+        )
+        return 1
+    return 0
+
+
+async def cmd_cache_prune(args: argparse.Namespace, out: Output) -> int:
+    config = _config(args)
+    root = config.resolved_cache_dir()
+    manifests = None
+    if args.repo:
+        manifests = _cache_admin.known_manifests(root)
+        async with AsyncHub(config) as client:
+            for repo in args.repo:
+                manifests.append(await client.manifest(repo))
+    result = await anyio.to_thread.run_sync(
+        lambda: _cache_admin.prune(
+            root, manifests=manifests, stale=not args.temp_only, dry_run=args.dry_run
+        )
+    )
+    if args.json:
+        out.json(dataclasses.asdict(result))
+        return 0
+    verb = "would remove" if args.dry_run else "removed"
+    for path in result.removed:
+        out.result(f"{verb} {path}")
+    for path in result.busy:
+        out.note(f"kept {path}: a running download or extraction owns it")
+    out.result(f"{verb} {len(result.removed)} items ({format_bytes(result.freed)})")
+    return 0
+
+
+async def cmd_cache_du(args: argparse.Namespace, out: Output) -> int:
+    root = _config(args).resolved_cache_dir()
+    usage = await anyio.to_thread.run_sync(_cache_admin.disk_usage, root)
+    if args.json:
+        out.json(dataclasses.asdict(usage))
+        return 0
+    rows = [(kind, format_bytes(size)) for kind, size in sorted(usage.by_kind.items())]
+    rows.append(("state", format_bytes(usage.state)))
+    out.table(("kind", "size"), rows)
+    out.result(f"total {format_bytes(usage.total)} in {root}")
+    return 0
+
+
+# ---------------------------------------------------- manifest, serve, trust
+
+
+async def cmd_manifest_build(args: argparse.Namespace, out: Output) -> int:
+    if not args.dir.is_dir():
+        raise ConfigError(
+            f"{args.dir} is not a folder",
+            hint="give the folder holding the .onnx files",
+        )
+    path = await anyio.to_thread.run_sync(write_manifest, args.dir, args.output)
+    manifest = Manifest.parse(path.read_bytes(), source=str(path))
+    if args.json:
+        out.json({"path": str(path), "entries": len(manifest)})
+    else:
+        out.result(f"wrote {path}: {len(manifest)} entries")
+    return 0
+
+
+async def cmd_serve(args: argparse.Namespace, out: Output) -> int:
+    root: Path = args.dir
+    if not (root / MANIFEST_NAME).is_file():
+        out.note(
+            f"warning: {root} has no {MANIFEST_NAME}; create it with "
+            f"'asynchub manifest build {root}'"
+        )
+    if args.host not in _LOOPBACK:
+        out.note(
+            f"warning: listening on {args.host}: other machines can read "
+            "every file in the folder"
+        )
+    async with serving(root, args.host, args.port, access_log=not args.quiet) as url:
+        out.result(f"serving {root.resolve()} at {url}")
+        out.note(
+            f"use it with repo={url!r} or 'asynchub list --repo {url}'; Ctrl-C stops"
+        )
+        out.out.file.flush()
+        await anyio.sleep_forever()
+    return 0  # pragma: no cover - sleep_forever only ends by cancellation
+
+
+async def cmd_trust_add(args: argparse.Namespace, out: Output) -> int:
+    config = _config(args)
+    spec = await anyio.to_thread.run_sync(add_trusted, config, args.repo)
+    out.result(f"trusted {spec} (saved in {trusted_list_path(config)})")
+    return 0
+
+
+async def cmd_trust_list(args: argparse.Namespace, out: Output) -> int:
+    config = _config(args)
+    persisted = await anyio.to_thread.run_sync(load_persisted, config)
+    repos = [OFFICIAL_REPO, *config.trusted_repos, *persisted]
+    if args.json:
+        out.json(repos)
+    else:
+        for repo in dict.fromkeys(repos):
+            out.result(repo)
+    return 0
+
+
+# -------------------------------------------------------------------- demo
+
+
+async def cmd_demo(args: argparse.Namespace, out: Output) -> int:
+    workdir = args.dir or Path(tempfile.mkdtemp(prefix="asynchub-demo-"))
+    try:
+        with ProgressDisplay(out) as display:
+            result = await run_demo(
+                workdir, say=out.note, progress=display.event, on_plan=display.plan
+            )
+        _print_demo(out, result)
+    finally:
+        if args.dir is None:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return 0 if result.ok else 1
+
+
+def _print_demo(out: Output, result: DemoResult) -> None:
+    out.result("checked against test data with onnx.reference.ReferenceEvaluator:")
+    for check in result.checks:
+        mark = "ok  " if check.ok else "FAIL"
+        out.result(f"  {mark} {check.model} (opset {check.opset}): {check.detail}")
+    passed = sum(c.ok for c in result.checks)
+    verdict = "demo passed" if result.ok else "demo FAILED"
+    out.result(
+        f"{verdict}: {passed} of {len(result.checks)} models match their "
+        f"test data; {result.elapsed:.1f} s in all"
+    )
+
+
+COMMANDS: dict[str, Command] = {
+    "list": cmd_list,
+    "info": cmd_info,
+    "download": cmd_download,
+    "mirror": cmd_mirror,
+    "cache ls": cmd_cache_ls,
+    "cache verify": cmd_cache_verify,
+    "cache prune": cmd_cache_prune,
+    "cache du": cmd_cache_du,
+    "manifest build": cmd_manifest_build,
+    "serve": cmd_serve,
+    "trust add": cmd_trust_add,
+    "trust list": cmd_trust_list,
+    "demo": cmd_demo,
+}

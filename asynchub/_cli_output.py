@@ -1,0 +1,258 @@
+"""The CLI's output layer: progress, tables, JSON and messages (the only printing).
+
+Results (tables, JSON, summaries) go to stdout; progress, notes and errors go to
+stderr, so ``asynchub list --json | jq`` and ``asynchub mirror … > log`` both work.
+Progress is drawn as live bars (per active file and overall: bytes, speed, ETA,
+files done / total) when stdout and stderr are terminals, written as one plain line
+per finished or failed file otherwise, and not at all with ``--quiet``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Iterable, Sequence
+from types import TracebackType
+from typing import Any, Literal
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+
+from ._mirror_plan import format_bytes
+from ._transfer import (
+    FileFailed,
+    FileProgress,
+    FileStarted,
+    FileVerified,
+    ProgressEvent,
+)
+from .mirror import MirrorPlan
+
+__all__ = ("ConsoleLogHandler", "Output", "ProgressDisplay")
+
+Style = Literal["bars", "lines", "quiet"]
+_WIDE = 160  # table width when not writing to a terminal (no wrapping in logs)
+
+
+class Output:
+    """Where the CLI writes: consoles created at call time (tests capture them)."""
+
+    def __init__(self, *, quiet: bool = False) -> None:
+        self.quiet = quiet
+        tty = sys.stdout.isatty()
+        self.out = Console(file=sys.stdout, width=None if tty else _WIDE)
+        self.err = Console(file=sys.stderr, width=None if tty else _WIDE)
+        self.interactive = tty and sys.stderr.isatty()
+
+    @property
+    def progress_style(self) -> Style:
+        if self.quiet:
+            return "quiet"
+        return "bars" if self.interactive else "lines"
+
+    def result(self, text: str) -> None:
+        """A line of the command's result (stdout); shown even with --quiet."""
+        self.out.print(text, markup=False, highlight=False, soft_wrap=True)
+
+    def note(self, text: str) -> None:
+        """A line of commentary (stderr); hidden with --quiet."""
+        if not self.quiet:
+            self.err.print(text, markup=False, highlight=False, soft_wrap=True)
+
+    def error(self, text: str) -> None:
+        """One line saying what went wrong and what to do (stderr, always)."""
+        self.err.print(
+            f"asynchub: error: {text}", markup=False, highlight=False, soft_wrap=True
+        )
+
+    def json(self, value: Any) -> None:
+        """One JSON document (stdout)."""
+        sys.stdout.write(json.dumps(value, indent=2) + "\n")
+
+    def json_lines(self, values: Iterable[Any]) -> None:
+        """One JSON object per line (stdout)."""
+        for value in values:
+            sys.stdout.write(json.dumps(value) + "\n")
+
+    def table(self, headers: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
+        """A plain table (stdout)."""
+        table = Table(box=None, pad_edge=False, show_edge=False)
+        for header in headers:
+            right = header in ("opset", "size", "bytes")
+            table.add_column(
+                header, justify="right" if right else "left", overflow="fold"
+            )
+        for row in rows:
+            table.add_row(*(str(cell) for cell in row))
+        self.out.print(table)
+
+
+class ProgressDisplay:
+    """Renders engine progress events and a run's plan; a context manager.
+
+    Pass :meth:`event` as the ``progress`` callback and :meth:`plan` as ``on_plan``.
+    """
+
+    def __init__(self, output: Output, *, style: Style | None = None) -> None:
+        self._output = output
+        self.style: Style = style or output.progress_style
+        self._bars: Progress | None = None
+        self._overall: TaskID | None = None
+        self._tasks: dict[str, TaskID] = {}
+        self._seen: dict[str, int] = {}
+        self._total_files = 0
+        self._finished = 0
+
+    def __enter__(self) -> ProgressDisplay:
+        if self.style == "bars":
+            self._bars = _make_bars(self._output.err)
+            self._bars.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._bars is not None:
+            self._bars.stop()
+            self._bars = None
+
+    def plan(self, plan: MirrorPlan) -> None:
+        """Announce the run: totals for the overall bar, or one line."""
+        self._total_files = plan.to_fetch_files
+        if self.style == "lines":
+            self._output.note(_plan_line(plan))
+        elif self._bars is not None and plan.to_fetch_files:
+            self._overall = self._bars.add_task(
+                self._overall_text(), total=plan.to_fetch_bytes or None
+            )
+
+    def event(self, event: ProgressEvent) -> None:
+        """The ``progress`` callback: one engine event."""
+        if isinstance(event, FileStarted):
+            self._started(event)
+        elif isinstance(event, FileProgress):
+            self._advance(event.label, event.done)
+        elif isinstance(event, FileVerified):
+            self._advance(event.label, event.result.size)
+            self._finish(
+                event.label,
+                f"fetched {event.label} ({format_bytes(event.result.size)})",
+            )
+        elif isinstance(event, FileFailed):
+            self._finish(event.label, f"failed  {event.label}: {event.error.message}")
+
+    def _started(self, event: FileStarted) -> None:
+        self._seen.setdefault(event.label, 0)
+        if self._bars is not None:
+            self._tasks[event.label] = self._bars.add_task(
+                _short(event.label), total=event.total
+            )
+
+    def _advance(self, label: str, done: int) -> None:
+        delta = done - self._seen.get(label, 0)
+        self._seen[label] = max(done, self._seen.get(label, 0))
+        if self._bars is None:
+            return
+        if label in self._tasks:
+            self._bars.update(self._tasks[label], completed=done)
+        if self._overall is not None and delta > 0:
+            self._bars.advance(self._overall, delta)
+
+    def _finish(self, label: str, line: str) -> None:
+        self._finished += 1
+        if self.style == "lines":
+            self._output.note(f"[{self._finished}/{self._total_files}] {line}")
+        if self._bars is None:
+            return
+        task = self._tasks.pop(label, None)
+        if task is not None:
+            self._bars.remove_task(task)
+        if self._overall is not None:
+            self._bars.update(self._overall, description=self._overall_text())
+
+    def _overall_text(self) -> str:
+        return f"overall  {self._finished}/{self._total_files} files"
+
+
+def _make_bars(console: Console) -> Progress:
+    return Progress(
+        TextColumn("{task.description}", markup=False),
+        BarColumn(),
+        DownloadColumn(binary_units=True),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+def _short(label: str, width: int = 40) -> str:
+    return label if len(label) <= width else "…" + label[-(width - 1) :]
+
+
+def _plan_line(plan: MirrorPlan) -> str:
+    return (
+        f"{plan.to_fetch_files} of {plan.total_files} files to fetch "
+        f"({format_bytes(plan.to_fetch_bytes)}); "
+        f"{plan.skipped_files} already in place"
+    )
+
+
+class ConsoleLogHandler(logging.Handler):
+    """Prints asynchub's log records on the CLI's stderr console (above live bars).
+
+    Writing through the rich console, not ``sys.stderr``, keeps warnings from
+    tearing the progress display.
+    """
+
+    def __init__(self, output: Output) -> None:
+        super().__init__()
+        self._output = output
+        self._levels: dict[str, int] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = record.getMessage()
+            if not record.name.startswith("aiohttp"):
+                message = f"asynchub: {record.levelname.lower()}: {message}"
+            self._output.err.print(
+                message, markup=False, highlight=False, soft_wrap=True
+            )
+        except Exception:
+            self.handleError(record)
+
+    @classmethod
+    def install(cls, output: Output, *, debug: bool) -> ConsoleLogHandler:
+        """Attach to the asynchub and aiohttp access loggers for one CLI run."""
+        handler = cls(output)
+        quiet_level = logging.ERROR if output.quiet else logging.WARNING
+        levels = {
+            "asynchub": logging.DEBUG if debug else quiet_level,
+            "aiohttp.access": logging.INFO,
+        }
+        for name, level in levels.items():
+            logger = logging.getLogger(name)
+            handler._levels[name] = logger.level
+            logger.setLevel(level)
+            logger.addHandler(handler)
+        return handler
+
+    def uninstall(self) -> None:
+        """Detach and restore the loggers' levels."""
+        for name, level in self._levels.items():
+            logger = logging.getLogger(name)
+            logger.removeHandler(self)
+            logger.setLevel(level)

@@ -1,0 +1,439 @@
+"""The ``asynchub`` command (also ``python -m asynchub``).
+
+::
+
+    asynchub list [--repo R] [--model M] [--tag T ...] [--json]
+    asynchub info MODEL [--opset N] [--repo R] [--json]
+    asynchub download MODEL [MODEL ...] [--opset N] [--with-data] [--repo R]
+    asynchub download --all [--tag T ...] [--opset N ...] [--latest-only] [--shard I/N]
+    asynchub mirror DEST [--repo R] [--tag T ...] [--model M ...] [--latest-only]
+                         [--no-data] [--shard I/N] [--dry-run] [--concurrency N]
+                         [--report FILE]
+    asynchub cache ls | verify [--fix] | prune [--dry-run] | du
+    asynchub manifest build DIR [--output FILE]
+    asynchub serve DIR [--port P] [--host H]
+    asynchub trust add REPO | trust list
+    asynchub demo [--dir D]
+
+Every command takes ``--quiet``, ``--debug`` and ``--cache-dir D``. Repeat ``--tag``,
+``--model`` and ``--opset`` to give several. Exit codes: 0 success, 1 something
+failed while working (a file, a corrupt cache entry, a missing model), 2 the command
+line or configuration is wrong. Errors are one line with a hint; ``--debug`` adds
+the traceback. Output and progress rendering live in :mod:`asynchub._cli_output`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import TypeAlias
+
+import anyio
+
+from . import __version__
+from ._cli_commands import COMMANDS
+from ._cli_output import ConsoleLogHandler, Output
+from ._mirror_plan import parse_shard
+from .config import OFFICIAL_REPO
+from .errors import AsyncHubError, ConfigError, RepoSpecError
+
+__all__ = ("build_parser", "main")
+
+Handler = Callable[[argparse.Namespace, Output], Awaitable[int]]
+_Sub: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+_USAGE_ERRORS = (ConfigError, RepoSpecError)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command line (``sys.argv[1:]`` when None); return its exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # argparse: --help/--version (0) or a usage error (2)
+        return exc.code if isinstance(exc.code, int) else 2
+    args.argv = argv
+    output = Output(quiet=args.quiet)
+    handler = ConsoleLogHandler.install(output, debug=args.debug)
+    try:
+        return _run(args, output)
+    finally:
+        handler.uninstall()
+
+
+def _run(args: argparse.Namespace, output: Output) -> int:
+    command: Handler = COMMANDS[args.handler]
+    try:
+        return anyio.run(command, args, output)
+    except KeyboardInterrupt:
+        if args.handler == "serve":
+            output.note("stopped")
+            return 0
+        output.error("interrupted; run the same command again to resume")
+        return 130
+    except AsyncHubError as exc:
+        _report_error(args, output, str(exc))
+        return 2 if isinstance(exc, _USAGE_ERRORS) else 1
+    except Exception as exc:  # a bug: one line, or the traceback with --debug
+        _report_error(
+            args,
+            output,
+            f"unexpected {type(exc).__name__}: {exc} "
+            "(rerun with --debug for the traceback)",
+        )
+        return 1
+
+
+def _report_error(args: argparse.Namespace, output: Output, line: str) -> None:
+    if args.debug:
+        traceback.print_exc(file=sys.stderr)
+    output.error(line)
+
+
+# ---------------------------------------------------------------- the parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser of every command."""
+    common = _common_options(suppress=True)
+    parser = argparse.ArgumentParser(
+        prog="asynchub",
+        description="Fast, verified, resumable ONNX model downloads; onnx.hub's "
+        "successor. Mirror zoos, host your own hub, look after the cache.",
+        parents=[_common_options(suppress=False)],
+    )
+    parser.add_argument("--version", action="version", version=__version__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_list(sub, common)
+    _add_info(sub, common)
+    _add_download(sub, common)
+    _add_mirror(sub, common)
+    _add_cache(sub, common)
+    _add_manifest(sub, common)
+    _add_serve(sub, common)
+    _add_trust(sub, common)
+    _add_demo(sub, common)
+    return parser
+
+
+def _common_options(*, suppress: bool) -> argparse.ArgumentParser:
+    """``--quiet``, ``--debug``, ``--cache-dir``: before or after the command.
+
+    The copies on subcommands default to SUPPRESS so they do not overwrite a value
+    given before the command.
+    """
+    common = argparse.ArgumentParser(add_help=False)
+
+    def default(value: object) -> object:
+        return argparse.SUPPRESS if suppress else value
+
+    common.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=default(False),
+        help="print results only: no progress, no notes",
+    )
+    common.add_argument(
+        "--debug",
+        action="store_true",
+        default=default(False),
+        help="show tracebacks and debug logs",
+    )
+    common.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=default(None),
+        metavar="D",
+        help="cache root (default: $ONNX_HOME/hub, else "
+        "$XDG_CACHE_HOME/onnx/hub, else ~/.cache/onnx/hub)",
+    )
+    return common
+
+
+def _command(
+    sub: _Sub,
+    name: str,
+    common: argparse.ArgumentParser,
+    help_text: str,
+    handler: str | None = None,
+) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name, parents=[common], help=help_text, description=help_text
+    )
+    parser.set_defaults(handler=handler or name)
+    return parser
+
+
+def _repo(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--repo",
+        default=OFFICIAL_REPO,
+        metavar="R",
+        help=f"owner/name[:ref], http(s) URL or folder (default: {OFFICIAL_REPO})",
+    )
+
+
+def _json(parser: argparse.ArgumentParser, what: str = "JSON") -> None:
+    parser.add_argument("--json", action="store_true", help=f"print {what}")
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        shard = parse_shard(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    assert shard is not None
+    return shard
+
+
+def _add_list(sub: _Sub, common: argparse.ArgumentParser) -> None:
+    parser = _command(sub, "list", common, "list the models of a hub")
+    _repo(parser)
+    parser.add_argument("--model", metavar="M", help="only this model name")
+    parser.add_argument(
+        "--tag",
+        action="append",
+        metavar="T",
+        help="only models with this tag (repeatable: any of)",
+    )
+    _json(parser, "JSON lines: one manifest entry per line")
+
+
+def _add_info(sub: _Sub, common: argparse.ArgumentParser) -> None:
+    parser = _command(sub, "info", common, "show a model's metadata and io ports")
+    parser.add_argument("model", metavar="MODEL")
+    parser.add_argument(
+        "--opset", type=int, metavar="N", help="this opset (default: the highest)"
+    )
+    _repo(parser)
+    _json(parser, "the manifest entry as JSON")
+
+
+def _filters(parser: argparse.ArgumentParser, *, models: bool) -> None:
+    if models:
+        parser.add_argument(
+            "--model", action="append", metavar="M", help="only this model (repeatable)"
+        )
+    parser.add_argument(
+        "--tag",
+        action="append",
+        metavar="T",
+        help="only models with this tag (repeatable: any of)",
+    )
+    parser.add_argument(
+        "--opset",
+        action="append",
+        type=int,
+        metavar="N",
+        help="only this opset (repeatable)",
+    )
+    parser.add_argument(
+        "--latest-only",
+        action="store_true",
+        help="only the highest opset of each model",
+    )
+    parser.add_argument(
+        "--shard",
+        type=_shard,
+        metavar="I/N",
+        help="only shard I (0-based) of N, for N machines",
+    )
+
+
+def _run_options(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print how many files and bytes would be fetched",
+    )
+    parser.add_argument(
+        "--concurrency", type=_positive, metavar="N", help="files fetched at once"
+    )
+    parser.add_argument(
+        "--report",
+        type=Path,
+        metavar="FILE",
+        help=f"write the {what} report as JSON to FILE",
+    )
+    parser.add_argument(
+        "--verify-existing", action="store_true", help="re-hash files already in place"
+    )
+    parser.add_argument(
+        "--no-space-check",
+        action="store_true",
+        help="start even if the free space looks too small",
+    )
+    parser.add_argument(
+        "-y",
+        "--yes",
+        action="store_true",
+        help="fetch from a repo that is not on the trusted list",
+    )
+    _json(parser, "the report as JSON")
+
+
+def _add_download(sub: _Sub, common: argparse.ArgumentParser) -> None:
+    parser = _command(
+        sub, "download", common, "put models into the local cache, for offline use"
+    )
+    parser.add_argument(
+        "models",
+        nargs="*",
+        metavar="MODEL",
+        help="model names (the highest opset unless --opset)",
+    )
+    parser.add_argument(
+        "--all", action="store_true", help="every model that passes the filters"
+    )
+    parser.add_argument(
+        "--with-data", action="store_true", help="also the tarballs with test data"
+    )
+    _repo(parser)
+    _filters(parser, models=False)
+    _run_options(parser, "download")
+
+
+def _add_mirror(sub: _Sub, common: argparse.ArgumentParser) -> None:
+    parser = _command(
+        sub,
+        "mirror",
+        common,
+        "copy a hub (or part of it) into a folder laid out as a hub",
+    )
+    parser.add_argument("dest", type=Path, metavar="DEST")
+    _repo(parser)
+    _filters(parser, models=True)
+    parser.add_argument(
+        "--no-data", action="store_true", help="skip the tarballs with test data"
+    )
+    _run_options(parser, "mirror")
+
+
+def _add_cache(sub: _Sub, common: argparse.ArgumentParser) -> None:
+    parser = sub.add_parser(
+        "cache",
+        help="inspect and tidy the local cache",
+        description="inspect and tidy the local cache",
+    )
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    ls = _command(actions, "ls", common, "list cached models with sizes", "cache ls")
+    _json(ls, "JSON lines")
+    verify = _command(
+        actions,
+        "verify",
+        common,
+        "re-hash every cached file; report corrupt ones",
+        "cache verify",
+    )
+    verify.add_argument(
+        "--fix",
+        action="store_true",
+        help="remove corrupt files (they download again when used)",
+    )
+    _json(verify)
+    prune = _command(
+        actions,
+        "prune",
+        common,
+        "remove temporary leftovers and files no known manifest lists",
+        "cache prune",
+    )
+    prune.add_argument("--dry-run", action="store_true", help="only list them")
+    prune.add_argument(
+        "--temp-only", action="store_true", help="only temporary leftovers"
+    )
+    prune.add_argument(
+        "--repo",
+        action="append",
+        metavar="R",
+        help="also keep the files of this repo's manifest",
+    )
+    _json(prune)
+    du = _command(actions, "du", common, "size of the cache by kind", "cache du")
+    _json(du)
+
+
+def _add_manifest(sub: _Sub, common: argparse.ArgumentParser) -> None:
+    parser = sub.add_parser(
+        "manifest", help="build a hub's manifest", description="build a hub's manifest"
+    )
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    build = _command(
+        actions,
+        "build",
+        common,
+        "scan DIR for .onnx files (and "
+        "tarballs beside them) and write ONNX_HUB_MANIFEST.json",
+        "manifest build",
+    )
+    build.add_argument("dir", type=Path, metavar="DIR")
+    build.add_argument(
+        "--output",
+        type=Path,
+        metavar="FILE",
+        help="where to write it (default: DIR/ONNX_HUB_MANIFEST.json)",
+    )
+    _json(build)
+
+
+def _add_serve(sub: _Sub, common: argparse.ArgumentParser) -> None:
+    parser = _command(
+        sub, "serve", common, "serve a hub folder over HTTP (Range, ETag)"
+    )
+    parser.add_argument("dir", type=Path, metavar="DIR")
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=8000,
+        metavar="P",
+        help="port (default 8000; 0 picks a free one)",
+    )
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        metavar="H",
+        help="address to listen on (default 127.0.0.1)",
+    )
+
+
+def _add_trust(sub: _Sub, common: argparse.ArgumentParser) -> None:
+    parser = sub.add_parser(
+        "trust",
+        help="the list of trusted repos",
+        description="the list of trusted repos",
+    )
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add = _command(actions, "add", common, "trust a repo from now on", "trust add")
+    add.add_argument("repo", metavar="REPO")
+    listing = _command(actions, "list", common, "show trusted repos", "trust list")
+    _json(listing)
+
+
+def _add_demo(sub: _Sub, common: argparse.ArgumentParser) -> None:
+    parser = _command(
+        sub,
+        "demo",
+        common,
+        "serve, mirror, load and check a small "
+        "example hub on this machine (no internet needed)",
+    )
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        metavar="D",
+        help="work in D and keep it (default: a temporary folder)",
+    )
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
