@@ -1,0 +1,444 @@
+"""The machinery behind :mod:`asynchub.mirror`: check, plan, fetch, write, report.
+
+One run: resolve the repo and read its manifest; select entries and their files
+(:mod:`asynchub._mirror_plan`); find the files already in place (size, then the
+verified marker or a hash); announce the plan; check trust, free space and any older
+manifest; fetch the rest concurrently through one engine, recording each failure;
+then, in mirror mode and only when nothing failed, write the manifest.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import stat
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anyio
+
+from ._cache import (
+    cache_path,
+    ensure_verified,
+    mark_verified,
+    os_error,
+    sha256_file,
+)
+from ._cache_admin import remove_free_lock
+from ._manifest_store import ManifestStore
+from ._mirror_plan import (
+    PlannedFile,
+    check_mirror_path,
+    format_bytes,
+    parse_shard,
+    select_entries,
+    shard_of,
+    unique_files,
+)
+from ._mirror_report import FileFailure, FileOutcome, MirrorPlan, MirrorReport, Mode
+from ._transfer import Engine, FileSpec, ProgressCallback
+from ._transfer.state import lock_path
+from ._trust import is_allowlisted
+from .config import HubConfig
+from .errors import (
+    AsyncHubError,
+    DiskFullError,
+    ManifestError,
+    UntrustedRepoError,
+)
+from .manifest import Manifest, ManifestEntry
+from .sources import MANIFEST_NAME, Source, resolve_repo
+
+__all__ = ("Options", "PlanCallback", "ShardArg", "Target", "run")
+
+_log = logging.getLogger("asynchub")
+_CHECKERS = 4  # files checked (possibly hashed) at once before a run
+ShardArg = tuple[int, int] | str | None
+PlanCallback = Callable[[MirrorPlan], None]
+
+
+@dataclass(frozen=True)
+class Options:
+    """The caller's selection and switches, copied and validated once."""
+
+    models: Sequence[str] | None
+    tags: Sequence[str] | None
+    opsets: Sequence[int] | None
+    latest_only: bool
+    with_data: bool
+    shard: tuple[int, int] | None
+    verify_existing: bool
+    check_space: bool
+    dry_run: bool
+    silent: bool
+
+    @classmethod
+    def of(
+        cls,
+        models: Sequence[str] | None,
+        tags: Sequence[str] | None,
+        opsets: Sequence[int] | None,
+        *,
+        shard: ShardArg,
+        **flags: bool,
+    ) -> Options:
+        """Copy the caller's sequences and validate the shard."""
+        return cls(
+            models=None if models is None else list(models),
+            tags=None if tags is None else list(tags),
+            opsets=None if opsets is None else [int(o) for o in opsets],
+            shard=parse_shard(shard),
+            **flags,
+        )
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where files go: a hub folder (mirror) or the cache (onnx.hub layout)."""
+
+    mode: Mode
+    root: Path
+
+    def dest_of(self, file: PlannedFile) -> Path:
+        if self.mode == "mirror":
+            return self.root.joinpath(*check_mirror_path(file.path).split("/"))
+        return cache_path(self.root, check_mirror_path(file.path), file.sha256)
+
+
+@dataclass
+class _Tally:
+    done: list[FileOutcome] = field(default_factory=list)
+    skipped: list[FileOutcome] = field(default_factory=list)
+    failed: list[FileFailure] = field(default_factory=list)
+
+    def fail(self, path: str, exc: AsyncHubError) -> None:
+        _log.info("%s failed: %s", path, exc)
+        self.failed.append(
+            FileFailure(
+                path=path,
+                error=type(exc).__name__,
+                message=exc.message,
+                hint=exc.hint,
+                url=getattr(exc, "url", None),
+            )
+        )
+
+
+async def run(
+    target: Target,
+    repo: str,
+    options: Options,
+    config: HubConfig | None,
+    progress: ProgressCallback | None,
+    on_plan: PlanCallback | None,
+) -> MirrorReport:
+    started = time.monotonic()
+    config = config if config is not None else HubConfig.from_env()
+    source = resolve_repo(repo, config)
+    async with Engine(config) as engine:
+        manifest = await ManifestStore(config, engine).get(source)
+        entries, files, mine = _plan(manifest, options)
+        tally = _Tally()
+        todo = await _sort_existing(target, mine, options.verify_existing, tally)
+        if on_plan is not None:
+            on_plan(_plan_event(mine, todo))
+        if todo and not options.dry_run:
+            await _prepare(source, target, todo, options, config)
+            await _fetch_all(engine, source, target, todo, progress, tally)
+    written = False
+    if target.mode == "mirror" and not options.dry_run and not tally.failed:
+        written = await _finish_manifest(target, entries, files, options.shard)
+    return _report(
+        target,
+        source,
+        options,
+        entries,
+        mine,
+        todo,
+        tally,
+        time.monotonic() - started,
+        written,
+    )
+
+
+def _plan(
+    manifest: Manifest, options: Options
+) -> tuple[list[ManifestEntry], list[PlannedFile], list[PlannedFile]]:
+    """Selected entries, their files, and the files of this shard."""
+    entries = select_entries(
+        manifest,
+        models=options.models,
+        tags=options.tags,
+        opsets=options.opsets,
+        latest_only=options.latest_only,
+    )
+    files = unique_files(entries, options.with_data)
+    if options.shard is None:
+        return entries, files, files
+    index, count = options.shard
+    return entries, files, [f for f in files if shard_of(f.path, count) == index]
+
+
+def _plan_event(mine: list[PlannedFile], todo: list[PlannedFile]) -> MirrorPlan:
+    total, fetch = _size(mine), _size(todo)
+    return MirrorPlan(
+        total_files=len(mine),
+        total_bytes=total,
+        to_fetch_files=len(todo),
+        to_fetch_bytes=fetch,
+        skipped_files=len(mine) - len(todo),
+        skipped_bytes=total - fetch,
+    )
+
+
+def _size(files: Sequence[PlannedFile]) -> int:
+    return sum(f.size or 0 for f in files)
+
+
+async def _sort_existing(
+    target: Target, files: list[PlannedFile], rehash: bool, tally: _Tally
+) -> list[PlannedFile]:
+    """Files still to fetch; files already in place go to ``tally.skipped``."""
+    current: dict[str, bool] = {}
+    limiter = anyio.CapacityLimiter(_CHECKERS)
+
+    async def check(file: PlannedFile) -> None:
+        async with limiter:
+            current[file.path] = await _is_current(target, file, rehash)
+
+    async with anyio.create_task_group() as group:
+        for file in _safe(target, files, tally):
+            group.start_soon(check, file)
+    for file in files:
+        if current.get(file.path):
+            tally.skipped.append(FileOutcome(path=file.path, size=file.size or 0))
+    return [f for f in files if current.get(f.path) is False]
+
+
+def _safe(target: Target, files: list[PlannedFile], tally: _Tally) -> list[PlannedFile]:
+    """Files whose path is allowed; the others are recorded as failures."""
+    safe = []
+    for file in files:
+        try:
+            target.dest_of(file)
+        except AsyncHubError as exc:
+            tally.fail(file.path, exc)
+        else:
+            safe.append(file)
+    return safe
+
+
+async def _is_current(target: Target, file: PlannedFile, rehash: bool) -> bool:
+    """True when ``file`` is in place with its size and SHA-256."""
+    dest = target.dest_of(file)
+    try:
+        info = await anyio.Path(dest).stat()
+    except OSError:
+        return False
+    if not stat.S_ISREG(info.st_mode):
+        return False
+    if file.size is not None and info.st_size != file.size:
+        return False
+    if not rehash:
+        return await ensure_verified(target.root, dest, file.sha256)
+    actual = await anyio.to_thread.run_sync(sha256_file, dest)
+    if file.sha256 is not None and actual != file.sha256:
+        _log.warning("%s is corrupt (SHA-256 %s): fetching it again", dest, actual)
+        return False
+    await mark_verified(target.root, dest, actual)
+    return True
+
+
+async def _prepare(
+    source: Source,
+    target: Target,
+    todo: list[PlannedFile],
+    options: Options,
+    config: HubConfig,
+) -> None:
+    """Checks and clean-up before fetching: trust, free space, stale manifest."""
+    await _check_trust(source, config, options.silent)
+    if options.check_space:
+        await anyio.to_thread.run_sync(_check_space, target.root, _size(todo))
+    if target.mode == "mirror":
+        await anyio.to_thread.run_sync(_retire_manifest, target.root, todo)
+
+
+async def _check_trust(source: Source, config: HubConfig, silent: bool) -> None:
+    if await anyio.to_thread.run_sync(is_allowlisted, source, config):
+        return
+    if silent and config.trust == "compat":
+        return
+    mode = " (strict trust mode)" if config.trust == "strict" else ""
+    raise UntrustedRepoError(
+        f"{source.spec} is not on the trusted list{mode}, so its files are not fetched",
+        hint="add it with 'asynchub trust add REPO', or pass silent=True (--yes) "
+        "if you trust it",
+    )
+
+
+def _check_space(root: Path, needed: int) -> None:
+    probe = root
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    if needed > free:
+        raise DiskFullError(
+            f"{root} has {format_bytes(free)} free but the files still to fetch "
+            f"need {format_bytes(needed)}",
+            hint="free some space or choose another folder; pass check_space=False "
+            "(--no-space-check) to try anyway",
+        )
+
+
+def _retire_manifest(root: Path, todo: list[PlannedFile]) -> None:
+    """Remove an older manifest that lists a file this run will replace."""
+    path = root / MANIFEST_NAME
+    try:
+        old = Manifest.parse(path.read_bytes(), source=str(path))
+    except FileNotFoundError:
+        return
+    except ManifestError:
+        old = Manifest([])
+    listed = {e.model_path for e in old} | {
+        e.metadata.model_with_data_path for e in old
+    }
+    if not old.entries or listed & {f.path for f in todo}:
+        _log.info("removing %s until the mirror is complete again", path)
+        path.unlink(missing_ok=True)
+
+
+async def _fetch_all(
+    engine: Engine,
+    source: Source,
+    target: Target,
+    todo: list[PlannedFile],
+    progress: ProgressCallback | None,
+    tally: _Tally,
+) -> None:
+    async with anyio.create_task_group() as group:
+        for file in todo:
+            group.start_soon(_fetch_one, engine, source, target, file, progress, tally)
+
+
+async def _fetch_one(
+    engine: Engine,
+    source: Source,
+    target: Target,
+    file: PlannedFile,
+    progress: ProgressCallback | None,
+    tally: _Tally,
+) -> None:
+    """Fetch one file; an AsyncHubError is recorded, never raised."""
+    try:
+        dest = target.dest_of(file)
+        urls = source.file_urls(file.path)
+        spec = FileSpec(urls, dest, file.sha256, file.size, label=file.path)
+        result = await engine.fetch(spec, progress=progress)
+    except AsyncHubError as exc:
+        tally.fail(file.path, exc)
+        return
+    except OSError as exc:  # the disk refused this file; the others may still fit
+        tally.fail(file.path, os_error(exc, target.dest_of(file)))
+        return
+    finally:
+        if target.mode == "mirror":  # a hub folder holds the hub, not our locks
+            await _tidy_lock(target, file)
+    if file.sha256 is None:
+        _log.warning(
+            "%s has no SHA-256 in the manifest; it arrived with %s",
+            file.path,
+            result.sha256,
+        )
+    await mark_verified(target.root, result.path, result.sha256)
+    tally.done.append(
+        FileOutcome(
+            path=file.path,
+            size=result.size,
+            downloaded=result.bytes_downloaded,
+            resumed=result.bytes_resumed,
+        )
+    )
+
+
+async def _tidy_lock(target: Target, file: PlannedFile) -> None:
+    with anyio.CancelScope(shield=True):
+        try:
+            lock = lock_path(target.dest_of(file))
+        except AsyncHubError:
+            return
+        await anyio.to_thread.run_sync(remove_free_lock, lock)
+
+
+async def _finish_manifest(
+    target: Target,
+    entries: list[ManifestEntry],
+    files: list[PlannedFile],
+    shard: tuple[int, int] | None,
+) -> bool:
+    """Write the manifest if the whole selection is in place; True if it is there."""
+    if shard is not None:
+        for file in files:
+            if not await _is_current(target, file, rehash=False):
+                _log.info(
+                    "shard %d/%d is complete; the manifest is written once every "
+                    "shard is (or by a final run without a shard)",
+                    *shard,
+                )
+                return False
+    data = Manifest(entries).to_json().encode()
+    await anyio.to_thread.run_sync(_write_if_changed, target.root / MANIFEST_NAME, data)
+    return True
+
+
+def _write_if_changed(path: Path, data: bytes) -> None:
+    """Atomically write a world-readable file, unless it already holds ``data``."""
+    try:
+        if path.read_bytes() == data:
+            return
+    except OSError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
+    try:
+        with open(temp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temp, 0o644)
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+def _report(
+    target: Target,
+    source: Source,
+    options: Options,
+    entries: list[ManifestEntry],
+    mine: list[PlannedFile],
+    todo: list[PlannedFile],
+    tally: _Tally,
+    elapsed: float,
+    written: bool,
+) -> MirrorReport:
+    return MirrorReport(
+        mode=target.mode,
+        repo=source.spec,
+        dest=str(target.root),
+        shard=options.shard,
+        dry_run=options.dry_run,
+        models=len(entries),
+        total_files=len(mine),
+        total_bytes=_size(mine),
+        to_fetch_files=len(todo),
+        to_fetch_bytes=_size(todo),
+        done=sorted(tally.done, key=lambda f: f.path),
+        skipped=tally.skipped,
+        failed=sorted(tally.failed, key=lambda f: f.path),
+        elapsed=elapsed,
+        manifest_written=written,
+    )
