@@ -61,6 +61,7 @@ __all__ = (
     "ignore_range",
     "lfs_pointer",
     "overlong",
+    "paced",
     "redirect",
     "reset_after",
     "serve",
@@ -346,6 +347,35 @@ def trickle(data: bytes, interval: float, limit: int) -> Handler:
         for i in range(min(limit, len(data))):
             await ctx.body(data[i : i + 1])
             await asyncio.sleep(interval)
+
+    return handler
+
+
+def paced(
+    data: bytes,
+    steps: list[tuple[int, float]],
+    *,
+    stall_after: float | None = None,
+    **kwargs: Any,
+) -> Handler:
+    """Like :func:`serve` (ranges honoured), but send the body in ``steps`` of
+    (bytes, pause seconds); then the rest at once, or go silent for ``stall_after``
+    seconds instead when it is given."""
+    inner = serve(data, **kwargs)
+
+    async def handler(ctx: Ctx) -> None:
+        capture = _Capture(ctx)
+        await inner(capture)  # type: ignore[arg-type]
+        await ctx.head(capture.status_code, capture.headers)
+        body, pos = capture.data, 0
+        for size, pause in steps:
+            await ctx.body(body[pos : pos + size])
+            pos += size
+            await asyncio.sleep(pause)
+        if stall_after is not None:
+            await asyncio.sleep(stall_after)
+            return
+        await ctx.body(body[pos:])
 
     return handler
 
