@@ -29,6 +29,8 @@ Faults (all per file, all combinable):
 - ``etag=None`` / ``weak_etag=True`` / ``last_modified=False``: validators;
 - ``chunked=True``: no Content-Length; ``content_type``: the Content-Type header.
 
+``If-None-Match`` with the current ETag is answered ``304``.
+
 Redirects: :meth:`FileServer.redirect` (to a path, another server, or any scheme).
 """
 
@@ -237,6 +239,9 @@ class FileServer:
         if failure is not None:
             return failure
         data, headers = _version(file, index)
+        etag = headers.get("ETag")
+        if etag and request.headers.get("If-None-Match") == etag:
+            return web.Response(status=304, headers=headers)
         return await _send(request, record, stats, file.behavior, data, headers, index)
 
 

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 from ..config import HubConfig
 from ._http import Http
+from .hashing import BufferPool
 
 __all__ = ("Context",)
 
@@ -27,6 +28,7 @@ class Context:
         self.config = config
         self.http = http
         self.executor = executor
+        self.buffers = BufferPool()
 
     def submit(self, fn: Callable[..., T], *args: Any) -> concurrent.futures.Future[T]:
         """Start ``fn(*args)`` in a worker thread (blocking file I/O, hashing)."""

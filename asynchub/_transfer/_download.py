@@ -41,7 +41,6 @@ from ._http import (
     require_identity,
 )
 from ._verify import HEAD_SIZE, check_announced_size
-from .hashing import BATCH_SIZE
 from .retry import Backoff, parse_retry_after
 from .spec import FileSpec
 from .state import Partial
@@ -62,6 +61,25 @@ class Restart(Exception):
 
 
 @dataclass
+class Batch:
+    """A fixed buffer being filled from the network before one thread hop."""
+
+    buf: bytearray
+    size: int = 0
+
+    @property
+    def full(self) -> bool:
+        return self.size == len(self.buf)
+
+    def fill(self, view: memoryview) -> memoryview:
+        """Copy as much of ``view`` as fits; return the rest."""
+        take = min(len(view), len(self.buf) - self.size)
+        self.buf[self.size : self.size + take] = view[:take]
+        self.size += take
+        return view[take:]
+
+
+@dataclass
 class Segment:
     """A byte range ``[start, end)`` being fetched; ``pos`` is the next byte."""
 
@@ -70,8 +88,7 @@ class Segment:
     pos: int
     whole: bool = False
     finished: bool = False
-    pending: concurrent.futures.Future[None] | None = None
-    pending_bytes: int = 0
+    pending: tuple[concurrent.futures.Future[None], Batch] | None = None
 
     @property
     def done(self) -> bool:
@@ -315,42 +332,46 @@ class Download:
         self, response: aiohttp.ClientResponse, seg: Segment, skip: int
     ) -> None:
         """Write the body at ``seg.pos`` in batches; stop at ``seg.end``."""
-        buf = bytearray()
+        batch = Batch(self.ctx.buffers.get())
         try:
             async for chunk in iter_body(response, self.url):
-                if skip:
-                    chunk, skip = chunk[skip:], max(0, skip - len(chunk))
-                room = None if seg.end is None else seg.end - seg.pos - len(buf)
-                buf += chunk if room is None else chunk[:room]
-                if len(buf) >= BATCH_SIZE:
-                    buf = await self._write(seg, buf)
-                if room is not None and len(chunk) >= room:
+                view, skip = memoryview(chunk)[skip:], max(0, skip - len(chunk))
+                if seg.end is not None:
+                    view = view[: seg.end - seg.pos - batch.size]
+                while view:
+                    view = batch.fill(view)
+                    if batch.full:
+                        await self._flush(seg, batch)
+                        batch = Batch(self.ctx.buffers.get())
+                if seg.end is not None and seg.pos + batch.size >= seg.end:
                     return
         finally:
-            await self._write(seg, buf)
+            await self._flush(seg, batch)
         if seg.end is None and seg.whole:
             seg.finished = True
             self.partial.state.total = seg.pos
 
-    async def _write(self, seg: Segment, buf: bytearray) -> bytearray:
-        """Hand ``buf`` to a thread (after the segment's previous write)."""
+    async def _flush(self, seg: Segment, batch: Batch) -> None:
+        """Hand ``batch`` to a thread (after the segment's previous write)."""
         await self._settle(seg)
-        if buf:
-            assembler = self.partial.assembler
-            seg.pending = self.ctx.submit(assembler.write, seg.pos, buf)
-            seg.pending_bytes = len(buf)
-            self.pending.add(seg.pending)
-            seg.pos += len(buf)
-        return bytearray()
+        if not batch.size:
+            self.ctx.buffers.put(batch.buf)
+            return
+        data = memoryview(batch.buf)[: batch.size]
+        future = self.ctx.submit(self.partial.assembler.write, seg.pos, data)
+        seg.pending = (future, batch)
+        self.pending.add(future)
+        seg.pos += batch.size
 
     async def _settle(self, seg: Segment) -> None:
         """Wait for the segment's write in flight; report its bytes."""
-        future, seg.pending = seg.pending, None
-        if future is None:
+        if seg.pending is None:
             return
+        (future, batch), seg.pending = seg.pending, None
         await asyncio.wrap_future(future)  # if cancelled, stays in pending for drain
         self.pending.discard(future)
-        self.on_bytes(seg.pending_bytes)
+        self.ctx.buffers.put(batch.buf)
+        self.on_bytes(batch.size)
         self._save_soon()
 
     def _save_soon(self) -> None:

@@ -16,13 +16,32 @@ import os
 import threading
 from collections.abc import Iterable
 
-__all__ = ("BATCH_SIZE", "Assembler", "Intervals")
+__all__ = ("BATCH_SIZE", "Assembler", "BufferPool", "Intervals")
 
 BATCH_SIZE = 1024 * 1024
 """Bytes a stream gathers before one thread hop (write + hash)."""
 
-READBACK_SIZE = 4 * 1024 * 1024
+READBACK_SIZE = 1024 * 1024
 """Chunk size when hashing bytes back from disk (resume, out-of-order parts)."""
+
+
+class BufferPool:
+    """Reusable batch buffers, used on the loop thread only.
+
+    Recycling fixed-size buffers keeps the allocator from fragmenting (freshly
+    allocated megabyte buffers freed in worker threads made RSS grow with file size).
+    """
+
+    def __init__(self, size: int = BATCH_SIZE, keep: int = 64) -> None:
+        self.size, self.keep = size, keep
+        self._free: list[bytearray] = []
+
+    def get(self) -> bytearray:
+        return self._free.pop() if self._free else bytearray(self.size)
+
+    def put(self, buf: bytearray) -> None:
+        if len(self._free) < self.keep and len(buf) == self.size:
+            self._free.append(buf)
 
 
 class Intervals:
@@ -82,8 +101,9 @@ class Assembler:
         self._lock = threading.Lock()
         self._sha = hashlib.sha256()
         self.hashed = 0
+        self._scratch: bytearray | None = None
 
-    def write(self, offset: int, data: bytes | bytearray) -> None:
+    def write(self, offset: int, data: bytes | bytearray | memoryview) -> None:
         """Write ``data`` at ``offset``, then advance the hash as far as possible."""
         view = memoryview(data)
         _pwrite_all(self.fd, view, offset)
@@ -103,13 +123,16 @@ class Assembler:
 
     def _catch_up(self) -> None:
         end = self._done.run_end(self.hashed)
+        if end > self.hashed and self._scratch is None:
+            self._scratch = bytearray(READBACK_SIZE)
         while self.hashed < end:
-            size = min(READBACK_SIZE, end - self.hashed)
-            chunk = os.pread(self.fd, size, self.hashed)
-            if not chunk:
+            assert self._scratch is not None
+            view = memoryview(self._scratch)[: min(READBACK_SIZE, end - self.hashed)]
+            count = os.preadv(self.fd, [view], self.hashed)
+            if not count:
                 raise OSError(f"temporary file shorter than recorded ({self.hashed})")
-            self._sha.update(chunk)
-            self.hashed += len(chunk)
+            self._sha.update(view[:count])
+            self.hashed += count
 
     def reset(self) -> None:
         """Forget everything and empty the file (the remote changed)."""
