@@ -52,8 +52,8 @@ def check_relative_path(path: str) -> str:
     """Return ``path`` if it is a safe relative POSIX path, else raise UnsafePathError.
 
     Refused: empty, absolute, drive letters, backslashes, ``//host``, empty, ``.`` or
-    ``..`` segments (also percent-encoded), control characters, a segment that starts
-    with ``.`` followed by a tilde-free hidden name is allowed, over-long paths.
+    ``..`` segments (also percent-encoded), hidden segments (``.git``, asynchub's own
+    ``.asynchub`` state), ``:``, control characters, non-NFC text, over-long paths.
     """
     problem = _path_problem(path)
     if problem:
@@ -83,6 +83,8 @@ def _segment_problem(segments: Sequence[str]) -> str | None:
     for segment in segments:
         if segment in ("", ".", ".."):
             return f"it has a {segment or 'empty'!r} segment"
+        if segment.startswith("."):
+            return "a segment is hidden (starts with '.'), like asynchub's own state"
         if len(segment.encode()) > _MAX_SEGMENT:
             return f"a segment is longer than {_MAX_SEGMENT} bytes"
         if ":" in segment:
@@ -103,7 +105,14 @@ def _sha(value: str) -> str:
     return value.lower()
 
 
+def _tarball(value: str) -> str:
+    if not value.endswith(".tar.gz"):
+        raise ValueError("must end with '.tar.gz'")
+    return value
+
+
 SafePath = Annotated[str, AfterValidator(_safe_path)]
+TarballPath = Annotated[str, AfterValidator(_safe_path), AfterValidator(_tarball)]
 Sha256 = Annotated[str, AfterValidator(_sha)]
 
 
@@ -131,7 +140,7 @@ class Metadata(_Open):
     model_bytes: int | None = Field(default=None, ge=0)
     tags: list[str] = Field(default_factory=list)
     io_ports: IoPorts | None = None
-    model_with_data_path: SafePath | None = None
+    model_with_data_path: TarballPath | None = None
     model_with_data_sha: Sha256 | None = None
     model_with_data_bytes: int | None = Field(default=None, ge=0)
 
@@ -281,6 +290,11 @@ def _validate_entry(item: object, index: int, source: str) -> ManifestEntry:
         ) from exc
 
 
+def _entry_paths(entry: ManifestEntry) -> list[str]:
+    tarball = entry.metadata.model_with_data_path
+    return [entry.model_path, *([tarball] if tarball else [])]
+
+
 def _check_unique(entries: Sequence[ManifestEntry]) -> None:
     """Refuse ambiguous manifests.
 
@@ -288,16 +302,18 @@ def _check_unique(entries: Sequence[ManifestEntry]) -> None:
     2021 official manifest lists ResNet v1 and v2 that way; the first wins, as in
     onnx.hub). Names that differ only by case or Unicode normalisation at the same
     opset are refused (lookups are case-insensitive, so one could shadow the other),
-    and so is a ``model_path`` listed twice.
+    and so is a file path listed twice, even in another case.
     """
     names: dict[tuple[str, int], str] = {}
     paths: set[str] = set()
     for i, entry in enumerate(entries):
-        if entry.model_path in paths:
-            raise ManifestParseError(
-                f"entry {i} ({entry.model!r}) repeats model_path {entry.model_path!r}"
-            )
-        paths.add(entry.model_path)
+        for path in _entry_paths(entry):
+            if path.casefold() in paths:
+                raise ManifestParseError(
+                    f"entry {i} ({entry.model!r}) repeats model_path {path!r} (paths "
+                    "compare case-insensitively: they collide on macOS and Windows)"
+                )
+            paths.add(path.casefold())
         folded = unicodedata.normalize("NFKC", entry.model).casefold()
         first = names.setdefault((folded, entry.opset_version), entry.model)
         if first != entry.model:

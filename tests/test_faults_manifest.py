@@ -178,11 +178,6 @@ def test_repeated_model_path_is_refused() -> None:
         parse([e(), e(model="n")])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: two model_paths differing only by case ('a/M.onnx', 'a/m.onnx') are "
-    "accepted; they collide when mirrored onto a case-insensitive filesystem",
-)
 def test_model_paths_differing_only_by_case_are_refused() -> None:
     with pytest.raises(ManifestParseError, match="model_path"):
         parse([e(model_path="vision/M.onnx"), e(model="n", model_path="vision/m.onnx")])
@@ -259,12 +254,6 @@ async def test_unsafe_path_over_http_fails_before_any_file_io(
     assert not (clean_env.parent / "escaped.onnx").exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: manifest paths may point into asynchub's own state folder: a "
-    "SHA-less model_with_data_path '.asynchub/trusted_repos.json' overwrites the "
-    "persisted trust allow-list (and likewise the cached manifests)",
-)
 async def test_manifest_cannot_write_asynchubs_own_state(
     server: FaultServer, clean_env: Path
 ) -> None:

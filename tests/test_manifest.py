@@ -67,6 +67,15 @@ def test_onnx_version_forms() -> None:
     assert {"1.9", "1.9.0"} <= versions
 
 
+def _variant(entry: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    """A copy of ``entry`` with ``changes`` and no tarball (whose path would clash)."""
+    out = copy.deepcopy(entry)
+    out.update(changes)
+    for key in ("model_with_data_path", "model_with_data_sha", "model_with_data_bytes"):
+        out["metadata"].pop(key, None)
+    return out
+
+
 def _bad(mutate: Any) -> bytes:
     entries = copy.deepcopy(_entries()[:3])
     mutate(entries)
@@ -94,7 +103,7 @@ def _bad(mutate: Any) -> bytes:
         (lambda e: e.append(copy.deepcopy(e[0])), r"entry 3 .* repeats model_path"),
         (
             lambda e: e.append(
-                {**e[0], "model": e[0]["model"].upper(), "model_path": "x/y.onnx"}
+                _variant(e[0], model=e[0]["model"].upper(), model_path="x/y.onnx")
             ),
             r"differ only by case",
         ),
@@ -116,7 +125,7 @@ def test_not_json_and_not_a_list() -> None:
 def test_unicode_normalisation_duplicates() -> None:
     entry = _entries()[0]
     composed = {**entry, "model": "caf\u00e9"}
-    decomposed = {**entry, "model": "cafe\u0301", "model_path": "other/x.onnx"}
+    decomposed = _variant(entry, model="cafe\u0301", model_path="other/x.onnx")
     with pytest.raises(ManifestParseError, match="Unicode normalisation"):
         Manifest.parse(json.dumps([composed, decomposed]))
 
@@ -176,7 +185,7 @@ def test_accepted_paths_never_escape(segments: list[str]) -> None:
 
 def test_same_name_same_opset_first_wins_like_onnx_hub() -> None:
     first = _entries()[0]
-    second = {**first, "model_path": "other/variant-v2.onnx"}
+    second = _variant(first, model_path="other/variant-v2.onnx")
     manifest = Manifest.parse(json.dumps([first, second]))
     found = manifest.find(first["model"], first["opset_version"])
     assert found.model_path == first["model_path"]
