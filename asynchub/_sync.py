@@ -14,6 +14,7 @@ files removed or left resumable), then re-raises ``KeyboardInterrupt``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
 from collections.abc import Awaitable, Callable
@@ -78,6 +79,15 @@ class LoopThread:
             future.cancel()
             finished.wait(_CLEANUP_GRACE)  # let the cancelled task clean up first
             raise
+
+    def shutdown(self, cleanup: Callable[[], Awaitable[None]], timeout: float) -> None:
+        """Run ``cleanup`` on the running loop, then stop it (at interpreter exit)."""
+        loop = self._loop
+        if loop is None or not loop.is_running():
+            return
+        with contextlib.suppress(Exception):  # exiting anyway: never mask the exit
+            asyncio.run_coroutine_threadsafe(cleanup(), loop).result(timeout)
+        loop.call_soon_threadsafe(loop.stop)
 
     def reset_after_fork(self) -> None:
         """Forget the parent's loop: a forked child has no thread running it."""

@@ -16,6 +16,7 @@ before downloading from an untrusted repo unless ``silent=True``, as onnx.hub di
 from __future__ import annotations
 
 import asyncio
+import atexit
 import threading
 import weakref
 from collections.abc import Awaitable, Callable
@@ -294,3 +295,9 @@ def load_composite_model(
         force_reload,
         silent,
     )
+
+
+@atexit.register
+def _close_default_clients() -> None:
+    """Close the sync API's sessions cleanly when the interpreter exits."""
+    _sync.default_loop().shutdown(aclose, timeout=5.0)
