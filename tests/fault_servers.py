@@ -447,6 +447,7 @@ class FaultServer:
         self._thread: threading.Thread | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.port = 0
+        self._bucket: _Bucket | None = None
 
     def _hello(self, *_: object) -> None:
         self.handshakes += 1
@@ -536,6 +537,10 @@ class FaultServer:
         self.route("/hub/ONNX_HUB_MANIFEST.json", serve(manifest, etag='"m1"'))
         return self.hub_url
 
+    def rate_limit(self, per_second: float, burst: int, retry_after: str = "1") -> None:
+        """Answer 429 (with ``Retry-After``) beyond a token bucket, on every path."""
+        self._bucket = _Bucket(per_second, burst, retry_after)
+
     def log(self, path: str) -> list[Logged]:
         """Requests logged for ``path``."""
         return [r for r in self.requests if r.path == path]
@@ -575,6 +580,10 @@ class FaultServer:
         path = target.split("?", 1)[0]
         log = Logged(method, path, headers)
         self.requests.append(log)
+        if self._bucket is not None and not self._bucket.take():
+            headers = {"Retry-After": self._bucket.retry_after}
+            await Ctx(self, log, writer).send(429, headers, b"slow down")
+            return
         script = self.routes.get(path)
         if not script:
             await Ctx(self, log, writer).send(404, {}, b"404: Not Found")
@@ -585,6 +594,23 @@ class FaultServer:
 
 
 # internals --------------------------------------------------------------------
+
+
+class _Bucket:
+    """A token bucket: ``per_second`` tokens a second, at most ``burst`` saved."""
+
+    def __init__(self, per_second: float, burst: int, retry_after: str) -> None:
+        self.rate, self.burst, self.retry_after = per_second, burst, retry_after
+        self.tokens, self.stamp = float(burst), time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
 
 
 class _Capture:
