@@ -138,14 +138,17 @@ class _Index:
     """Known manifest paths by (path, sha), with the entry they come from."""
 
     files: dict[tuple[str, str | None], tuple[str, int]] = field(default_factory=dict)
+    paths: set[str] = field(default_factory=set)
 
     def add(self, manifest: Manifest) -> None:
         for entry in manifest:
             meta, who = entry.metadata, (entry.model, entry.opset_version)
             self.files.setdefault((entry.model_path, meta.model_sha), who)
+            self.paths.add(entry.model_path)
             if meta.model_with_data_path is not None:
                 key = (meta.model_with_data_path, meta.model_with_data_sha)
                 self.files.setdefault(key, who)
+                self.paths.add(meta.model_with_data_path)
 
     def lookup(self, path: str | None, sha: str | None) -> tuple[str, int] | None:
         return None if path is None else self.files.get((path, sha))
@@ -164,11 +167,16 @@ def known_manifests(root: Path) -> list[Manifest]:
 
 
 def list_cache(
-    root: Path, manifests: Iterable[Manifest] | None = None
+    root: Path,
+    manifests: Iterable[Manifest] | None = None,
+    *,
+    include_temp: bool = False,
 ) -> list[CachedItem]:
-    """Every cached model, tarball, extracted folder and leftover, sorted by path."""
+    """Cached models, tarballs and extracted folders (and leftovers if asked),
+    sorted by path."""
     index = _index(root, manifests)
-    return sorted(_scan(root, index), key=lambda item: item.path)
+    items = (i for i in _scan(root, index) if include_temp or i.kind != "temp")
+    return sorted(items, key=lambda item: item.path)
 
 
 def verify(root: Path, *, fix: bool = False) -> VerifyResult:
@@ -196,25 +204,27 @@ def prune(
     root: Path,
     *,
     manifests: Iterable[Manifest] | None = None,
-    stale: bool = True,
+    superseded: bool = True,
+    unlisted: bool = False,
     dry_run: bool = False,
 ) -> PruneResult:
-    """Remove temporary leftovers and, with ``stale``, files no manifest lists.
+    """Remove temporary leftovers and cached files that no manifest wants.
 
     Args:
         manifests: The manifests whose files are kept; None means every manifest
             cached under ``root`` plus the shipped official one.
-        stale: Also remove cached files (and extracted folders) whose path and
-            SHA-256 are in none of ``manifests``. Files whose names carry no
-            SHA-256 are always kept, and nothing is stale when no manifest is
-            known.
+        superseded: Remove files (and extracted folders) whose path a manifest
+            lists with another SHA-256: older versions of a model.
+        unlisted: Also remove files whose path no manifest lists. Off by default:
+            files fetched from a local-folder repo are in no cached manifest.
         dry_run: Report what would be removed, remove nothing.
+
+    Files whose names carry no SHA-256 are always kept.
     """
     index = _index(root, manifests)
-    stale = stale and bool(index.files)  # no manifest known: nothing is stale
     doomed, busy = [], []
     for item in _scan(root, index):
-        reason = _prune_reason(root, item, stale)
+        reason = _prune_reason(root, item, index, superseded, unlisted)
         if reason == "busy":
             busy.append(item.path)
         elif reason:
@@ -308,13 +318,18 @@ def _origin(relative: str, kind: Kind) -> tuple[str | None, str | None]:
     return sha, f"{folder}/{plain}" if folder else plain
 
 
-def _prune_reason(root: Path, item: CachedItem, stale: bool) -> str | None:
-    """``"temp"``/``"stale"`` to remove, ``"busy"`` to keep and say so, or None."""
+def _prune_reason(
+    root: Path, item: CachedItem, index: _Index, superseded: bool, unlisted: bool
+) -> str | None:
+    """``"temp"``, ``"superseded"`` or ``"unlisted"`` to remove, ``"busy"`` to keep
+    and say so, or None to keep."""
     if item.kind == "temp":
         return "busy" if _in_use(root / item.path) else "temp"
-    if not stale or item.sha256 is None or item.kind == "other":
+    if item.sha256 is None or item.kind == "other" or item.model is not None:
         return None
-    return "stale" if item.model is None else None
+    if item.manifest_path in index.paths:
+        return "superseded" if superseded else None
+    return "unlisted" if unlisted else None
 
 
 def _in_use(path: Path) -> bool:

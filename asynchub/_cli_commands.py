@@ -264,7 +264,11 @@ async def cmd_cache_prune(args: argparse.Namespace, out: Output) -> int:
                 manifests.append(await client.manifest(repo))
     result = await anyio.to_thread.run_sync(
         lambda: _cache_admin.prune(
-            root, manifests=manifests, stale=not args.temp_only, dry_run=args.dry_run
+            root,
+            manifests=manifests,
+            superseded=not args.temp_only,
+            unlisted=args.unlisted and not args.temp_only,
+            dry_run=args.dry_run,
         )
     )
     if args.json:

@@ -9,7 +9,7 @@
     asynchub mirror DEST [--repo R] [--tag T ...] [--model M ...] [--latest-only]
                          [--no-data] [--shard I/N] [--dry-run] [--concurrency N]
                          [--report FILE]
-    asynchub cache ls | verify [--fix] | prune [--dry-run] | du
+    asynchub cache ls | verify [--fix] | prune [--dry-run] [--unlisted] | du
     asynchub manifest build DIR [--output FILE]
     asynchub serve DIR [--port P] [--host H]
     asynchub trust add REPO | trust list
@@ -345,12 +345,19 @@ def _add_cache(sub: _Sub, common: argparse.ArgumentParser) -> None:
         actions,
         "prune",
         common,
-        "remove temporary leftovers and files no known manifest lists",
+        "remove temporary leftovers and superseded versions of cached files "
+        "(a known manifest lists their path with another SHA-256)",
         "cache prune",
     )
     prune.add_argument("--dry-run", action="store_true", help="only list them")
     prune.add_argument(
         "--temp-only", action="store_true", help="only temporary leftovers"
+    )
+    prune.add_argument(
+        "--unlisted",
+        action="store_true",
+        help="also files whose path no known manifest lists (files fetched from "
+        "local-folder repos are in no cached manifest: add them with --repo)",
     )
     prune.add_argument(
         "--repo",
