@@ -559,6 +559,8 @@ class FaultServer:
             await self._answer(reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
             pass
+        except asyncio.CancelledError:  # the server is stopping
+            pass
         finally:
             self.active -= 1
             with contextlib.suppress(Exception):

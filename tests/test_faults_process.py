@@ -510,7 +510,9 @@ STUCK = "v/m5.onnx"
 def _mirror_hub(server: FaultServer) -> None:
     server.hub(MIRROR_FILES)
     steps = [(MiB // 8, 1.2), (MiB // 16, 0.0)]
-    server.route(f"/hub/{STUCK}", paced(MIRROR_FILES[STUCK], steps, stall_after=30))
+    data = MIRROR_FILES[STUCK]
+    stuck = paced(data, steps, stall_after=30)
+    server.route(f"/hub/{STUCK}", stuck, paced(data, [], stall_after=30))
 
 
 def _check_mirror_folder(dest: Path) -> None:
@@ -580,6 +582,8 @@ async def test_ctrl_c_mid_mirror_stops_and_leaves_no_partial_under_a_final_name(
             dest, srv.hub_url, silent=True, config=config, check_space=False
         )
         assert report.ok and STUCK in [f.path for f in report.done]
+        *before, resume = srv.log(f"/hub/{STUCK}")
+        assert resume.range_start == sum(r.sent for r in before) > 0  # resumed
     for rel, data in MIRROR_FILES.items():
         assert (dest / rel).read_bytes() == data
     assert temp_files(dest) == []
