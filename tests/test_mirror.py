@@ -20,6 +20,7 @@ import pytest
 
 from asynchub import AsyncHub, HubConfig, RetryPolicy, Timeouts
 from asynchub._mirror_plan import (
+    check_mirror_path,
     parse_shard,
     select_entries,
     shard_of,
@@ -33,6 +34,7 @@ from asynchub.errors import (
     MirrorError,
     ModelNotFoundError,
     OpsetNotFoundError,
+    UnsafePathError,
     UntrustedRepoError,
 )
 from asynchub.manifest import Manifest
@@ -412,18 +414,21 @@ async def test_untrusted_repo_needs_consent(example_hub: Path, tmp_path: Path) -
         assert len(file_gets(server)) == 6
 
 
-async def test_hostile_paths_are_refused_per_file(tmp_path: Path) -> None:
+async def test_hostile_paths_are_refused_before_anything_is_written(
+    tmp_path: Path,
+) -> None:
     source, dest = tmp_path / "source", tmp_path / "mirror"
     big_hub(source, size=100)
     raw = json.loads((source / MANIFEST).read_text())
-    raw[0]["metadata"]["model_with_data_path"] = ".asynchub/verified/evil.json"
-    raw[0]["metadata"]["model_with_data_bytes"] = 5
+    raw[0]["metadata"]["model_with_data_path"] = ".asynchub/verified/evil.tar.gz"
     (source / MANIFEST).write_text(json.dumps(raw))
-    report = await amirror(dest, str(source), config=config(tmp_path))
-    assert [(f.path, f.error) for f in report.failed] == [
-        (".asynchub/verified/evil.json", "UnsafePathError")
-    ]
-    assert report.files_done == 1 and not (dest / MANIFEST).exists()
+    with pytest.raises(UnsafePathError):
+        await amirror(dest, str(source), config=config(tmp_path))
+    assert not dest.exists()
+    for reserved in (MANIFEST, "a/.git/config.onnx", "../x.onnx"):
+        with pytest.raises(UnsafePathError):
+            check_mirror_path(reserved)
+    assert check_mirror_path("a/b.onnx") == "a/b.onnx"
 
 
 async def test_report_json_has_counts(example_hub: Path, tmp_path: Path) -> None:
