@@ -44,6 +44,7 @@ import re
 import socket
 import struct
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,6 +96,7 @@ class Request:
     headers: dict[str, str]
     status: int = 0
     body_bytes: int = 0
+    time: float = field(default_factory=time.monotonic)  # arrival
 
     @property
     def range(self) -> str | None:

@@ -22,6 +22,7 @@ from asynchub.config import HubConfig, RetryPolicy
 from asynchub.errors import (
     DiskFullError,
     HTTPStatusError,
+    IntegrityError,
     RedirectError,
     UnexpectedContentError,
 )
@@ -230,3 +231,108 @@ def test_intervals_merge_and_gaps() -> None:
     assert spans.run_end(0) == 5 and spans.run_end(5) == 5 and spans.run_end(12) == 40
     assert spans.covered() == 45
     assert spans.clip(15).as_list() == [(0, 5), (10, 15)]
+
+
+@pytest.mark.anyio
+async def test_retry_after_pauses_every_request_to_that_host(
+    file_server: FileServer, fast_config: HubConfig
+) -> None:
+    import asyncio
+
+    limited = file_server.add(
+        "/a", b"a", Behavior(fail_first=1, fail_status=429, retry_after="1")
+    )
+    other = file_server.add("/b", b"b")
+    async with Engine(fast_config) as engine:
+        first = asyncio.create_task(engine.get_bytes(limited))
+        await asyncio.sleep(0.2)  # the 429 has arrived; the host is paused
+        second = await engine.get_bytes(other)
+        assert (await first).body == b"a" and second.body == b"b"
+    start = file_server.stats("/a").requests[0].time
+    assert file_server.stats("/b").requests[0].time - start >= 0.95
+
+
+@pytest.mark.anyio
+async def test_body_longer_than_expected_is_cut_off(
+    file_server: FileServer, fast_config: HubConfig, tmp_path: Path
+) -> None:
+    data = blob(50_000)
+    url = file_server.add("/f", data + b"garbage" * 1000, Behavior(chunked=True))
+    with pytest.raises(IntegrityError, match="more than the expected 50000 bytes"):
+        await fetch(fast_config, (url,), tmp_path / "f", data)
+    assert leftovers(tmp_path) == []
+
+
+READ_ONLY_CHILD = """
+import asyncio, sys
+from pathlib import Path
+from asynchub._transfer import Engine, FileSpec
+from asynchub.errors import ReadOnlyCacheError
+from tests._server_fixtures import small_config
+
+async def main(url, dest):
+    async with Engine(small_config()) as engine:
+        try:
+            await engine.fetch(FileSpec((url,), Path(dest), None, None))
+        except ReadOnlyCacheError as exc:
+            print("ReadOnlyCacheError:", exc)
+
+asyncio.run(main(*sys.argv[1:]))
+"""
+
+
+@pytest.mark.anyio
+async def test_read_only_cache_fails_before_any_request(
+    file_server: FileServer, tmp_path: Path
+) -> None:
+    """A read-only bind mount in a private mount namespace (chmod binds no root)."""
+    import asyncio
+    import shlex
+    import shutil
+    import sys
+
+    if shutil.which("unshare") is None:
+        pytest.skip("needs unshare(1) for a private read-only mount")
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    url = file_server.add("/f", b"x")
+    python = shlex.join([sys.executable, "-c", READ_ONLY_CHILD, url, str(folder / "f")])
+    script = (
+        f"mount --bind {folder} {folder} && "
+        f"mount -o remount,ro,bind {folder} && exec {python}"
+    )
+    child = await asyncio.create_subprocess_exec(
+        "unshare",
+        "-m",
+        "sh",
+        "-c",
+        script,
+        cwd=Path(__file__).resolve().parent.parent,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await child.communicate()
+    if child.returncode != 0 and b"mount" in err:
+        pytest.skip(f"cannot make a private read-only mount here: {err.decode()}")
+    assert b"ReadOnlyCacheError: cannot write" in out, (out, err)
+    assert file_server.stats("/f").count == 0
+
+
+@pytest.mark.anyio
+async def test_proxy_from_environment_is_used(
+    file_server: FileServer,
+    fast_config: HubConfig,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    data = blob(1000)
+    file_server.add("/f", data)  # the "proxy" answers for any host
+    monkeypatch.setenv("HTTP_PROXY", file_server.url(""))
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    url = "http://models.example.invalid/f"
+    result = await fetch(fast_config, (url,), tmp_path / "f", data)
+    assert result.url == url and (tmp_path / "f").read_bytes() == data
+    assert (
+        file_server.stats("/f").requests[0].headers["Host"] == "models.example.invalid"
+    )

@@ -242,3 +242,26 @@ async def test_two_processes_without_working_locks_stay_correct(
     assert [c.returncode for c in children] == [0, 0], outputs
     assert dest.read_bytes() == data
     assert leftovers(tmp_path) == ["f"]
+
+
+async def test_416_on_resume_restarts_cleanly(
+    file_server: FileServer, fast_config: HubConfig, tmp_path: Path
+) -> None:
+    old, new = blob(8 * PART, seed=1), blob(2 * PART, seed=2)
+    plain = Behavior(rate=2 * PART, etag=False, last_modified=False)
+    url = file_server.add("/f", old, plain)
+    dest = tmp_path / "f"
+    async with Engine(fast_config) as engine:
+        task = asyncio.create_task(engine.fetch(FileSpec((url,), dest)))
+        await wait_for(lambda: recorded(tmp_path) >= PART)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    file_server.add("/f", new, Behavior(etag=False, last_modified=False))
+    file_server.reset_stats()
+    async with Engine(fast_config) as engine:
+        result = await engine.fetch(FileSpec((url,), dest))
+    assert dest.read_bytes() == new and result.bytes_resumed == 0
+    statuses = [r.status for r in file_server.stats("/f").requests]
+    assert statuses[0] == 416 and file_server.stats("/f").requests[0].if_range is None
+    assert leftovers(tmp_path) == ["f"]

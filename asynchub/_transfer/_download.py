@@ -23,13 +23,13 @@ import concurrent.futures
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 
 from ..config import Limits
-from ..errors import IncompleteTransferError, TransferError
+from ..errors import IncompleteTransferError, IntegrityError, TransferError
 from ._aio import drain, gather_or_cancel
 from ._context import Context
 from ._errors import is_retryable, status_error
@@ -49,6 +49,9 @@ __all__ = ("SAVE_INTERVAL", "Download", "Restart", "Segment")
 
 SAVE_INTERVAL = 1.0
 """Seconds between resume-state saves while bytes arrive."""
+
+FLUSH_INTERVAL = 0.5
+"""A batch is written after this many seconds even if not full (slow links)."""
 
 
 class Restart(Exception):
@@ -89,6 +92,7 @@ class Segment:
     whole: bool = False
     finished: bool = False
     pending: tuple[concurrent.futures.Future[None], Batch] | None = None
+    flushed_at: float = field(default_factory=time.monotonic)
 
     @property
     def done(self) -> bool:
@@ -248,7 +252,7 @@ class Download:
         if seg.pos > 0 or not seg.whole:
             await self._restart_in_place(seg)
         seg.start = seg.pos = 0
-        seg.end, seg.whole = total if total is not None else self.spec.size, True
+        seg.end, seg.whole = total, True
         await self._adopt(total, Validator.of(response.headers), seg)
         return 0
 
@@ -338,9 +342,10 @@ class Download:
                 view, skip = memoryview(chunk)[skip:], max(0, skip - len(chunk))
                 if seg.end is not None:
                     view = view[: seg.end - seg.pos - batch.size]
+                self._check_overlong(seg.pos + batch.size + len(view))
                 while view:
                     view = batch.fill(view)
-                    if batch.full:
+                    if batch.full or self._flush_due(seg):
                         await self._flush(seg, batch)
                         batch = Batch(self.ctx.buffers.get())
                 if seg.end is not None and seg.pos + batch.size >= seg.end:
@@ -351,12 +356,29 @@ class Download:
             seg.finished = True
             self.partial.state.total = seg.pos
 
+    def _flush_due(self, seg: Segment) -> bool:
+        """On a slow link, write (and report) at least every FLUSH_INTERVAL."""
+        return time.monotonic() - seg.flushed_at >= FLUSH_INTERVAL
+
+    def _check_overlong(self, end: int) -> None:
+        """A body of unknown length must stop at the expected size."""
+        size = self.spec.size
+        if size is not None and end > size:
+            raise IntegrityError(
+                f"{self.url} sent more than the expected {size} bytes for "
+                f"{self.spec.label or self.spec.dest.name}",
+                path=str(self.spec.dest),
+                expected=self.spec.sha256,
+                actual=None,
+            )
+
     async def _flush(self, seg: Segment, batch: Batch) -> None:
         """Hand ``batch`` to a thread (after the segment's previous write)."""
         await self._settle(seg)
         if not batch.size:
             self.ctx.buffers.put(batch.buf)
             return
+        seg.flushed_at = time.monotonic()
         data = memoryview(batch.buf)[: batch.size]
         future = self.ctx.submit(self.partial.assembler.write, seg.pos, data)
         seg.pending = (future, batch)

@@ -9,16 +9,19 @@ targets (never ``file:``); no https→http downgrade; ``Authorization``, ``Cooki
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import aiohttp
+import anyio
 from yarl import URL
 
 from ..config import HubConfig
 from ..errors import RedirectError, TransferError
 from ._errors import NETWORK_EXCEPTIONS, network_error
+from .retry import parse_retry_after
 
 __all__ = (
     "ContentRange",
@@ -63,11 +66,22 @@ def make_session(config: HubConfig) -> aiohttp.ClientSession:
 
 
 class Http:
-    """GET requests with asynchub's redirect rules and error mapping."""
+    """GET requests with asynchub's redirect rules and error mapping.
 
-    def __init__(self, session: aiohttp.ClientSession, max_redirects: int) -> None:
+    A ``429`` or ``503`` with ``Retry-After`` pauses every request to that origin
+    (not only the one that got it) for the time asked, capped at ``max_pause``.
+    """
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        max_redirects: int,
+        max_pause: float = 300.0,
+    ) -> None:
         self.session = session
         self.max_redirects = max_redirects
+        self.max_pause = max_pause
+        self._paused: dict[URL, float] = {}
 
     @asynccontextmanager
     async def get(
@@ -76,7 +90,9 @@ class Http:
         """Open a GET of ``url`` after redirects; the caller checks the status."""
         current, sent = _check_scheme(URL(url), url), dict(headers or {})
         for _ in range(self.max_redirects + 1):
+            await self._wait_for_host(current)
             response = await self._send(current, sent)
+            self._note_pause(current, response)
             location = response.headers.get("Location")
             if response.status not in _REDIRECTS or not location:
                 try:
@@ -89,6 +105,24 @@ class Http:
         raise RedirectError(
             f"{url} redirected more than {self.max_redirects} times", url=url
         )
+
+    async def _wait_for_host(self, url: URL) -> None:
+        until = self._paused.get(url.origin())
+        if until is not None:
+            delay = until - time.monotonic()
+            if delay <= 0:
+                del self._paused[url.origin()]
+            else:
+                await anyio.sleep(delay)
+
+    def _note_pause(self, url: URL, response: aiohttp.ClientResponse) -> None:
+        if response.status not in (429, 503):
+            return
+        delay = parse_retry_after(response.headers.get("Retry-After"))
+        if delay:
+            until = time.monotonic() + min(delay, self.max_pause)
+            origin = url.origin()
+            self._paused[origin] = max(until, self._paused.get(origin, 0.0))
 
     async def _send(self, url: URL, headers: dict[str, str]) -> aiohttp.ClientResponse:
         try:

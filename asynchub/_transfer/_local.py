@@ -51,7 +51,7 @@ async def copy_local(
 
 def _open_source(src: Path, url: str) -> int:
     try:
-        return os.open(src, os.O_RDONLY)
+        return os.open(src, os.O_RDONLY | getattr(os, "O_BINARY", 0))
     except FileNotFoundError:
         raise RemoteFileNotFoundError(
             f"{src} does not exist", status=404, url=url
@@ -62,7 +62,8 @@ def _open_source(src: Path, url: str) -> int:
 
 def _copy_chunk(fd: int, assembler: Assembler, offset: int, url: str) -> int:
     try:
-        data = os.pread(fd, COPY_SIZE, offset)
+        os.lseek(fd, offset, os.SEEK_SET)  # the source fd is ours alone
+        data = os.read(fd, COPY_SIZE)
     except OSError as exc:
         raise TransferError(f"cannot read {url}: {exc}", url=url) from exc
     if data:

@@ -12,6 +12,7 @@ import asyncio
 import concurrent.futures
 import logging
 import os
+from collections.abc import Mapping
 from types import TracebackType
 
 import aiohttp
@@ -89,7 +90,8 @@ class Engine:
         executor = concurrent.futures.ThreadPoolExecutor(
             WORKER_THREADS, thread_name_prefix="asynchub-io"
         )
-        http = Http(self._session, self.config.limits.max_redirects)
+        limits, retry = self.config.limits, self.config.retry
+        http = Http(self._session, limits.max_redirects, retry.max_retry_after)
         self._ctx = Context(self.config, http, executor)
         return self
 
@@ -184,7 +186,7 @@ class Engine:
     async def get_bytes(
         self,
         url: str,
-        headers: dict[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
         max_bytes: int | None = None,
     ) -> BytesResponse:
         """GET a small body (a manifest) into memory, with retries.
@@ -209,7 +211,7 @@ class Engine:
         return int(self.config.limits.max_manifest_bytes)
 
     async def _get_once(
-        self, url: str, headers: dict[str, str] | None, limit: int
+        self, url: str, headers: Mapping[str, str] | None, limit: int
     ) -> BytesResponse:
         async with self.ctx.http.get(url, headers) as response:
             if response.status not in _BYTES_STATUSES:

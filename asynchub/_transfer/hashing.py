@@ -128,7 +128,7 @@ class Assembler:
         while self.hashed < end:
             assert self._scratch is not None
             view = memoryview(self._scratch)[: min(READBACK_SIZE, end - self.hashed)]
-            count = os.preadv(self.fd, [view], self.hashed)
+            count = _pread_into(self.fd, view, self.hashed)
             if not count:
                 raise OSError(f"temporary file shorter than recorded ({self.hashed})")
             self._sha.update(view[:count])
@@ -161,10 +161,32 @@ class Assembler:
 
     def head(self, size: int) -> bytes:
         """The first ``size`` bytes on disk (to name an LFS pointer or HTML page)."""
-        return os.pread(self.fd, size, 0)
+        buf = bytearray(size)
+        return bytes(buf[: _pread_into(self.fd, memoryview(buf), 0)])
+
+
+_SEEK_LOCK = threading.Lock()  # serialises lseek+read/write where pread is missing
 
 
 def _pwrite_all(fd: int, view: memoryview, offset: int) -> None:
     while view:
-        written = os.pwrite(fd, view, offset)
+        written = _pwrite(fd, view, offset)
         view, offset = view[written:], offset + written
+
+
+def _pwrite(fd: int, view: memoryview, offset: int) -> int:
+    if hasattr(os, "pwrite"):
+        return os.pwrite(fd, view, offset)
+    with _SEEK_LOCK:  # Windows
+        os.lseek(fd, offset, os.SEEK_SET)
+        return os.write(fd, view)
+
+
+def _pread_into(fd: int, view: memoryview, offset: int) -> int:
+    if hasattr(os, "preadv"):
+        return os.preadv(fd, [view], offset)
+    with _SEEK_LOCK:  # Windows, old macOS
+        os.lseek(fd, offset, os.SEEK_SET)
+        data = os.read(fd, len(view))
+    view[: len(data)] = data
+    return len(data)

@@ -50,6 +50,7 @@ STALE_FOREIGN_SECONDS = 600.0
 """A partial owned by another host is claimed only after this long untouched."""
 
 _HOST = socket.gethostname()
+_BINARY = getattr(os, "O_BINARY", 0)  # Windows: no newline translation
 _LIVE_TOKENS: set[str] = set()
 
 
@@ -113,10 +114,11 @@ class Partial:
         if claimed is None:
             token, state = secrets.token_hex(8), ResumeState(urls[0], sha256)
             _write_state(_state(dest, token), state)
-            fd = os.open(_part(dest, token), os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+            flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | _BINARY
+            fd = os.open(_part(dest, token), flags, 0o644)
             return cls(dest, token, state, fd)
         token, state = claimed
-        fd = os.open(_part(dest, token), os.O_RDWR)
+        fd = os.open(_part(dest, token), os.O_RDWR | _BINARY)
         state.done = Intervals(state.done).clip(os.fstat(fd).st_size).as_list()
         return cls(dest, token, state, fd)
 
@@ -219,6 +221,8 @@ def _owner_alive(state: ResumeState, token: str, path: Path) -> bool:
         return time.time() - _mtime(str(path)) < STALE_FOREIGN_SECONDS
     if state.pid == os.getpid():
         return token in _LIVE_TOKENS
+    if os.name == "nt":  # os.kill(pid, 0) would send Ctrl-C there; the lock works
+        return False
     try:
         os.kill(state.pid, 0)
     except ProcessLookupError:
