@@ -10,6 +10,8 @@ import argparse
 import dataclasses
 import shlex
 import shutil
+import signal
+import sys
 import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -332,8 +334,19 @@ async def cmd_serve(args: argparse.Namespace, out: Output) -> int:
             f"use it with repo={url!r} or 'asynchub list --repo {url}'; Ctrl-C stops"
         )
         out.out.file.flush()
+        await _until_terminated()
+    out.note("stopped")
+    return 0
+
+
+async def _until_terminated() -> None:
+    """Wait for SIGTERM (a container or service manager stopping us); Ctrl-C
+    arrives as KeyboardInterrupt and is handled by the caller."""
+    if sys.platform == "win32":  # no signal receiver there: wait for Ctrl-C
         await anyio.sleep_forever()
-    return 0  # pragma: no cover - sleep_forever only ends by cancellation
+    with anyio.open_signal_receiver(signal.SIGTERM) as signals:
+        async for _ in signals:
+            return
 
 
 async def cmd_trust_add(args: argparse.Namespace, out: Output) -> int:

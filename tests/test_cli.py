@@ -64,7 +64,7 @@ def run_cli(*args: object, timeout: float = 60) -> subprocess.CompletedProcess[s
 
 
 @contextmanager
-def asynchub_serve(folder: Path) -> Iterator[str]:
+def asynchub_serve(folder: Path, stop: int = signal.SIGINT) -> Iterator[str]:
     """``asynchub serve FOLDER --port 0`` in a subprocess; yields its URL."""
     command = [sys.executable, "-m", "asynchub", "serve", str(folder), "--port", "0"]
     process = subprocess.Popen(
@@ -82,8 +82,8 @@ def asynchub_serve(folder: Path) -> Iterator[str]:
             process.stderr.read() if process.stderr else "",
         )
         yield line.split(" at ")[-1].strip()
-        process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=10) == 0  # Ctrl-C is how a server stops: exit 0
+        process.send_signal(stop)
+        assert process.wait(timeout=10) == 0  # Ctrl-C or SIGTERM: a clean stop
     finally:
         if process.poll() is None:
             process.kill()
