@@ -29,7 +29,7 @@ from .errors import (
     TransferError,
 )
 from .manifest import Manifest
-from .sources import Source
+from .sources import Source, github
 
 __all__ = ("ManifestStore", "shipped_manifest_bytes")
 
@@ -48,37 +48,74 @@ class ManifestStore:
 
     MEMO_SECONDS = 60.0
 
+    PIN_SECONDS = 5.0
+
     def __init__(self, config: HubConfig, engine: Engine) -> None:
         self._config = config
         self._engine = engine
-        self._memo: dict[str, tuple[float, Manifest]] = {}
+        self._memo: dict[str, tuple[float, Manifest, Source]] = {}
 
     async def get(self, source: Source) -> Manifest:
         """The parsed manifest of ``source``; raises ManifestNotFoundError if none."""
+        return (await self.resolve(source))[0]
+
+    async def resolve(self, source: Source) -> tuple[Manifest, Source]:
+        """The manifest and the Source to fetch its files from.
+
+        For a GitHub ref, the returned Source is pinned to the commit the ref pointed
+        at when the manifest was read, so the manifest and every file of one
+        operation come from the same commit even if the branch moves meanwhile.
+        """
         hit = self._memo.get(source.manifest_url)
         if hit and time.monotonic() - hit[0] < self.MEMO_SECONDS:
-            return hit[1]
-        data = await self._load(source)
-        manifest = Manifest.parse(data, source=source.manifest_url)
-        self._memo[source.manifest_url] = (time.monotonic(), manifest)
-        return manifest
+            return hit[1], hit[2]
+        pinned = await self._pin(source)
+        data = await self._load(source, pinned)
+        manifest = Manifest.parse(data, source=pinned.manifest_url)
+        self._memo[source.manifest_url] = (time.monotonic(), manifest, pinned)
+        return manifest, pinned
 
-    async def _load(self, source: Source) -> bytes:
+    async def _pin(self, source: Source) -> Source:
+        if source.kind != "github" or self._config.offline or not self._config.pin_refs:
+            return source
+        if github.is_commit(github.parse(source.spec)[2]):
+            return source
+        commit = await self._commit_of(source.spec)
+        return github.source(source.spec, self._config, commit) if commit else source
+
+    async def _commit_of(self, spec: str) -> str | None:
+        """The ref's commit from the GitHub API, or None (best effort, bounded)."""
+        url = github.commit_url(spec, self._config)
+        accept = {"Accept": "application/vnd.github.sha"}
+        with anyio.move_on_after(self.PIN_SECONDS):
+            try:
+                response = await self._engine.get_bytes(url, accept, max_bytes=256)
+            except TransferError as exc:
+                _log.debug("could not pin %s to a commit: %s", spec, exc)
+                return None
+            commit = response.body.decode("ascii", "replace").strip()
+            if response.status == 200 and github.is_commit(commit):
+                return commit
+        _log.debug("could not pin %s to a commit; using the ref as given", spec)
+        return None
+
+    async def _load(self, source: Source, pinned: Source) -> bytes:
+        """The manifest's bytes, read from ``pinned`` but cached on disk under
+        ``source``'s URL, so that an offline run (which cannot pin) finds them."""
         if source.kind == "local":
             return await _read_local(source)
-        return await self._load_remote(source)
-
-    async def _load_remote(self, source: Source) -> bytes:
-        cached = await anyio.to_thread.run_sync(self._read_cached, source.manifest_url)
+        key = source.manifest_url
+        cached = await anyio.to_thread.run_sync(self._read_cached, key)
         if self._config.offline:
             return self._fallback(source, cached, None)
         try:
-            return await self._fetch(source, cached)
+            return await self._fetch(pinned.manifest_url, key, cached)
         except TransferError as exc:
             return self._fallback(source, cached, exc)
 
-    async def _fetch(self, source: Source, cached: tuple[bytes, str] | None) -> bytes:
-        url = source.manifest_url
+    async def _fetch(
+        self, url: str, key: str, cached: tuple[bytes, str] | None
+    ) -> bytes:
         headers = {"If-None-Match": cached[1]} if cached and cached[1] else None
         limit = self._config.limits.max_manifest_bytes
         response = await self._engine.get_bytes(url, headers=headers, max_bytes=limit)
@@ -87,7 +124,7 @@ class ManifestStore:
         if response.status in (404, 410):
             raise ManifestNotFoundError(f"Could not find manifest at {url}")
         etag = response.headers.get("ETag", "")
-        await anyio.to_thread.run_sync(self._write_cached, url, response.body, etag)
+        await anyio.to_thread.run_sync(self._write_cached, key, response.body, etag)
         return response.body
 
     def _fallback(

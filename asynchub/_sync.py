@@ -17,8 +17,8 @@ import asyncio
 import contextlib
 import os
 import threading
-from collections.abc import Awaitable, Callable
-from typing import ParamSpec, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, ParamSpec, TypeVar
 
 __all__ = ("LoopThread", "run")
 
@@ -80,7 +80,9 @@ class LoopThread:
             finished.wait(_CLEANUP_GRACE)  # let the cancelled task clean up first
             raise
 
-    def shutdown(self, cleanup: Callable[[], Awaitable[None]], timeout: float) -> None:
+    def shutdown(
+        self, cleanup: Callable[[], Coroutine[Any, Any, None]], timeout: float
+    ) -> None:
         """Run ``cleanup`` on the running loop, then stop it (at interpreter exit)."""
         loop = self._loop
         if loop is None or not loop.is_running():

@@ -117,8 +117,15 @@ class AsyncHub:
 
     async def manifest(self, repo: str = OFFICIAL_REPO) -> Manifest:
         """The validated manifest of ``repo``."""
+        return (await self.resolve(repo))[0]
+
+    async def resolve(self, repo: str = OFFICIAL_REPO) -> tuple[Manifest, Source]:
+        """The manifest of ``repo`` and the Source its files come from.
+
+        For a GitHub ref the Source is pinned to the commit the manifest was read at.
+        """
         _, manifests = await self._ensure_open()
-        return await manifests.get(self.source(repo))
+        return await manifests.resolve(self.source(repo))
 
     async def list_models(
         self,
@@ -152,10 +159,11 @@ class AsyncHub:
 
         Returns None when the repo is untrusted and the prompt was declined.
         """
-        info = await self.get_model_info(model, repo, opset)
+        manifest, source = await self.resolve(repo)
+        info = manifest.find(model, opset)
         meta = info.entry.metadata
         return await self._cached_file(
-            repo,
+            source,
             info.model_path,
             meta.model_sha,
             meta.model_bytes,
@@ -190,7 +198,8 @@ class AsyncHub:
         The folder holds ``model.onnx`` and ``test_data_set_*``. The tarball is
         extracted beside it (``<sha>_<name>``) by an allow-list extractor.
         """
-        info = await self.get_model_info(model, repo, opset)
+        manifest, source = await self.resolve(repo)
+        info = manifest.find(model, opset)
         meta = info.entry.metadata
         if meta.model_with_data_path is None:
             raise ModelNotFoundError(
@@ -198,7 +207,7 @@ class AsyncHub:
                 hint="use load() for the model alone",
             )
         tarball = await self._cached_file(
-            repo,
+            source,
             meta.model_with_data_path,
             meta.model_with_data_sha,
             meta.model_with_data_bytes,
@@ -241,14 +250,13 @@ class AsyncHub:
 
     async def _cached_file(
         self,
-        repo: str,
+        source: Source,
         path: str,
         sha: str | None,
         size: int | None,
         force_reload: bool,
         silent: bool,
     ) -> Path | None:
-        source = self.source(repo)
         dest = cache_path(self.cache_dir, path, sha)
         if not force_reload and await ensure_verified(self.cache_dir, dest, sha):
             _log.info("Using cached %s from %s", path, dest)

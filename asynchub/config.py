@@ -15,6 +15,8 @@ Environment variables read by :meth:`HubConfig.from_env`:
 ``ASYNCHUB_GITHUB_RAW``        base of raw files (GitHub Enterprise, mirrors, tests)
 ``ASYNCHUB_GITHUB_MEDIA``      base of Git LFS media files
 ``ASYNCHUB_HF_ENDPOINT``       Hugging Face endpoint for the official zoo's files
+``ASYNCHUB_GITHUB_API``        GitHub API used to pin a ref to its commit
+``ASYNCHUB_PIN_REFS``          ``0`` to use GitHub refs as given (no commit pinning)
 ``ASYNCHUB_CONNECT_TIMEOUT``   seconds to open a connection
 ``ASYNCHUB_READ_TIMEOUT``      seconds a read may stall before it is retried
 ``ASYNCHUB_MAX_CONNECTIONS``   total connection cap
@@ -106,6 +108,8 @@ class HubConfig(_Frozen):
     github_raw: str = "https://raw.githubusercontent.com"
     github_media: str = "https://media.githubusercontent.com/media"
     hf_endpoint: str = "https://huggingface.co"
+    github_api: str = "https://api.github.com"
+    pin_refs: bool = True
     timeouts: Timeouts = Timeouts()
     retry: RetryPolicy = RetryPolicy()
     limits: Limits = Limits()
@@ -155,6 +159,7 @@ def _env_values(env: Mapping[str, str]) -> dict[str, object]:
         "ASYNCHUB_GITHUB_RAW": "github_raw",
         "ASYNCHUB_GITHUB_MEDIA": "github_media",
         "ASYNCHUB_HF_ENDPOINT": "hf_endpoint",
+        "ASYNCHUB_GITHUB_API": "github_api",
         "ASYNCHUB_TRUST": "trust",
     }
     for var, field in plain.items():
@@ -164,6 +169,8 @@ def _env_values(env: Mapping[str, str]) -> dict[str, object]:
         values["offline"] = _truthy(env["ASYNCHUB_OFFLINE"])
     if env.get("ASYNCHUB_FSYNC"):
         values["fsync"] = _truthy(env["ASYNCHUB_FSYNC"])
+    if env.get("ASYNCHUB_PIN_REFS"):
+        values["pin_refs"] = _truthy(env["ASYNCHUB_PIN_REFS"])
     if env.get("ASYNCHUB_TRUSTED_REPOS"):
         repos = (r.strip() for r in env["ASYNCHUB_TRUSTED_REPOS"].split(","))
         values["trusted_repos"] = tuple(r for r in repos if r)

@@ -78,9 +78,10 @@ def get_dir() -> str:
 def _config() -> HubConfig:
     with _dir_lock:
         override = _dir_override
-    if override is None:
-        return HubConfig.from_env()
-    return HubConfig.from_env(cache_dir=override)
+    config = HubConfig.from_env()
+    return config.model_copy(
+        update={"cache_dir": override or config.resolved_cache_dir()}
+    )
 
 
 async def _client() -> AsyncHub:

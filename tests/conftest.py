@@ -12,6 +12,7 @@ from asynchub import hub
 
 from .hub_server import HubServer
 
+_NOWHERE = "http://127.0.0.1:9"  # the discard port: connections are refused at once
 _OUR_VARS = ("ONNX_HOME", "XDG_CACHE_HOME", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
 
 
@@ -24,10 +25,13 @@ def anyio_backend() -> str:
 def clean_env(
     monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Path]:
-    """No asynchub/onnx variables leak in, and the cache is a fresh temp folder."""
+    """No asynchub/onnx variables leak in, every endpoint points at a closed local
+    port unless a test sets it, and the cache is a fresh temp folder."""
     for name in list(os.environ):
         if name.startswith("ASYNCHUB_") or name.upper() in _OUR_VARS:
             monkeypatch.delenv(name, raising=False)
+    for name in ("GITHUB_RAW", "GITHUB_MEDIA", "HF_ENDPOINT", "GITHUB_API"):
+        monkeypatch.setenv(f"ASYNCHUB_{name}", _NOWHERE)  # no test reaches the internet
     home = tmp_path_factory.mktemp("onnx_home")
     monkeypatch.setenv("ONNX_HOME", str(home))
     monkeypatch.setattr(hub, "_dir_override", None)

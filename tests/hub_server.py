@@ -10,6 +10,7 @@ Layouts served from one folder ``root`` (a hub: ONNX_HUB_MANIFEST.json + files):
 - ``/media/{owner}/{name}/{ref}/{path}``  GitHub LFS media
 - ``/hf/onnxmodelzoo/legacy_models/resolve/main/{path}`` → 302 to ``/cdn/{path}``
 - ``/plain/{path}``                        any static server (``repo="http://…/plain/"``)
+- ``/api/repos/{owner}/{name}/commits/{ref}`` the GitHub API's ref → ``COMMIT``
 
 Knobs: ``down`` is a set of layout names ("hf", "media", "raw", "plain") that answer
 503; ``repos`` lists the ``owner/name`` pairs that exist (others 404).
@@ -23,7 +24,9 @@ from pathlib import Path
 
 from aiohttp import web
 
-__all__ = ("HubServer",)
+__all__ = ("COMMIT", "HubServer")
+
+COMMIT = "c0ffee" * 6 + "beef"
 
 
 class HubServer:
@@ -63,6 +66,7 @@ class HubServer:
             "/hf/onnxmodelzoo/legacy_models/resolve/main/{path:.+}", self._hf
         )
         app.router.add_get("/cdn/{path:.+}", self._plain("cdn"))
+        app.router.add_get("/api/repos/{owner}/{name}/commits/{ref}", self._api)
         app.router.add_get("/plain/{path:.+}", self._plain("plain"))
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -89,6 +93,7 @@ class HubServer:
             "ASYNCHUB_GITHUB_RAW": f"{self.base}/raw",
             "ASYNCHUB_GITHUB_MEDIA": f"{self.base}/media",
             "ASYNCHUB_HF_ENDPOINT": f"{self.base}/hf",
+            "ASYNCHUB_GITHUB_API": f"{self.base}/api",
         }
 
     def file_requests(self, suffix: str = ".onnx") -> list[str]:
@@ -116,6 +121,15 @@ class HubServer:
             return self._file(layout, info["path"])
 
         return handler
+
+    async def _api(self, request: web.Request) -> web.StreamResponse:
+        self._log(request)
+        info = request.match_info
+        if "api" in self.down or f"{info['owner']}/{info['name']}" not in self.repos:
+            return web.Response(status=404 if "api" not in self.down else 503)
+        if request.headers.get("Accept") != "application/vnd.github.sha":
+            return web.json_response({"sha": COMMIT})
+        return web.Response(text=COMMIT)
 
     async def _hf(self, request: web.Request) -> web.StreamResponse:
         self._log(request)

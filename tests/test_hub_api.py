@@ -25,7 +25,7 @@ from asynchub import (
 from asynchub._cache import cache_path, sha256_file
 from asynchub.manifest import Manifest
 
-from .hub_server import HubServer
+from .hub_server import COMMIT, HubServer
 
 UNTRUSTED = "acme/zoo"
 
@@ -123,9 +123,8 @@ def test_official_repo_uses_hugging_face_mirror_first(hub_server: HubServer) -> 
 def test_official_repo_falls_back_to_github_media(hub_server: HubServer) -> None:
     hub_server.down.add("hf")
     assert hub.load("TinyNet", opset=13) is not None
-    assert any(
-        p.startswith("/media/onnx/models/main/") for p in hub_server.file_requests()
-    )
+    media = f"/media/onnx/models/{COMMIT}/"
+    assert any(p.startswith(media) for p in hub_server.file_requests())
 
 
 def test_force_reload_downloads_again(hub_server: HubServer) -> None:
@@ -233,7 +232,7 @@ def test_untrusted_repo_prompt_accepted(
 ) -> None:
     monkeypatch.setattr("sys.stdin", io.StringIO("y\n"))
     assert hub.load("TinyNet", repo=UNTRUSTED) is not None
-    assert hub_server.file_requests()[0].startswith("/media/acme/zoo/main/")
+    assert hub_server.file_requests()[0].startswith(f"/media/acme/zoo/{COMMIT}/")
 
 
 def test_untrusted_repo_silent_downloads_without_prompt(
@@ -353,3 +352,35 @@ def test_manifest_cached_with_etag_revalidation(
     assert len(manifests) == 2
     meta = list((clean_env / ".asynchub" / "manifests").glob("*.meta.json"))
     assert meta and json.loads(meta[0].read_text())["etag"]
+
+
+# commit pinning -------------------------------------------------------------------
+
+
+def test_github_ref_is_pinned_to_a_commit(hub_server: HubServer) -> None:
+    assert hub.load("TinyNet", repo=UNTRUSTED, silent=True) is not None
+    paths = [p for _, p in hub_server.requests]
+    assert paths[0] == "/api/repos/acme/zoo/commits/main"
+    assert paths[1] == f"/raw/acme/zoo/{COMMIT}/ONNX_HUB_MANIFEST.json"
+    assert paths[2].startswith(f"/media/acme/zoo/{COMMIT}/")
+
+
+def test_pinning_falls_back_to_the_ref(
+    hub_server: HubServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hub_server.down.add("api")
+    assert hub.load("TinyNet", repo=UNTRUSTED, silent=True) is not None
+    assert hub_server.file_requests()[0].startswith("/media/acme/zoo/main/")
+    hub_server.requests.clear()
+    monkeypatch.setenv("ASYNCHUB_PIN_REFS", "0")
+    hub.list_models(repo="acme/zoo:dev")
+    assert [p for _, p in hub_server.requests] == [
+        "/raw/acme/zoo/dev/ONNX_HUB_MANIFEST.json"
+    ]
+
+
+def test_commit_refs_are_not_looked_up(hub_server: HubServer) -> None:
+    hub.list_models(repo=f"acme/zoo:{COMMIT}")
+    assert [p for _, p in hub_server.requests] == [
+        f"/raw/acme/zoo/{COMMIT}/ONNX_HUB_MANIFEST.json"
+    ]

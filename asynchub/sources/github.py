@@ -15,12 +15,31 @@ from ..config import HubConfig
 from ..errors import RepoSpecError
 from ._source import MANIFEST_NAME, Source
 
-__all__ = ("HF_LEGACY_REPO", "looks_like_github", "parse", "source")
+__all__ = (
+    "HF_LEGACY_REPO",
+    "commit_url",
+    "is_commit",
+    "looks_like_github",
+    "parse",
+    "source",
+)
 
 HF_LEGACY_REPO = "onnxmodelzoo/legacy_models"
 _NAME = r"[A-Za-z0-9_.-]+"
 _SPEC = re.compile(rf"^(?P<owner>{_NAME})/(?P<name>{_NAME})(?::(?P<ref>[^\s:]+))?$")
 _REF = re.compile(r"^[A-Za-z0-9_./-]+$")
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+
+
+def is_commit(value: str) -> bool:
+    """True for a full 40-hex commit id (nothing to pin)."""
+    return bool(_COMMIT.match(value))
+
+
+def commit_url(repo: str, config: HubConfig) -> str:
+    """The GitHub API URL that answers a ref's commit id (``Accept: …sha``)."""
+    owner, name, ref = parse(repo)
+    return f"{config.github_api.rstrip('/')}/repos/{owner}/{name}/commits/{ref}"
 
 
 def looks_like_github(repo: str) -> bool:
@@ -41,12 +60,16 @@ def parse(repo: str) -> tuple[str, str, str]:
     return owner, name, ref
 
 
-def source(repo: str, config: HubConfig) -> Source:
-    """The Source for a GitHub repo string."""
+def source(repo: str, config: HubConfig, commit: str | None = None) -> Source:
+    """The Source for a GitHub repo string; with ``commit``, URLs are pinned to it.
+
+    ``spec`` (what trust decisions see) keeps the ref as written either way.
+    """
     owner, name, ref = parse(repo)
     official = owner.lower() == "onnx" and name.lower() == "models"
-    raw = f"{config.github_raw.rstrip('/')}/{owner}/{name}/{ref}/"
-    media = f"{config.github_media.rstrip('/')}/{owner}/{name}/{ref}/"
+    at = commit or ref
+    raw = f"{config.github_raw.rstrip('/')}/{owner}/{name}/{at}/"
+    media = f"{config.github_media.rstrip('/')}/{owner}/{name}/{at}/"
     bases: tuple[str, ...] = (media, raw)
     if official:
         hf = f"{config.hf_endpoint.rstrip('/')}/{HF_LEGACY_REPO}/resolve/main/"
