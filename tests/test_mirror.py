@@ -8,10 +8,11 @@ hosted on ``tests/servers.FileServer`` (with per-file faults) or on asynchub's o
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -38,7 +39,14 @@ from asynchub.errors import (
     UntrustedRepoError,
 )
 from asynchub.manifest import Manifest
-from asynchub.mirror import MirrorPlan, MirrorReport, adownload, amirror, mirror
+from asynchub.mirror import (
+    MirrorPlan,
+    MirrorReport,
+    adownload,
+    amirror,
+    download,
+    mirror,
+)
 
 from .servers import Behavior, FileServer
 
@@ -140,7 +148,7 @@ def test_parse_shard() -> None:
     assert parse_shard(None) is None
     for bad in ("4/4", "1/0", "a/b", "-1/3", "1-3", (3, 3)):
         with pytest.raises(ConfigError):
-            parse_shard(bad)  # type: ignore[arg-type]
+            parse_shard(bad)
 
 
 # ------------------------------------------------------------------ mirroring
@@ -508,3 +516,10 @@ async def test_a_file_that_cannot_be_written_fails_alone(
     assert sorted(f.path.split("/")[0] for f in report.failed) == ["text", "text"]
     assert report.files_done == 4
     shutil.rmtree(cfg.resolved_cache_dir())
+
+
+@pytest.mark.parametrize(("sync", "async_"), [(mirror, amirror), (download, adownload)])
+def test_sync_twins_have_the_same_parameters(
+    sync: Callable[..., object], async_: Callable[..., object]
+) -> None:
+    assert inspect.signature(sync).parameters == inspect.signature(async_).parameters
