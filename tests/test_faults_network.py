@@ -798,3 +798,51 @@ async def test_https_to_http_downgrade_is_refused(
         assert "REFUSED" in out and "refusing the downgrade" in out
         assert plain.requests == []
     assert cache_files(clean_env) == ["ok.bin"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: a 'Retry-After: \u00b2' header (a Unicode digit) makes "
+    "parse_retry_after raise ValueError, which escapes as a raw ValueError "
+    "instead of the retry (or an AsyncHubError)",
+)
+async def test_hostile_retry_after_header_does_not_crash(
+    server: FaultServer, clean_env: Path
+) -> None:
+    utf8_superscript_two = "\u00b2".encode().decode("latin-1")  # wire bytes C2 B2
+    server.route(ROUTE, status(503, {"Retry-After": utf8_superscript_two}), serve(DATA))
+    path = await download(server, clean_env)
+    assert_cached(clean_env, path)
+
+
+# N17 proxies ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bypass", [False, True], ids=["via-proxy", "no-proxy"])
+async def test_proxy_environment_is_honoured(
+    server: FaultServer,
+    clean_env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    bypass: bool,
+) -> None:
+    """``trust_env``: HTTP_PROXY carries every request (absolute-form targets) unless
+    NO_PROXY names the host; proxy credentials go to the proxy only."""
+    with FaultServer() as proxy:
+        for path, script in server.routes.items():
+            proxy.route(server.base + path, *script)
+        monkeypatch.setenv("HTTP_PROXY", f"http://user:pw@127.0.0.1:{proxy.port}")
+        if bypass:
+            monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        path = await download(server, clean_env)
+        assert_cached(clean_env, path)
+        via_proxy = [r for r in proxy.requests if r.path.startswith("http://")]
+        if bypass:
+            assert via_proxy == [] and len(server.requests) == 2
+        else:
+            assert server.requests == []
+            assert [r.path for r in via_proxy] == [
+                server.url("/hub/ONNX_HUB_MANIFEST.json"),
+                server.url(ROUTE),
+            ]
+            assert all(r.header("proxy-authorization") for r in via_proxy)
+            assert all(r.header("authorization") is None for r in via_proxy)
