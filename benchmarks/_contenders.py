@@ -124,6 +124,7 @@ class Sample:
     cpu_seconds: float  # user + system of the contender and its children
     peak_rss_mib: float  # largest resident set of any one of its processes
     stdout: str
+    other_load: float = 0.0  # cores used by other processes just before the run
 
 
 def run_measured(cmd: Command, measure: Path, timeout: float) -> Sample:

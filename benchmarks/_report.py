@@ -190,6 +190,21 @@ def targets(results: list[ScenarioResult], s1_speed: float | None) -> list[Targe
     return out
 
 
+def load_lines(results: list[ScenarioResult]) -> list[str]:
+    """Other processes' CPU use during the runs (this machine may be shared)."""
+    lines = []
+    for res in results:
+        loads = [s.other_load for r in res.runs.values() for s in r.samples]
+        if loads:
+            worst = max(loads)
+            note = "  (WARNING: busy machine, timings disturbed)" if worst > 0.3 else ""
+            lines.append(
+                f"S{res.scenario.number} other processes before the runs: median "
+                f"{statistics.median(loads):.2f}, max {worst:.2f} cores{note}"
+            )
+    return lines
+
+
 def cpu_lines(results: list[ScenarioResult]) -> list[str]:
     lines = []
     for res in results:

@@ -34,11 +34,13 @@ from _contenders import (  # noqa: E402
     warm_cache,
 )
 from _data import MiB, calibration_plan, ensure_files, load_scenarios  # noqa: E402
+from _load import busy_seconds, process_tree_cpu, wait_for_quiet  # noqa: E402
 from _report import (  # noqa: E402
     Calibration,
     Runs,
     ScenarioResult,
     cpu_lines,
+    load_lines,
     table,
     targets,
     write_results,
@@ -159,7 +161,12 @@ def run_scenario(
             reset_output(job.out)
             warm_cache(server.root, sc)
             server.log_counts()
+            quiet = wait_for_quiet(server.pid)
+            busy0, srv0 = busy_seconds(), process_tree_cpu(server.pid)
             sample = run_measured(CONTENDERS[name](job), measure, timeout)
+            busy1, srv1 = busy_seconds(), process_tree_cpu(server.pid)
+            other = busy1 - busy0 - (srv1 - srv0) - sample.cpu_seconds
+            sample.other_load = quiet
             counts = server.log_counts()
             check_output(job)
             runs.samples.append(sample)
@@ -174,7 +181,8 @@ def run_scenario(
                 f"{sc.total_bytes / MiB / sample.seconds:6.0f} MiB/s, "
                 f"RSS {sample.peak_rss_mib:4.0f} MiB, CPU {sample.cpu_seconds:5.2f} s, "
                 f"{counts.connections} conns, {counts.requests} requests "
-                f"{dict(sorted(counts.statuses.items()))}",
+                f"{dict(sorted(counts.statuses.items()))}, other load "
+                f"{quiet:.2f} before; kernel+other {other / sample.seconds:.2f} during",
                 flush=True,
             )
     reset_output(job.out)
@@ -269,6 +277,7 @@ def main() -> None:
         if "asynchub" in r.runs and r.runs["asynchub"].inner_seconds
     ]
     lines += cpu_lines(results)
+    lines += load_lines(results)
     lines += ["", "Targets (asynchub with the configuration above):"]
     lines += [t.line() for t in targets(results, s1_speed)]
     body = "\n".join(lines)
