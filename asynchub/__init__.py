@@ -47,6 +47,7 @@ from .errors import (
     UntrustedRepoError,
 )
 from .manifest import IoPort, IoPorts, Manifest, ManifestEntry, Metadata, ModelInfo
+from .mirror import FileFailure, FileOutcome, MirrorPlan, MirrorReport
 
 __version__ = "0.1.0"
 
@@ -59,6 +60,8 @@ __all__ = (
     "ConfigError",
     "DiskFullError",
     "FileFailed",
+    "FileFailure",
+    "FileOutcome",
     "FileProgress",
     "FileResult",
     "FileSpec",
@@ -79,6 +82,8 @@ __all__ = (
     "ManifestParseError",
     "Metadata",
     "MirrorError",
+    "MirrorPlan",
+    "MirrorReport",
     "ModelInfo",
     "ModelNotFoundError",
     "NetworkError",

@@ -28,6 +28,7 @@ from ._cache import (
     sha256_file,
 )
 from ._cache_admin import remove_free_lock
+from ._defaults import default_config
 from ._manifest_store import ManifestStore
 from ._mirror_plan import (
     PlannedFile,
@@ -136,10 +137,10 @@ async def run(
     on_plan: PlanCallback | None,
 ) -> MirrorReport:
     started = time.monotonic()
-    config = config if config is not None else HubConfig.from_env()
+    config = config if config is not None else default_config()
     source = resolve_repo(repo, config)
     async with Engine(config) as engine:
-        manifest = await ManifestStore(config, engine).get(source)
+        manifest, source = await ManifestStore(config, engine).resolve(source)
         entries, files, mine = _plan(manifest, options)
         tally = _Tally()
         todo = await _sort_existing(target, mine, options.verify_existing, tally)

@@ -17,78 +17,63 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import threading
 import weakref
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
-from pathlib import Path
 from typing import ParamSpec, TypeVar
 
 import onnx
 
 from . import _sync
+from ._defaults import default_config, get_dir, set_dir
 from .client import AsyncHub, Confirm, prompt_stdin
 from .config import OFFICIAL_REPO, HubConfig
 from .manifest import ModelInfo
+from .mirror import (
+    MirrorPlan,
+    MirrorReport,
+    adownload,
+    amirror,
+    download,
+    mirror,
+)
 
 __all__ = (
+    "MirrorPlan",
+    "MirrorReport",
     "ModelInfo",
     "aclose",
+    "adownload",
     "adownload_model_with_test_data",
     "aget_model_info",
     "alist_models",
     "aload",
     "aload_composite_model",
+    "amirror",
+    "download",
     "download_model_with_test_data",
     "get_dir",
     "get_model_info",
     "list_models",
     "load",
     "load_composite_model",
+    "mirror",
     "set_dir",
 )
 
 P = ParamSpec("P")
 T = TypeVar("T")
 _prompting: ContextVar[bool] = ContextVar("asynchub_prompting", default=False)
-_dir_lock = threading.Lock()
-_dir_override: Path | None = None
 _Key = tuple[HubConfig, bool]
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[_Key, AsyncHub]]
 _clients = weakref.WeakKeyDictionary()
-
-
-def set_dir(new_dir: str) -> None:
-    """Set the cache location used by this module's functions.
-
-    Args:
-        new_dir: Location of the new model hub cache.
-    """
-    global _dir_override
-    with _dir_lock:
-        _dir_override = Path(new_dir)
-
-
-def get_dir() -> str:
-    """The cache location: ``set_dir``'s, else ``$ONNX_HOME/hub``, else
-    ``$XDG_CACHE_HOME/onnx/hub``, else ``~/.cache/onnx/hub`` (read now)."""
-    return str(_config().resolved_cache_dir())
-
-
-def _config() -> HubConfig:
-    with _dir_lock:
-        override = _dir_override
-    config = HubConfig.from_env()
-    return config.model_copy(
-        update={"cache_dir": override or config.resolved_cache_dir()}
-    )
 
 
 async def _client() -> AsyncHub:
     """This loop's default client for the current configuration."""
     per_loop = _clients.setdefault(asyncio.get_running_loop(), {})
     interactive = _prompting.get()
-    key = (_config(), interactive)
+    key = (default_config(), interactive)
     client = per_loop.get(key)
     if client is None:
         for stale in [k for k in per_loop if k[0] != key[0]]:

@@ -44,6 +44,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import _sync
+from ._defaults import default_config
 from ._mirror_report import FileFailure, FileOutcome, MirrorPlan, MirrorReport
 from ._mirror_run import Options, PlanCallback, ShardArg, Target, run
 from ._transfer import ProgressCallback
@@ -97,7 +98,8 @@ async def amirror(
             bytes still to fetch.
         dry_run: Plan only: report what would be fetched, fetch nothing.
         silent: Mirror a repo that is not on the trusted list (compat trust mode).
-        config: Limits, timeouts, trust...; ``HubConfig.from_env()`` when None.
+        config: Limits, timeouts, trust...; when None, the module defaults
+            (``HubConfig.from_env()`` and ``hub.set_dir``).
         progress: Called with every file's progress events (on the event loop).
         on_plan: Called once with the :class:`MirrorPlan` before fetching.
 
@@ -166,7 +168,7 @@ async def adownload(
         dry_run=dry_run,
         silent=silent,
     )
-    config = config if config is not None else HubConfig.from_env()
+    config = config if config is not None else default_config()
     target = Target("cache", config.resolved_cache_dir())
     return await run(target, repo, options, config, progress, on_plan)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from asynchub import hub
+from asynchub import _defaults
 
 from .hub_server import HubServer
 
@@ -34,7 +34,7 @@ def clean_env(
         monkeypatch.setenv(f"ASYNCHUB_{name}", _NOWHERE)  # no test reaches the internet
     home = tmp_path_factory.mktemp("onnx_home")
     monkeypatch.setenv("ONNX_HOME", str(home))
-    monkeypatch.setattr(hub, "_dir_override", None)
+    _defaults.reset()
     yield home / "hub"
 
 
