@@ -466,3 +466,20 @@ def test_trust_canonicalises_refs() -> None:
     assert is_allowlisted(resolve_repo("acme/zoo:main", config), config)
     assert not is_allowlisted(resolve_repo("acme/zoo:dev", config), config)
     assert not is_allowlisted(resolve_repo("acme/zoo2", config), config)
+
+
+async def test_trust_add_on_the_command_line_persists_for_strict_mode(
+    server: FaultServer, clean_env: Path
+) -> None:
+    import anyio
+
+    from asynchub import cli
+
+    repo = publish(server, [e()])
+    argv = ["--cache-dir", str(clean_env), "trust", "add", repo]
+    assert await anyio.to_thread.run_sync(cli.main, argv) == 0
+    config = fast_config(clean_env, trust="strict")
+    assert load_persisted(config) == [repo]
+    async with AsyncHub(config) as hub:
+        path = await hub.download_model("m", repo=repo)
+    assert path is not None and path.read_bytes() == MODEL
