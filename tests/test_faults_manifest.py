@@ -28,7 +28,15 @@ from asynchub.errors import (
 from asynchub.manifest import Manifest, check_relative_path
 from asynchub.sources import resolve_repo
 
-from .fault_servers import FaultServer, cache_files, entry, fast_config, sha
+from .fault_servers import (
+    FaultServer,
+    cache_files,
+    entry,
+    fast_config,
+    serve,
+    sha,
+    status,
+)
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 
@@ -483,3 +491,67 @@ async def test_trust_add_on_the_command_line_persists_for_strict_mode(
     async with AsyncHub(config) as hub:
         path = await hub.download_model("m", repo=repo)
     assert path is not None and path.read_bytes() == MODEL
+
+
+# Ref pinning ------------------------------------------------------------------------
+
+
+COMMIT_A, COMMIT_B = "a" * 40, "b" * 40
+
+
+def _github_zoo(server: FaultServer, commit_answers: list[bytes]) -> HubConfig:
+    """acme/zoo laid out like GitHub under raw/media/api on ``server``."""
+    manifest = json.dumps([e()]).encode()
+    api = "/api/repos/acme/zoo/commits/main"
+    server.route(api, *[status(200, {}, body) for body in commit_answers])
+    for at, data in ((COMMIT_A, MODEL), (COMMIT_B, b"B" * 10), ("main", b"M" * 10)):
+        server.route(f"/raw/acme/zoo/{at}/ONNX_HUB_MANIFEST.json", serve(manifest))
+        server.route(f"/media/acme/zoo/{at}/{PATH}", serve(data))
+    return HubConfig(
+        github_api=server.url("/api"),
+        github_raw=server.url("/raw"),
+        github_media=server.url("/media"),
+    )
+
+
+async def test_manifest_and_files_are_pinned_to_one_commit(
+    server: FaultServer, clean_env: Path
+) -> None:
+    """The branch moves (A, then B) after the manifest was read: files still come
+    from commit A, and the API was asked with the GitHub SHA media type."""
+    urls = _github_zoo(server, [COMMIT_A.encode(), COMMIT_B.encode()])
+    config = fast_config(clean_env).model_copy(
+        update=urls.model_dump(include={"github_api", "github_raw", "github_media"})
+    )
+    async with AsyncHub(config) as hub:
+        path = await hub.download_model("m", repo="acme/zoo", silent=True)
+    assert path is not None and path.read_bytes() == MODEL
+    paths = [r.path for r in server.requests]
+    assert paths == [
+        "/api/repos/acme/zoo/commits/main",
+        f"/raw/acme/zoo/{COMMIT_A}/ONNX_HUB_MANIFEST.json",
+        f"/media/acme/zoo/{COMMIT_A}/{PATH}",
+    ]
+    assert server.requests[0].header("accept") == "application/vnd.github.sha"
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [b"../../evil/zoo/" + COMMIT_A.encode(), b"<html>rate limited</html>", b""],
+    ids=["path-injection", "html", "empty"],
+)
+async def test_a_hostile_commit_answer_is_not_used_in_urls(
+    server: FaultServer, clean_env: Path, answer: bytes
+) -> None:
+    urls = _github_zoo(server, [answer])
+    server.route(f"/media/acme/zoo/main/{PATH}", serve(MODEL))
+    config = fast_config(clean_env).model_copy(
+        update=urls.model_dump(include={"github_api", "github_raw", "github_media"})
+    )
+    async with AsyncHub(config) as hub:
+        path = await hub.download_model("m", repo="acme/zoo", silent=True)
+    assert path is not None and path.read_bytes() == MODEL
+    assert [r.path for r in server.requests][1:] == [
+        "/raw/acme/zoo/main/ONNX_HUB_MANIFEST.json",
+        f"/media/acme/zoo/main/{PATH}",
+    ]
