@@ -29,7 +29,7 @@ from typing import Any
 import aiohttp
 
 from ..config import Limits
-from ..errors import IncompleteTransferError, IntegrityError, TransferError
+from ..errors import IncompleteTransferError, TransferError, TransferTimeoutError
 from ._aio import drain, gather_or_cancel
 from ._context import Context
 from ._errors import is_retryable, status_error
@@ -49,6 +49,9 @@ __all__ = ("SAVE_INTERVAL", "Download", "Restart", "Segment")
 
 SAVE_INTERVAL = 1.0
 """Seconds between resume-state saves while bytes arrive."""
+
+LOW_SPEED_BYTES = 1024
+"""Bytes a connection must deliver per read-timeout window (else: retry it)."""
 
 FLUSH_INTERVAL = 0.5
 """A batch is written after this many seconds even if not full (slow links)."""
@@ -80,6 +83,30 @@ class Batch:
         self.buf[self.size : self.size + take] = view[:take]
         self.size += take
         return view[take:]
+
+
+class SpeedFloor:
+    """Treat a trickle as a stall: too few bytes in a read-timeout window fails.
+
+    aiohttp's ``sock_read`` only fires when *nothing* arrives; a server sending a
+    few bytes a second would otherwise hold a connection forever.
+    """
+
+    def __init__(self, window: float, url: str) -> None:
+        self.window, self.url = window, url
+        self.start, self.count = time.monotonic(), 0
+
+    def feed(self, count: int) -> None:
+        self.count += count
+        now = time.monotonic()
+        if now - self.start < self.window:
+            return
+        if self.count < LOW_SPEED_BYTES:
+            raise TransferTimeoutError(
+                f"{self.url} sent only {self.count} bytes in {now - self.start:.1f} s",
+                url=self.url,
+            )
+        self.start, self.count = now, 0
 
 
 @dataclass
@@ -124,6 +151,7 @@ class Download:
         self.workers = 1
         self.active = 0  # workers still running
         self.restarts = 0
+        self.bodies = 0  # responses whose body was used (more than one: spliced)
         self._last_save = time.monotonic()
 
     @property
@@ -236,6 +264,8 @@ class Download:
     async def _accept(self, response: aiohttp.ClientResponse, seg: Segment) -> int:
         """Check the status and headers; return how many body bytes to skip."""
         status = response.status
+        if status in (200, 206):
+            self.bodies += 1
         if status == 200:
             return await self._accept_full(response, seg)
         if status == 206:
@@ -252,7 +282,8 @@ class Download:
         if seg.pos > 0 or not seg.whole:
             await self._restart_in_place(seg)
         seg.start = seg.pos = 0
-        seg.end, seg.whole = total, True
+        # Unknown length: stop at the expected size and let the SHA-256 decide.
+        seg.end, seg.whole = total if total is not None else self.spec.size, True
         await self._adopt(total, Validator.of(response.headers), seg)
         return 0
 
@@ -284,6 +315,12 @@ class Download:
         total = got.total if got.total is not None else self.partial.state.total
         if total is None:
             raise Restart(f"{self.url} did not say the file's size", ranges_broken=True)
+        if seg.pos > 0 and self.spec.size not in (None, total):
+            raise Restart(
+                f"{self.url} answered a range of a {total}-byte file, "
+                f"expected {self.spec.size} bytes",
+                ranges_broken=True,
+            )
         await self._check_size(response, total)
         self._check_same(total, Validator.of(response.headers))
         if seg.whole:
@@ -337,12 +374,13 @@ class Download:
     ) -> None:
         """Write the body at ``seg.pos`` in batches; stop at ``seg.end``."""
         batch = Batch(self.ctx.buffers.get())
+        floor = SpeedFloor(self.ctx.config.timeouts.read, self.url)
         try:
             async for chunk in iter_body(response, self.url):
+                floor.feed(len(chunk))
                 view, skip = memoryview(chunk)[skip:], max(0, skip - len(chunk))
                 if seg.end is not None:
                     view = view[: seg.end - seg.pos - batch.size]
-                self._check_overlong(seg.pos + batch.size + len(view))
                 while view:
                     view = batch.fill(view)
                     if batch.full or self._flush_due(seg):
@@ -359,18 +397,6 @@ class Download:
     def _flush_due(self, seg: Segment) -> bool:
         """On a slow link, write (and report) at least every FLUSH_INTERVAL."""
         return time.monotonic() - seg.flushed_at >= FLUSH_INTERVAL
-
-    def _check_overlong(self, end: int) -> None:
-        """A body of unknown length must stop at the expected size."""
-        size = self.spec.size
-        if size is not None and end > size:
-            raise IntegrityError(
-                f"{self.url} sent more than the expected {size} bytes for "
-                f"{self.spec.label or self.spec.dest.name}",
-                path=str(self.spec.dest),
-                expected=self.spec.sha256,
-                actual=None,
-            )
 
     async def _flush(self, seg: Segment, batch: Batch) -> None:
         """Hand ``batch`` to a thread (after the segment's previous write)."""

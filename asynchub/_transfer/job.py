@@ -54,6 +54,7 @@ class FileJob:
         self.pending: set[concurrent.futures.Future[Any]] = set()
         self.received = 0
         self.done = 0
+        self.bodies = 0  # bodies the last download was assembled from
         self._last_event = 0.0
 
     async def run(self) -> FileResult:
@@ -134,11 +135,17 @@ class FileJob:
         try:
             return await self._fetch_and_verify(url, partial)
         except (IntegrityError, UnexpectedContentError):
-            if partial.resumed == 0:
+            if not self._maybe_spliced(partial):
                 raise
-        # Bytes kept from an earlier run did not verify: one clean retry.
+        # The bytes may come from two versions of the file: one clean retry.
         await self._restart(partial, url)
         return await self._fetch_and_verify(url, partial)
+
+    def _maybe_spliced(self, partial: Partial) -> bool:
+        """Bytes from an earlier run, or from several bodies without a strong ETag."""
+        etag = partial.state.etag or ""
+        strong = bool(etag) and not etag.startswith("W/")
+        return partial.resumed > 0 or (self.bodies > 1 and not strong)
 
     async def _restart(self, partial: Partial, url: str) -> None:
         await drain(self.pending)
@@ -171,7 +178,9 @@ class FileJob:
                 on_reset=self._on_reset,
             )
             try:
-                return await download.run()
+                total = await download.run()
+                self.bodies = download.bodies
+                return total
             except Restart as restart:
                 use_ranges = use_ranges and not restart.ranges_broken
                 reason = restart.reason
