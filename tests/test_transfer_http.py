@@ -254,16 +254,15 @@ async def test_retry_after_pauses_every_request_to_that_host(
 
 
 @pytest.mark.anyio
-async def test_body_longer_than_expected_is_cut_at_the_expected_size(
+async def test_body_longer_than_expected_is_refused(
     file_server: FileServer, fast_config: HubConfig, tmp_path: Path
 ) -> None:
     data = blob(50_000)
     url = file_server.add("/f", data + b"garbage" * 1000, Behavior(chunked=True))
-    await fetch(fast_config, (url,), tmp_path / "f", data)  # the SHA decides
-    assert (tmp_path / "f").read_bytes() == data
-    with pytest.raises(IntegrityError):
-        await fetch(fast_config, (url,), tmp_path / "g", data, sha256="4" * 64)
-    assert leftovers(tmp_path) == ["f"]
+    with pytest.raises(IntegrityError, match="more than the expected 50000 bytes"):
+        await fetch(fast_config, (url,), tmp_path / "f", data)
+    assert file_server.stats("/f").count == 1  # not retried
+    assert leftovers(tmp_path) == []
 
 
 READ_ONLY_CHILD = """

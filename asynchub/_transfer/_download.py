@@ -29,7 +29,12 @@ from typing import Any
 import aiohttp
 
 from ..config import Limits
-from ..errors import IncompleteTransferError, TransferError, TransferTimeoutError
+from ..errors import (
+    IncompleteTransferError,
+    IntegrityError,
+    TransferError,
+    TransferTimeoutError,
+)
 from ._aio import drain, gather_or_cancel
 from ._context import Context
 from ._errors import is_retryable, status_error
@@ -282,8 +287,7 @@ class Download:
         if seg.pos > 0 or not seg.whole:
             await self._restart_in_place(seg)
         seg.start = seg.pos = 0
-        # Unknown length: stop at the expected size and let the SHA-256 decide.
-        seg.end, seg.whole = total if total is not None else self.spec.size, True
+        seg.end, seg.whole = total, True  # None: until EOF, capped by _check_overlong
         await self._adopt(total, Validator.of(response.headers), seg)
         return 0
 
@@ -381,6 +385,7 @@ class Download:
                 view, skip = memoryview(chunk)[skip:], max(0, skip - len(chunk))
                 if seg.end is not None:
                     view = view[: seg.end - seg.pos - batch.size]
+                self._check_overlong(seg.pos + batch.size + len(view))
                 while view:
                     view = batch.fill(view)
                     if batch.full or self._flush_due(seg):
@@ -397,6 +402,18 @@ class Download:
     def _flush_due(self, seg: Segment) -> bool:
         """On a slow link, write (and report) at least every FLUSH_INTERVAL."""
         return time.monotonic() - seg.flushed_at >= FLUSH_INTERVAL
+
+    def _check_overlong(self, end: int) -> None:
+        """A body of unknown length must not run past the expected size."""
+        size = self.spec.size
+        if size is not None and end > size:
+            raise IntegrityError(
+                f"{self.url} sent more than the expected {size} bytes for "
+                f"{self.spec.label or self.spec.dest.name}",
+                path=str(self.spec.dest),
+                expected=self.spec.sha256,
+                actual=None,
+            )
 
     async def _flush(self, seg: Segment, batch: Batch) -> None:
         """Hand ``batch`` to a thread (after the segment's previous write)."""
