@@ -398,16 +398,16 @@ async def test_chunked_body_without_length(
     assert file_log(server) == [(200, None, None, SIZE)]
 
 
-async def test_chunked_body_longer_than_manifest_size_is_capped(
+async def test_chunked_body_longer_than_manifest_size_is_refused(
     server: FaultServer, clean_env: Path
 ) -> None:
-    """No Content-Length: the manifest size caps the body; the bytes beyond it are
-    never written, and the SHA-256 of the capped file decides."""
+    """No Content-Length: one byte past the manifest size is an integrity error
+    (the server's file is not the manifest's), and nothing is cached."""
     server.route(ROUTE, chunked(DATA + b"EXTRA" * 1000))
-    path = await download(server, clean_env)
-    assert_cached(clean_env, path)
-    assert path.stat().st_size == SIZE
+    with pytest.raises(IntegrityError, match=f"sent more than the expected {SIZE}"):
+        await download(server, clean_env)
     assert len(server.log(ROUTE)) == 1
+    assert_nothing_cached(clean_env)
     assert temp_files(clean_env) == []
 
 
