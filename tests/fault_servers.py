@@ -448,6 +448,8 @@ class FaultServer:
         self._tasks: set[asyncio.Task[None]] = set()
         self.port = 0
         self._bucket: _Bucket | None = None
+        self._every: tuple[int, str | None] | None = None
+        self._seen = 0
 
     def _hello(self, *_: object) -> None:
         self.handshakes += 1
@@ -541,6 +543,10 @@ class FaultServer:
         """Answer 429 (with ``Retry-After``) beyond a token bucket, on every path."""
         self._bucket = _Bucket(per_second, burst, retry_after)
 
+    def limit_every(self, n: int, retry_after: str | None = "0") -> None:
+        """Answer 429 to every ``n``-th request (whatever the client's speed)."""
+        self._every = (n, retry_after)
+
     def log(self, path: str) -> list[Logged]:
         """Requests logged for ``path``."""
         return [r for r in self.requests if r.path == path]
@@ -582,6 +588,12 @@ class FaultServer:
         path = target.split("?", 1)[0]
         log = Logged(method, path, headers)
         self.requests.append(log)
+        self._seen += 1
+        limited = self._every is not None and self._seen % self._every[0] == 0
+        if limited and self._every is not None:
+            headers = {"Retry-After": self._every[1]} if self._every[1] else {}
+            await Ctx(self, log, writer).send(429, headers, b"slow down")
+            return
         if self._bucket is not None and not self._bucket.take():
             headers = {"Retry-After": self._bucket.retry_after}
             await Ctx(self, log, writer).send(429, headers, b"slow down")

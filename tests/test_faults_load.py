@@ -75,7 +75,8 @@ def zoo() -> Iterator[tuple[FaultServer, dict[str, bytes]]]:
     with FaultServer() as srv:
         srv.hub(files)
         srv.route(f"/hub/{BROKEN}", status(500, data=b"internal error"))
-        srv.rate_limit(per_second=100, burst=20, retry_after="1")
+        srv.limit_every(20, retry_after="0")  # 5% of requests, at any speed
+        srv.rate_limit(per_second=400, burst=50, retry_after="1")  # and bursts
         yield srv, files
 
 
