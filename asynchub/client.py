@@ -313,12 +313,15 @@ class AsyncHub:
 
 def _remove_tree(path: Path) -> None:
     """Remove an extracted folder by renaming it aside first (never half-deleted)."""
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         return
     doomed = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.asynchub-old")
     with contextlib.suppress(FileNotFoundError):
         path.rename(doomed)
-    shutil.rmtree(doomed, ignore_errors=True)
+    if doomed.is_symlink():  # never follow a planted link into someone else's files
+        doomed.unlink()
+    else:
+        shutil.rmtree(doomed, ignore_errors=True)
 
 
 class Hub:

@@ -163,6 +163,13 @@ class ManifestEntry(_Open):
             raise ValueError("must look like '1.9' or '1.9.0'")
         return value
 
+    @field_validator("opset_version", mode="before")
+    @classmethod
+    def _not_bool(cls, value: object) -> object:
+        if isinstance(value, bool):  # JSON true would otherwise become opset 1
+            raise ValueError("must be an integer, not a boolean")
+        return value
+
     @field_validator("model_path")
     @classmethod
     def _onnx_suffix(cls, value: str) -> str:
@@ -227,11 +234,15 @@ class Manifest:
         """Parse and validate JSON text; raise ManifestParseError naming the entry."""
         try:
             raw = json.loads(data)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
             raise ManifestParseError(f"{source} is not valid JSON: {exc}") from exc
         if not isinstance(raw, list):
             raise ManifestParseError(f"{source} must be a JSON list of entries")
-        return cls(_validate_entry(item, i, source) for i, item in enumerate(raw))
+        entries = [_validate_entry(item, i, source) for i, item in enumerate(raw)]
+        try:
+            return cls(entries)
+        except ManifestParseError as exc:
+            raise ManifestParseError(f"{source}: {exc.message}") from None
 
     def to_json(self) -> str:
         """The manifest as JSON text in the official layout (unset keys omitted)."""

@@ -99,6 +99,7 @@ def _bad(mutate: Any) -> bytes:
         ),
         (lambda e: e[0]["metadata"].update(model_bytes=-1), r"metadata.model_bytes"),
         (lambda e: e[0].update(onnx_version="one"), r"field 'onnx_version'"),
+        (lambda e: e[0].update(opset_version=True), r"not a boolean"),
         (lambda e: e[0].update(model=""), r"field 'model'"),
         (lambda e: e.append(copy.deepcopy(e[0])), r"entry 3 .* repeats model_path"),
         (

@@ -44,8 +44,7 @@ def commit_url(repo: str, config: HubConfig) -> str:
 
 def looks_like_github(repo: str) -> bool:
     """True when ``repo`` has the ``owner/name[:ref]`` shape."""
-    match = _SPEC.match(repo)
-    return bool(match) and match.group("owner") not in (".", "..")  # type: ignore[union-attr]
+    return bool(_SPEC.match(repo))
 
 
 def parse(repo: str) -> tuple[str, str, str]:
@@ -54,6 +53,8 @@ def parse(repo: str) -> tuple[str, str, str]:
     if not match:
         raise RepoSpecError(f"{repo!r} is not 'owner/name[:ref]'")
     owner, name, ref = match.group("owner"), match.group("name"), match.group("ref")
+    if {owner, name} & {".", ".."}:
+        raise RepoSpecError(f"{repo!r}: '.' and '..' are not repo owners or names")
     ref = ref or "main"
     if not _REF.match(ref) or ".." in ref.split("/") or ref.startswith("/"):
         raise RepoSpecError(f"{repo!r} has an invalid ref {ref!r}")

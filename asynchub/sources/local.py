@@ -25,7 +25,10 @@ def looks_local(repo: str) -> bool:
 
 def source(repo: str) -> Source:
     """The Source for a folder; it must exist."""
-    root = _to_path(repo).expanduser().resolve()
+    try:
+        root = _to_path(repo).expanduser().resolve()
+    except (RuntimeError, OSError) as exc:  # ~nosuchuser, a loop of symlinks
+        raise RepoSpecError(f"{repo!r} is not a usable folder: {exc}") from exc
     if not root.is_dir():
         raise RepoSpecError(f"{repo!r} is not an existing folder")
     base = root.as_uri().rstrip("/") + "/"
