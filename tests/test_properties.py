@@ -279,7 +279,9 @@ SHA = st.from_regex(r"[0-9a-f]{64}", fullmatch=True)
 def entries(draw: st.DrawFn) -> list[dict[str, Any]]:
     count = draw(st.integers(0, 6))
     names = draw(st.lists(NAME, min_size=count, max_size=count, unique_by=str.casefold))
-    paths = draw(st.lists(SAFE_PATH, min_size=count, max_size=count, unique_by=str.casefold))
+    paths = draw(
+        st.lists(SAFE_PATH, min_size=count, max_size=count, unique_by=str.casefold)
+    )
     items = []
     for name, path in zip(names, paths, strict=True):
         meta: dict[str, Any] = {"tags": draw(st.lists(NAME, max_size=3))}
