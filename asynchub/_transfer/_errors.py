@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import socket
 import ssl
 from pathlib import Path
 
@@ -54,6 +55,13 @@ class TLSError(NetworkError):
     )
 
 
+class HostNotFoundError(NetworkError):
+    """The host name does not resolve (not a temporary DNS failure): not retried,
+    so an offline machine falls back to cached or shipped copies at once."""
+
+    default_hint = "check the host name, your DNS and proxy settings, or go offline"
+
+
 class RetryableStatusError(HTTPStatusError):
     """A 408/429/5xx answer, retried with backoff; ``retry_after`` in seconds."""
 
@@ -76,10 +84,20 @@ def network_error(exc: BaseException, url: str) -> TransferError:
         return IncompleteTransferError(
             f"the connection to {url} broke in the middle of the body: {exc}", url=url
         )
+    if _name_unknown(exc):
+        return HostNotFoundError(f"could not fetch {url}: {exc}", url=url)
     if isinstance(exc, aiohttp.InvalidURL):
         return TransferError(f"invalid URL {url}", url=url, hint="fix the repo URL")
     detail = str(exc) or type(exc).__name__
     return NetworkError(f"could not fetch {url}: {detail}", url=url)
+
+
+def _name_unknown(exc: BaseException) -> bool:
+    """A DNS answer that the name does not exist (EAI_AGAIN stays retryable)."""
+    if not isinstance(exc, aiohttp.ClientConnectorError):
+        return False
+    permanent = {socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)}
+    return exc.os_error.errno in permanent
 
 
 def status_error(
@@ -110,7 +128,7 @@ def is_retryable(err: BaseException, policy: RetryPolicy) -> bool:
     """Whether a failed request may be repeated after a backoff."""
     if isinstance(err, HTTPStatusError):
         return err.status in policy.retry_statuses
-    if isinstance(err, TLSError):
+    if isinstance(err, (TLSError, HostNotFoundError)):
         return False
     return isinstance(err, (NetworkError, IncompleteTransferError))
 
