@@ -63,7 +63,7 @@ pid {dir}/nginx.pid;
 error_log {dir}/error.log warn;
 events {{ worker_connections 4096; }}
 http {{
-    log_format bench '$connection $status $body_bytes_sent';
+    log_format bench '$connection $status $body_bytes_sent $msec $request_time';
     access_log {dir}/access.log bench;
     client_body_temp_path {dir}/tmp;
     proxy_temp_path {dir}/tmp;
@@ -90,6 +90,7 @@ class LogCounts:
     requests: int
     statuses: dict[int, int]
     body_bytes: int
+    in_flight: float  # mean requests being served between the first start and last end
 
 
 class Nginx:
@@ -165,10 +166,16 @@ class Nginx:
         self._log_offset += len(data)
         conns: set[str] = set()
         statuses: Counter[int] = Counter()
-        sent = 0
+        sent, serving, first, last = 0, 0.0, float("inf"), 0.0
         for line in data.decode().splitlines():
-            conn, status, size = line.split()
+            conn, status, size, end, took = line.split()
             conns.add(conn)
             statuses[int(status)] += 1
             sent += int(size)
-        return LogCounts(len(conns), sum(statuses.values()), dict(statuses), sent)
+            serving += float(took)
+            first = min(first, float(end) - float(took))
+            last = max(last, float(end))
+        span = last - first
+        in_flight = serving / span if span > 0 else 0.0
+        requests = sum(statuses.values())
+        return LogCounts(len(conns), requests, dict(statuses), sent, in_flight)

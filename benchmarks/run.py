@@ -180,7 +180,8 @@ def run_scenario(
                 f"{sample.seconds:7.2f} s, "
                 f"{sc.total_bytes / MiB / sample.seconds:6.0f} MiB/s, "
                 f"RSS {sample.peak_rss_mib:4.0f} MiB, CPU {sample.cpu_seconds:5.2f} s, "
-                f"{counts.connections} conns, {counts.requests} requests "
+                f"{counts.connections} conns ({counts.in_flight:.1f} busy), "
+                f"{counts.requests} requests "
                 f"{dict(sorted(counts.statuses.items()))}, other load "
                 f"{quiet:.2f} before; kernel+other {other / sample.seconds:.2f} during",
                 flush=True,
