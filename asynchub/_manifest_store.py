@@ -22,11 +22,13 @@ import anyio
 
 from ._cache import STATE_DIR, write_atomic
 from ._transfer import Engine
+from ._trust import is_allowlisted
 from .config import HubConfig
 from .errors import (
     ManifestNotFoundError,
     OfflineCacheMissError,
     TransferError,
+    UntrustedRepoError,
 )
 from .manifest import Manifest
 from .sources import Source, github
@@ -69,11 +71,23 @@ class ManifestStore:
         hit = self._memo.get(source.manifest_url)
         if hit and time.monotonic() - hit[0] < self.MEMO_SECONDS:
             return hit[1], hit[2]
+        await self._check_strict_trust(source)
         pinned = await self._pin(source)
         data = await self._load(source, pinned)
         manifest = Manifest.parse(data, source=pinned.manifest_url)
         self._memo[source.manifest_url] = (time.monotonic(), manifest, pinned)
         return manifest, pinned
+
+    async def _check_strict_trust(self, source: Source) -> None:
+        """In strict mode an unlisted repo is not used at all, not even its manifest."""
+        if self._config.trust != "strict":
+            return
+        if not await anyio.to_thread.run_sync(is_allowlisted, source, self._config):
+            raise UntrustedRepoError(
+                f"{source.spec} is not on the trusted list (strict trust mode), so "
+                "its manifest is not read",
+                hint="add it with 'asynchub trust add REPO' or ASYNCHUB_TRUSTED_REPOS",
+            )
 
     async def _pin(self, source: Source) -> Source:
         if source.kind != "github" or self._config.offline or not self._config.pin_refs:

@@ -384,3 +384,13 @@ def test_commit_refs_are_not_looked_up(hub_server: HubServer) -> None:
     assert [p for _, p in hub_server.requests] == [
         f"/raw/acme/zoo/{COMMIT}/ONNX_HUB_MANIFEST.json"
     ]
+
+
+def test_strict_trust_does_not_read_unlisted_manifests(
+    hub_server: HubServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ASYNCHUB_TRUST", "strict")
+    with pytest.raises(UntrustedRepoError, match="manifest is not read"):
+        hub.list_models(repo=UNTRUSTED)
+    assert hub_server.requests == []
+    assert len(hub.list_models()) > 0  # onnx/models:main stays trusted
