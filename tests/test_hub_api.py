@@ -247,6 +247,7 @@ async def test_async_api_refuses_untrusted_repo(hub_server: HubServer) -> None:
     with pytest.raises(UntrustedRepoError, match="acme/zoo:main is not trusted"):
         await hub.aload("TinyNet", repo=UNTRUSTED)
     assert await hub.aload("TinyNet", repo=UNTRUSTED, silent=True) is not None
+    await hub.aclose()
 
 
 def test_strict_trust_ignores_silent(
