@@ -253,8 +253,33 @@ def command_line() -> str:
     return "python benchmarks/run.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
 
+def revision() -> str:
+    """The commit measured, and whether asynchub/ had uncommitted changes."""
+    repo = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(repo), "status", "--porcelain", "--", "asynchub"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+    except OSError:
+        return "?"
+    return head + (" (asynchub/ with uncommitted changes)" if dirty else "")
+
+
 def write_results(
-    path: Path, body: str, results: list[ScenarioResult], config_note: str
+    path: Path,
+    results: list[ScenarioResult],
+    table_md: str,
+    notes: list[str],
+    config_note: str,
 ) -> None:
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     scen = "\n".join(
@@ -262,15 +287,17 @@ def write_results(
         f"{r.scenario.total_bytes / MiB:.0f} MiB"
         for r in results
     )
+    notes_text = "\n".join(notes)
     path.write_text(
         f"# Benchmark results\n\n"
         f"- Date: {now}\n- Machine: {machine()}\n- Command: `{command_line()}`\n"
+        f"- Revision: {revision()}\n"
         f"- asynchub configuration: {config_note}\n\n"
         f"Scenarios:\n{scen}\n\n"
         "Medians of the runs; `vs aria2c` and `vs old` are speed ratios (above 1x is "
-        "faster); peak RSS is the largest resident set of any process of the "
-        "contender; "
-        "`conns` is the number of distinct connections nginx saw in one run. "
-        "See benchmarks/README.md for what each contender does.\n\n"
-        f"```\n{body}\n```\n"
+        "faster); times are whole processes, start-up included; peak RSS is the "
+        "largest resident set of any process of the contender; `conns` is the number "
+        "of distinct connections nginx saw in one run. See benchmarks/README.md for "
+        "what each contender does.\n\n"
+        f"{table_md}\n\n```\n{notes_text}\n```\n"
     )

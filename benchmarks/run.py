@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import signal
 import statistics
 import subprocess
 import sys
@@ -221,6 +222,8 @@ def main() -> None:
         "--write-results", action="store_true", help="write benchmarks/RESULTS.md"
     )
     args = parser.parse_args()
+    # A TERM (e.g. from a timeout) unwinds like Ctrl-C, so nginx is stopped too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     check_tools()
     scenarios_wanted = sorted(set(args.scenario or [1, 2, 3, 4]))
@@ -268,8 +271,8 @@ def main() -> None:
     s1_speed = scenario1_speed(
         results, WORK / f"s1-{'quick' if args.quick else 'full'}.json"
     )
-    lines = [table(results), ""]
-    lines += info
+    table_md = table(results)
+    lines = list(info)
     lines += [
         f"S{r.scenario.number} asynchub in-process fetch time (median, without "
         f"interpreter start and imports): "
@@ -281,10 +284,9 @@ def main() -> None:
     lines += load_lines(results)
     lines += ["", "Targets (asynchub with the configuration above):"]
     lines += [t.line() for t in targets(results, s1_speed)]
-    body = "\n".join(lines)
-    print("\n" + body)
+    print("\n" + table_md + "\n\n" + "\n".join(lines))
     if args.write_results:
-        write_results(HERE / "RESULTS.md", body, results, note)
+        write_results(HERE / "RESULTS.md", results, table_md, lines, note)
         print(f"\nwrote {HERE / 'RESULTS.md'}")
 
 
