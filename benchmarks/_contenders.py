@@ -172,12 +172,22 @@ def warm_cache(root: Path, scenario: Scenario) -> None:
                 pass
 
 
-def reset_output(out: Path) -> None:
-    """Empty the destination and flush dirty pages so runs start alike."""
-    if out.exists():
-        shutil.rmtree(out)
+def fresh_output(base: Path, run: int) -> Path:
+    """A new, empty destination for one run; dirty pages flushed first.
+
+    Outputs are removed only at the end (``remove_outputs``): on ext4, creating files
+    right after deleting thousands makes inode allocation scan the recently deleted
+    ones (``recently_deleted`` in a kernel profile), which would tax the next run.
+    """
+    out = base / f"run-{run}"
     out.mkdir(parents=True)
     os.sync()
+    return out
+
+
+def remove_outputs(base: Path) -> None:
+    if base.exists():
+        shutil.rmtree(base)
 
 
 def check_output(job: Job) -> None:

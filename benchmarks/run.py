@@ -12,13 +12,16 @@ gcc). Generated data and logs go to benchmarks/_work/ (gitignored). See README.m
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
+import itertools
 import json
 import signal
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -29,8 +32,9 @@ from _contenders import (  # noqa: E402
     SEQUENTIAL,
     Job,
     check_output,
+    fresh_output,
     planned_connections,
-    reset_output,
+    remove_outputs,
     run_measured,
     warm_cache,
 )
@@ -146,6 +150,7 @@ def run_scenario(
     measure: Path,
     reps: int,
     baseline_reps: int,
+    counter: Iterator[int],
 ) -> None:
     """Contenders alternate (rotating order) until each has its runs."""
     sc = res.scenario
@@ -159,17 +164,17 @@ def run_scenario(
             runs = res.runs[name]
             if len(runs.samples) >= wanted[name]:
                 continue
-            reset_output(job.out)
+            run_job = dataclasses.replace(job, out=fresh_output(job.out, next(counter)))
             warm_cache(server.root, sc)
             server.log_counts()
             quiet = wait_for_quiet(server.pid)
             busy0, srv0 = busy_seconds(), process_tree_cpu(server.pid)
-            sample = run_measured(CONTENDERS[name](job), measure, timeout)
+            sample = run_measured(CONTENDERS[name](run_job), measure, timeout)
             busy1, srv1 = busy_seconds(), process_tree_cpu(server.pid)
-            other = busy1 - busy0 - (srv1 - srv0) - sample.cpu_seconds
+            other = max(0.0, busy1 - busy0 - (srv1 - srv0) - sample.cpu_seconds)
             sample.other_load = quiet
             counts = server.log_counts()
-            check_output(job)
+            check_output(run_job)
             runs.samples.append(sample)
             runs.connections.append(counts.connections)
             runs.requests.append(counts.requests)
@@ -187,7 +192,6 @@ def run_scenario(
                 f"{quiet:.2f} before; kernel+other {other / sample.seconds:.2f} during",
                 flush=True,
             )
-    reset_output(job.out)
 
 
 def main() -> None:
@@ -251,22 +255,31 @@ def main() -> None:
         print(line)
 
     results: list[ScenarioResult] = []
-    for n, sc in enumerate(scenarios, start=1):
-        size = f"{len(sc.files)} files, {sc.total_bytes / MiB:.0f} MiB"
-        print(f"\nscenario {sc.number}: {sc.title} ({size})")
-        res = ScenarioResult(
-            sc, {c: Runs(c) for c in contenders}, planned_connections(sc, limits)
-        )
-        with Nginx(WORK, data_root, args.port + n, sc.cap, args.mss, shim) as server:
-            if sc.cap:
-                res.calibration = calibrate(server, cal_rel, sc.cap)
-                print("  calibration: " + res.calibration.row())
-            (WORK / "jobs").mkdir(parents=True, exist_ok=True)
-            job = Job(
-                sc, server.base_url, WORK / "out", WORK / "jobs", overrides, limits
+    outputs, counter = WORK / "out", itertools.count(1)
+    remove_outputs(outputs)
+    try:
+        for n, sc in enumerate(scenarios, start=1):
+            size = f"{len(sc.files)} files, {sc.total_bytes / MiB:.0f} MiB"
+            print(f"\nscenario {sc.number}: {sc.title} ({size})")
+            res = ScenarioResult(
+                sc, {c: Runs(c) for c in contenders}, planned_connections(sc, limits)
             )
-            run_scenario(res, job, server, measure, reps, args.baseline_reps)
-        results.append(res)
+            with Nginx(
+                WORK, data_root, args.port + n, sc.cap, args.mss, shim
+            ) as server:
+                if sc.cap:
+                    res.calibration = calibrate(server, cal_rel, sc.cap)
+                    print("  calibration: " + res.calibration.row())
+                (WORK / "jobs").mkdir(parents=True, exist_ok=True)
+                job = Job(
+                    sc, server.base_url, outputs, WORK / "jobs", overrides, limits
+                )
+                run_scenario(
+                    res, job, server, measure, reps, args.baseline_reps, counter
+                )
+            results.append(res)
+    finally:
+        remove_outputs(outputs)  # written files, kept until now (see fresh_output)
 
     s1_speed = scenario1_speed(
         results, WORK / f"s1-{'quick' if args.quick else 'full'}.json"
