@@ -164,7 +164,8 @@ def run_scenario(
             runs = res.runs[name]
             if len(runs.samples) >= wanted[name]:
                 continue
-            run_job = dataclasses.replace(job, out=fresh_output(job.out, next(counter)))
+            out = fresh_output(job.out, next(counter), sc.total_bytes)
+            run_job = dataclasses.replace(job, out=out)
             warm_cache(server.root, sc)
             server.log_counts()
             quiet = wait_for_quiet(server.pid)
@@ -278,8 +279,9 @@ def main() -> None:
                     res, job, server, measure, reps, args.baseline_reps, counter
                 )
             results.append(res)
+            remove_outputs(outputs)
     finally:
-        remove_outputs(outputs)  # written files, kept until now (see fresh_output)
+        remove_outputs(outputs)
 
     s1_speed = scenario1_speed(
         results, WORK / f"s1-{'quick' if args.quick else 'full'}.json"
