@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 import anyio
 from filelock import FileLock, Timeout
 
+from .._cache import sha256_file
 from ..errors import (
     AsyncHubError,
     CacheError,
@@ -235,11 +237,4 @@ def _most_telling(errors: list[AsyncHubError]) -> AsyncHubError:
 
 
 def _hash_file(path: Any) -> tuple[str, int]:
-    import hashlib
-
-    sha, size = hashlib.sha256(), 0
-    with open(path, "rb") as f:
-        while chunk := f.read(4 * 1024 * 1024):
-            sha.update(chunk)
-            size += len(chunk)
-    return sha.hexdigest(), size
+    return sha256_file(path), os.path.getsize(path)
