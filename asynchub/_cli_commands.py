@@ -15,14 +15,12 @@ import sys
 import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from . import _cache_admin
 from ._cli_output import Output, ProgressDisplay
-from ._demo import DemoResult, run_demo
-from ._hubbuild import write_manifest
 from ._mirror_plan import format_bytes
 from ._serve import serving
 from ._trust import add_trusted, load_persisted, trusted_list_path
@@ -32,6 +30,9 @@ from .errors import ConfigError
 from .manifest import Manifest, ModelInfo
 from .mirror import MirrorReport, adownload, amirror
 from .sources import MANIFEST_NAME
+
+if TYPE_CHECKING:  # the demo needs onnx and numpy: imported when it runs
+    from ._demo import DemoResult
 
 __all__ = ("COMMANDS",)
 
@@ -302,6 +303,8 @@ async def cmd_cache_du(args: argparse.Namespace, out: Output) -> int:
 
 
 async def cmd_manifest_build(args: argparse.Namespace, out: Output) -> int:
+    from ._hubbuild import write_manifest  # imports onnx: only for this command
+
     if not args.dir.is_dir():
         raise ConfigError(
             f"{args.dir} is not a folder",
@@ -372,6 +375,8 @@ async def cmd_trust_list(args: argparse.Namespace, out: Output) -> int:
 
 
 async def cmd_demo(args: argparse.Namespace, out: Output) -> int:
+    from ._demo import run_demo  # imports onnx and numpy: only for the demo
+
     workdir = args.dir or Path(tempfile.mkdtemp(prefix="asynchub-demo-"))
     try:
         with ProgressDisplay(out) as display:

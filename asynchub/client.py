@@ -21,14 +21,13 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import anyio
-import onnx
 
 from . import _sync
 from ._archive import extract_tarball, find_model_folder
 from ._cache import cache_path, ensure_verified, mark_verified
-from ._composite import merge_composite
 from ._manifest_store import ManifestStore
 from ._transfer import Engine, FileSpec, ProgressCallback
 from ._trust import is_allowlisted
@@ -40,6 +39,9 @@ from .errors import (
 )
 from .manifest import Manifest, ModelInfo
 from .sources import Source, resolve_repo
+
+if TYPE_CHECKING:  # onnx (and numpy) cost 0.1 s to import: only when a model loads
+    import onnx
 
 __all__ = ("AsyncHub", "Hub", "prompt_stdin")
 
@@ -183,7 +185,7 @@ class AsyncHub:
         path = await self.download_model(model, repo, opset, force_reload, silent)
         if path is None:
             return None
-        return await anyio.to_thread.run_sync(onnx.load, str(path))
+        return await anyio.to_thread.run_sync(_load_onnx, path)
 
     async def download_model_with_test_data(
         self,
@@ -246,7 +248,7 @@ class AsyncHub:
         if net is None:
             raise RuntimeError(f"Could not load the network model: {network_model}")
         names = (network_model, preprocessing_model)
-        return await anyio.to_thread.run_sync(merge_composite, net, pre, names)
+        return await anyio.to_thread.run_sync(_merge, net, pre, names)
 
     async def _cached_file(
         self,
@@ -434,3 +436,17 @@ class Hub:
             force_reload,
             silent,
         )
+
+
+def _load_onnx(path: Path) -> onnx.ModelProto:
+    import onnx
+
+    return onnx.load(str(path))
+
+
+def _merge(
+    net: onnx.ModelProto, pre: onnx.ModelProto, names: tuple[str, str]
+) -> onnx.ModelProto:
+    from ._composite import merge_composite
+
+    return merge_composite(net, pre, names)

@@ -20,9 +20,7 @@ import atexit
 import weakref
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
-from typing import ParamSpec, TypeVar
-
-import onnx
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 from . import _sync
 from ._defaults import default_config, get_dir, set_dir
@@ -37,6 +35,9 @@ from .mirror import (
     download,
     mirror,
 )
+
+if TYPE_CHECKING:
+    import onnx
 
 __all__ = (
     "MirrorPlan",

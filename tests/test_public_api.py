@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import inspect
+import subprocess
+import sys
 import types
 
 import pytest
@@ -95,3 +97,13 @@ def test_every_error_is_rooted_and_hinted() -> None:
         assert issubclass(cls, errors.AsyncHubError)
     err = errors.DiskFullError("could not write x: No space left on device")
     assert "free some space" in str(err) and err.hint
+
+
+@pytest.mark.parametrize("module", ["asynchub", "asynchub.cli"])
+def test_import_does_not_pull_in_onnx_or_numpy(module: str) -> None:
+    """onnx and numpy take ~0.15 s to import; only loading a model needs them."""
+    code = f"import sys, {module}; print(sorted({{'onnx', 'numpy'}} & set(sys.modules)))"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]"
