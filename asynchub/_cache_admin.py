@@ -32,11 +32,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from filelock import FileLock, Timeout
-
 from ._archive import TEMP_SUFFIX as EXTRACT_SUFFIX
 from ._cache import STATE_DIR, sha256_file
 from ._manifest_store import shipped_manifest_bytes
+from ._transfer._lockfile import is_held
 from ._transfer.state import (
     LOCK_SUFFIX,
     PART_SUFFIX,
@@ -56,7 +55,6 @@ __all__ = (
     "known_manifests",
     "list_cache",
     "prune",
-    "remove_free_lock",
     "verify",
 )
 
@@ -338,7 +336,7 @@ def _in_use(path: Path) -> bool:
     if name.endswith(_OLD_SUFFIX):
         return False
     if name.endswith(LOCK_SUFFIX):
-        return _lock_held(path)
+        return is_held(path)
     if name.endswith(PART_SUFFIX):
         state = path.with_name(name[: -len(PART_SUFFIX)] + STATE_SUFFIX)
         return _owner_alive(state) if state.exists() else _young(path)
@@ -375,32 +373,6 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def _lock_held(path: Path) -> bool:
-    lock = FileLock(str(path), timeout=0)
-    try:
-        lock.acquire()
-    except Timeout:
-        return True
-    except OSError:
-        return False
-    lock.release()
-    return False
-
-
-def remove_free_lock(path: Path) -> bool:
-    """Remove a lock file nobody holds (blocking); True when it is gone.
-
-    Locks only make concurrent downloads of one file wait for each other; what
-    keeps files correct is verification and the atomic rename, so removing a free
-    lock is safe even if another process creates it again a moment later.
-    """
-    if not path.exists():
-        return True
-    if _lock_held(path):
-        return False
-    return _remove(path)
 
 
 def _prune_markers(root: Path) -> None:

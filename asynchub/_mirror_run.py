@@ -27,7 +27,6 @@ from ._cache import (
     os_error,
     sha256_file,
 )
-from ._cache_admin import remove_free_lock
 from ._defaults import default_config
 from ._manifest_store import ManifestStore
 from ._mirror_plan import (
@@ -41,7 +40,6 @@ from ._mirror_plan import (
 )
 from ._mirror_report import FileFailure, FileOutcome, MirrorPlan, MirrorReport, Mode
 from ._transfer import Engine, FileSpec, ProgressCallback
-from ._transfer.state import lock_path
 from ._trust import is_allowlisted
 from .config import HubConfig
 from .errors import (
@@ -345,9 +343,6 @@ async def _fetch_one(
     except OSError as exc:  # the disk refused this file; the others may still fit
         tally.fail(file.path, os_error(exc, target.dest_of(file)))
         return
-    finally:
-        if target.mode == "mirror":  # a hub folder holds the hub, not our locks
-            await _tidy_lock(target, file)
     if file.sha256 is None:
         _log.warning(
             "%s has no SHA-256 in the manifest; it arrived with %s",
@@ -363,15 +358,6 @@ async def _fetch_one(
             resumed=result.bytes_resumed,
         )
     )
-
-
-async def _tidy_lock(target: Target, file: PlannedFile) -> None:
-    with anyio.CancelScope(shield=True):
-        try:
-            lock = lock_path(target.dest_of(file))
-        except AsyncHubError:
-            return
-        await anyio.to_thread.run_sync(remove_free_lock, lock)
 
 
 async def _finish_manifest(

@@ -101,12 +101,12 @@ def dest_of(cache: Path, archive: bytes) -> Path:
 
 
 def expected_after_refusal(cache: Path, archive: bytes) -> list[str]:
-    """What $ONNX_HOME may hold after a refused archive: the verified tarball, its
-    lock and asynchub's bookkeeping, and the folders leading to them."""
+    """What $ONNX_HOME may hold after a refused archive: the verified tarball,
+    asynchub's bookkeeping, and the folders leading to them (no lock file)."""
     cached = cache_path(cache, TAR_PATH, sha(archive))
     home = cache.parent
     rel = cached.relative_to(home)
-    allowed = {str(rel), str(rel) + ".asynchub-lock"}
+    allowed = {str(rel)}
     allowed |= {str(p) for p in rel.parents if str(p) != "."}
     return sorted(allowed)
 

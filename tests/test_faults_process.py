@@ -63,14 +63,9 @@ from pathlib import Path
 
 args = json.loads(sys.argv[1])
 if args.get("nolock"):  # a filesystem where file locks silently do nothing
-    import asynchub._transfer.job as job
+    import asynchub._transfer._lockfile as lockfile
 
-    class NoLock:
-        def __init__(self, *a, **k): pass
-        def acquire(self, *a, **k): return self
-        def release(self, *a, **k): pass
-
-    job.FileLock = NoLock
+    lockfile._try_lock = lambda fd: True
 
 from asynchub import AsyncHub, HubConfig
 from asynchub.config import RetryPolicy, Timeouts

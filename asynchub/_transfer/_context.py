@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from ..config import HubConfig
@@ -29,6 +30,7 @@ class Context:
         self.http = http
         self.executor = executor
         self.buffers = BufferPool()
+        self.written_folders: set[Path] = set()  # fsynced once, when the engine closes
 
     def submit(self, fn: Callable[..., T], *args: Any) -> concurrent.futures.Future[T]:
         """Start ``fn(*args)`` in a worker thread (blocking file I/O, hashing)."""

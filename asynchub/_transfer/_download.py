@@ -288,7 +288,7 @@ class Download:
             await self._restart_in_place(seg)
         seg.start = seg.pos = 0
         seg.end, seg.whole = total, True  # None: until EOF, capped by _check_overlong
-        await self._adopt(total, Validator.of(response.headers), seg)
+        self._adopt(total, Validator.of(response.headers), seg)
         return 0
 
     async def _restart_in_place(self, seg: Segment) -> None:
@@ -329,7 +329,7 @@ class Download:
         self._check_same(total, Validator.of(response.headers))
         if seg.whole:
             seg.end = total
-        await self._adopt(total, Validator.of(response.headers), seg)
+        self._adopt(total, Validator.of(response.headers), seg)
         return seg.pos - got.first
 
     def _check_same(self, total: int, validator: Validator) -> None:
@@ -357,9 +357,7 @@ class Download:
         head = await response.content.read(HEAD_SIZE)
         check_announced_size(self.spec, self.url, total, head)
 
-    async def _adopt(
-        self, total: int | None, validator: Validator, seg: Segment
-    ) -> None:
+    def _adopt(self, total: int | None, validator: Validator, seg: Segment) -> None:
         """The probe's answer: record size and validator, queue the other parts."""
         if self.planned:
             return
@@ -369,8 +367,7 @@ class Download:
         if total is not None and not seg.whole:
             self._plan(total, seg)
         self.planned = True
-        self._ready.set()
-        await self.ctx.run(self.partial.save)
+        self._ready.set()  # the sidecar is saved within SAVE_INTERVAL, not now
 
     # streaming ----------------------------------------------------------
     async def _stream(

@@ -21,6 +21,7 @@ from yarl import URL
 from ..config import HubConfig
 from ..errors import RedirectError, TransferError
 from ._errors import NETWORK_EXCEPTIONS, network_error
+from ._netenv import NetEnv
 from .retry import parse_retry_after
 
 __all__ = (
@@ -43,7 +44,11 @@ _UNSATISFIED = re.compile(r"bytes\s+\*/(\d+)")
 
 
 def make_session(config: HubConfig) -> aiohttp.ClientSession:
-    """One session for an engine: no total timeout, identity encoding, env proxies."""
+    """One session for an engine: no total timeout, identity encoding.
+
+    Proxies and netrc credentials come from :class:`~._netenv.NetEnv` per request
+    (``trust_env=False``: aiohttp would read them again for every request).
+    """
     limits = config.limits
     connector = aiohttp.TCPConnector(
         limit=limits.max_connections, limit_per_host=limits.max_connections_per_host
@@ -59,7 +64,7 @@ def make_session(config: HubConfig) -> aiohttp.ClientSession:
         connector=connector,
         timeout=timeout,
         headers=headers,
-        trust_env=True,
+        trust_env=False,
         auto_decompress=False,
         read_bufsize=READ_BUFSIZE,
     )
@@ -77,8 +82,10 @@ class Http:
         session: aiohttp.ClientSession,
         max_redirects: int,
         max_pause: float = 300.0,
+        env: NetEnv | None = None,
     ) -> None:
         self.session = session
+        self.env = env if env is not None else NetEnv()
         self.max_redirects = max_redirects
         self.max_pause = max_pause
         self._paused: dict[URL, float] = {}
@@ -125,10 +132,27 @@ class Http:
             self._paused[origin] = max(until, self._paused.get(origin, 0.0))
 
     async def _send(self, url: URL, headers: dict[str, str]) -> aiohttp.ClientResponse:
+        proxy, proxy_headers = self.env.proxy_for(url)
+        sent = self._with_netrc(url, headers)
+        if proxy_headers and url.scheme == "http":  # no CONNECT: the proxy reads these
+            sent = {**sent, **proxy_headers}
         try:
-            return await self.session.get(url, headers=headers, allow_redirects=False)
+            return await self.session.get(
+                url,
+                headers=sent,
+                allow_redirects=False,
+                proxy=proxy,
+                proxy_headers=proxy_headers,
+            )
         except NETWORK_EXCEPTIONS as exc:
             raise network_error(exc, str(url)) from exc
+
+    def _with_netrc(self, url: URL, headers: dict[str, str]) -> dict[str, str]:
+        """Add netrc credentials, unless the request already carries some."""
+        if url.user is not None or any(k.title() == "Authorization" for k in headers):
+            return headers
+        value = self.env.authorization_for(url)
+        return headers if value is None else {**headers, "Authorization": value}
 
 
 def _check_scheme(url: URL, original: str) -> URL:

@@ -1,7 +1,8 @@
 """The engine: one per client, shared by every download it makes.
 
 It owns one aiohttp session (total and per-host connection caps), the worker
-threads that write and hash, a cap on files in flight, and the in-process dedupe:
+threads that write and hash, a cap on files in flight (largest first, see
+:mod:`._admission`), and the in-process dedupe:
 concurrent :meth:`Engine.fetch` calls for the same ``dest`` share one download, which
 is cancelled only when every caller has given up on it.
 """
@@ -14,15 +15,18 @@ import logging
 import os
 from collections.abc import Mapping
 from types import TracebackType
+from typing import Any
 
 import aiohttp
 
 from ..config import HubConfig
 from ..errors import AsyncHubError, TransferError, UnexpectedContentError
+from ._admission import Admission
 from ._context import Context
 from ._errors import is_retryable, status_error
 from ._http import Http, iter_body, make_session
 from ._local import local_path
+from ._netenv import NetEnv
 from .job import FileJob
 from .retry import Backoff, parse_retry_after
 from .spec import (
@@ -35,6 +39,7 @@ from .spec import (
     ProgressCallback,
     ProgressEvent,
 )
+from .state import fsync_dir
 
 __all__ = ("WORKER_THREADS", "Engine")
 
@@ -83,7 +88,7 @@ class Engine:
         self._session: aiohttp.ClientSession | None = None
         self._ctx: Context | None = None
         self._flights: dict[str, _Flight] = {}
-        self._files = asyncio.Semaphore(self.config.limits.max_files)
+        self._files = Admission(self.config.limits.max_files)
 
     async def __aenter__(self) -> Engine:
         self._session = make_session(self.config)
@@ -91,7 +96,9 @@ class Engine:
             WORKER_THREADS, thread_name_prefix="asynchub-io"
         )
         limits, retry = self.config.limits, self.config.retry
-        http = Http(self._session, limits.max_redirects, retry.max_retry_after)
+        loop = asyncio.get_running_loop()
+        env = await loop.run_in_executor(executor, NetEnv.read)
+        http = Http(self._session, limits.max_redirects, retry.max_retry_after, env)
         self._ctx = Context(self.config, http, executor)
         return self
 
@@ -109,8 +116,15 @@ class Engine:
         if self._session is not None:
             await self._session.close()
         if self._ctx is not None:
+            await self._sync_folders(self._ctx)
             self._ctx.executor.shutdown(wait=True)
         self._session = self._ctx = None
+
+    async def _sync_folders(self, ctx: Context) -> None:
+        """Make the renames of this engine's files durable: one fsync per folder."""
+        folders, ctx.written_folders = ctx.written_folders, set()
+        for folder in folders:
+            await _wait_quietly(asyncio.wrap_future(ctx.submit(fsync_dir, folder)))
 
     @property
     def ctx(self) -> Context:
@@ -172,7 +186,7 @@ class Engine:
 
     async def _run(self, flight: _Flight) -> FileResult:
         spec = flight.spec
-        async with self._files:
+        async with self._files.slot(spec.size):
             flight.emit(FileStarted(spec.label, spec.dest, spec.size))
             try:
                 result = await FileJob(self.ctx, spec, flight.emit).run()
@@ -256,7 +270,7 @@ def _read_local(url: str, limit: int) -> BytesResponse:
     return BytesResponse(200, {}, body, url)
 
 
-async def _wait_quietly(task: asyncio.Task[FileResult]) -> None:
+async def _wait_quietly(task: asyncio.Future[Any]) -> None:
     """Wait for a cancelled task's cleanup, absorbing further cancellations."""
     while not task.done():
         try:

@@ -1,5 +1,8 @@
 """One file: lock, claim or create the partial, try each URL, verify, rename.
 
+A small file costs three worker-thread hops: open (lock, partial, sidecar), write,
+and seal (verify, fsync, rename, unlock).
+
 On success the verified file is at ``spec.dest`` and nothing else is left. On failure
 nothing is under ``spec.dest``; the partial is kept for a later run when the failure
 is transient (network, cancellation) and removed otherwise (wrong content, 404, full
@@ -16,7 +19,6 @@ from collections.abc import Callable
 from typing import Any
 
 import anyio
-from filelock import FileLock, Timeout
 
 from .._cache import sha256_file
 from ..errors import (
@@ -35,7 +37,7 @@ from ._errors import disk_error, is_retryable
 from ._local import copy_local
 from ._verify import HEAD_SIZE, verify
 from .spec import FileProgress, FileResult, FileSpec, ProgressEvent
-from .state import Partial, lock_path
+from .state import Partial
 
 __all__ = ("FileJob",)
 
@@ -68,26 +70,29 @@ class FileJob:
                 raise
             raise disk_error(exc, self.spec.dest) from exc
 
-    # lock ---------------------------------------------------------------
+    # lock and partial -------------------------------------------------
     async def _locked(self) -> FileResult:
-        await self.ctx.run_to_end(self.spec.dest.parent.mkdir, 0o777, True, True)
-        lock = FileLock(str(lock_path(self.spec.dest)), thread_local=False)
-        waited = await self._acquire(lock)
+        partial, waited = await self._begin()
         try:
             reused = await self._reuse_after_wait() if waited else None
-            return reused or await self._with_partial()
-        finally:
-            await self.ctx.run_to_end(lock.release)
+            if reused is not None:
+                await self.ctx.run_to_end(partial.discard)
+                return reused
+            self.done = partial.resumed
+            return await self._try_urls(partial)
+        except BaseException as exc:
+            await self._settle(partial, exc)
+            raise
 
-    async def _acquire(self, lock: FileLock) -> bool:
-        """Take the lock without blocking the loop; True if another held it."""
-        pause, waited = LOCK_POLL[0], False
+    async def _begin(self) -> tuple[Partial, bool]:
+        """Lock and open the partial without blocking the loop; True if we waited."""
+        spec, pause, waited = self.spec, LOCK_POLL[0], False
+        args = (spec.dest, spec.urls, spec.sha256, spec.size)
         while True:
-            try:
-                await self.ctx.run_to_end(lambda: lock.acquire(blocking=False))
-                return waited
-            except Timeout:
-                waited = True
+            partial = await self.ctx.run_to_end(Partial.begin, *args)
+            if partial is not None:
+                return partial, waited
+            waited = True
             await anyio.sleep(pause)
             pause = min(pause * 2, LOCK_POLL[1])
 
@@ -102,18 +107,6 @@ class FileJob:
         return FileResult(spec.dest, digest, size, spec.dest.as_uri(), 0)
 
     # partial ------------------------------------------------------------
-    async def _with_partial(self) -> FileResult:
-        spec = self.spec
-        partial = await self.ctx.run_to_end(
-            Partial.open, spec.dest, spec.urls, spec.sha256, spec.size
-        )
-        self.done = partial.resumed
-        try:
-            return await self._try_urls(partial)
-        except BaseException as exc:
-            await self._settle(partial, exc)
-            raise
-
     async def _settle(self, partial: Partial, exc: BaseException) -> None:
         """After a failure: keep the partial if a rerun can resume it, else remove."""
         try:
@@ -196,17 +189,14 @@ class FileJob:
         self, url: str, partial: Partial, total: int | None
     ) -> FileResult:
         await drain(self.pending)
-        assembler = partial.assembler
-        hashed = await self.ctx.run(assembler.catch_up)
-        size = hashed if total is None else total
-        if hashed != size:
-            raise IncompleteTransferError(
-                f"{url}: only {hashed} of {size} bytes arrived", url=url
-            )
-        digest = assembler.hexdigest()
-        head = await self.ctx.run(assembler.head, HEAD_SIZE)
-        verify(self.spec, url, size, digest, head)
-        await self.ctx.run_to_end(partial.commit, size, self.ctx.config.fsync)
+        if total is None or partial.assembler.hashed < total:
+            await self.ctx.run(partial.assembler.catch_up)  # resumed: read back
+        fsync = self.ctx.config.fsync
+        digest, size = await self.ctx.run_to_end(
+            _seal, partial, self.spec, url, total, fsync
+        )
+        if fsync:
+            self.ctx.written_folders.add(self.spec.dest.parent)
         return FileResult(
             self.spec.dest, digest, size, url, self.received, partial.resumed
         )
@@ -238,3 +228,20 @@ def _most_telling(errors: list[AsyncHubError]) -> AsyncHubError:
 
 def _hash_file(path: Any) -> tuple[str, int]:
     return sha256_file(path), os.path.getsize(path)
+
+
+def _seal(
+    partial: Partial, spec: FileSpec, url: str, total: int | None, fsync: bool
+) -> tuple[str, int]:
+    """In a worker thread: check size and hash, then commit; (digest, size)."""
+    assembler = partial.assembler
+    hashed = assembler.catch_up()
+    size = hashed if total is None else total
+    if hashed != size:
+        raise IncompleteTransferError(
+            f"{url}: only {hashed} of {size} bytes arrived", url=url
+        )
+    digest = assembler.hexdigest()
+    verify(spec, url, size, digest, assembler.head(HEAD_SIZE))
+    partial.commit(size, fsync)
+    return digest, size

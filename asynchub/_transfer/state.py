@@ -4,14 +4,16 @@ For a destination ``<dir>/<name>`` the engine uses, in ``<dir>``:
 
 - ``<name>.<token>.asynchub-part``  the bytes received so far (unique per owner);
 - ``<name>.<token>.asynchub-state`` JSON: URL, size, validator, ranges on disk;
-- ``<name>.asynchub-lock``          the cross-process lock (``filelock``).
+- ``<name>.asynchub-lock``          the cross-process lock (:mod:`._lockfile`),
+  removed again unless a partial is left behind.
 
 A later run finds a previous partial through its state file and *claims* it by
 renaming state and part to a fresh token: only one process wins a rename, so two
 processes never write the same temporary file even where file locks silently do
-nothing. Correctness never rests on the lock: it rests on unique names, SHA-256
-verification and ``os.replace``. ``cache prune`` finds leftovers by
-:data:`TEMP_SUFFIXES`.
+nothing. It looks only when it finds a lock file (a previous owner kept a partial
+or died), or when it has no lock. Correctness never rests on the lock: it rests on
+unique names, SHA-256 verification and ``os.replace``. ``cache prune`` finds
+leftovers by :data:`TEMP_SUFFIXES`.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ._lockfile import TargetLock
 from .hashing import Assembler, Intervals
 
 __all__ = (
@@ -36,6 +39,7 @@ __all__ = (
     "TEMP_SUFFIXES",
     "Partial",
     "ResumeState",
+    "fsync_dir",
     "lock_path",
 )
 
@@ -52,6 +56,7 @@ STALE_FOREIGN_SECONDS = 600.0
 _HOST = socket.gethostname()
 _BINARY = getattr(os, "O_BINARY", 0)  # Windows: no newline translation
 _LIVE_TOKENS: set[str] = set()
+_NONE: tuple[None, bool] = (None, False)
 
 
 @dataclass
@@ -84,15 +89,24 @@ def _state(dest: Path, token: str) -> Path:
 class Partial:
     """The temporary file and sidecar of one destination, owned by one job.
 
-    Open with :meth:`open` (claims a previous partial when one fits); then exactly one
-    of :meth:`commit`, :meth:`keep` or :meth:`discard`. All methods do blocking I/O
-    and run in worker threads.
+    Open with :meth:`begin` (lock, then :meth:`open`); then exactly one of
+    :meth:`commit`, :meth:`keep` or :meth:`discard`, which also release the lock.
+    All methods do blocking I/O and run in worker threads.
     """
 
-    def __init__(self, dest: Path, token: str, state: ResumeState, fd: int) -> None:
+    def __init__(
+        self,
+        dest: Path,
+        token: str,
+        state: ResumeState,
+        fd: int,
+        lock: TargetLock | None = None,
+    ) -> None:
         self.dest, self.token, self.state, self.fd = dest, token, state, fd
+        self.lock = lock
         self.assembler = Assembler(fd, Intervals(state.done))
         self.resumed = self.assembler.covered()
+        self.others_left = False  # leftovers of live owners: keep the lock file
         self._save_lock = threading.Lock()
         _LIVE_TOKENS.add(token)
 
@@ -105,22 +119,48 @@ class Partial:
         return _state(self.dest, self.token)
 
     @classmethod
-    def open(
+    def begin(
         cls, dest: Path, urls: tuple[str, ...], sha256: str | None, size: int | None
-    ) -> Partial:
-        """Claim the best previous partial for ``dest`` that fits, else start empty."""
+    ) -> Partial | None:
+        """Lock ``dest`` and open its partial; None while another holds the lock."""
         dest.parent.mkdir(parents=True, exist_ok=True)
-        claimed = _claim_previous(dest, urls, sha256, size)
+        lock = TargetLock.acquire(lock_path(dest))
+        if lock is None:
+            return None
+        try:
+            return cls.open(dest, urls, sha256, size, lock=lock)
+        except BaseException:
+            lock.release(remove=False)
+            raise
+
+    @classmethod
+    def open(
+        cls,
+        dest: Path,
+        urls: tuple[str, ...],
+        sha256: str | None,
+        size: int | None,
+        lock: TargetLock | None = None,
+    ) -> Partial:
+        """Claim the best previous partial for ``dest`` that fits, else start empty.
+
+        With a ``lock`` that was just created, nobody left a partial: no scan.
+        """
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        scan = lock is None or lock.existed
+        claimed, others = _claim_previous(dest, urls, sha256, size) if scan else _NONE
         if claimed is None:
             token, state = secrets.token_hex(8), ResumeState(urls[0], sha256)
             _write_state(_state(dest, token), state)
             flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | _BINARY
             fd = os.open(_part(dest, token), flags, 0o644)
-            return cls(dest, token, state, fd)
-        token, state = claimed
-        fd = os.open(_part(dest, token), os.O_RDWR | _BINARY)
-        state.done = Intervals(state.done).clip(os.fstat(fd).st_size).as_list()
-        return cls(dest, token, state, fd)
+        else:
+            token, state = claimed
+            fd = os.open(_part(dest, token), os.O_RDWR | _BINARY)
+            state.done = Intervals(state.done).clip(os.fstat(fd).st_size).as_list()
+        partial = cls(dest, token, state, fd, lock)
+        partial.others_left = others
+        return partial
 
     def restart(self, url: str) -> None:
         """Drop every byte: the remote changed, or another URL is tried."""
@@ -137,27 +177,33 @@ class Partial:
             _write_state(self.state_path, self.state)
 
     def commit(self, size: int, fsync: bool) -> None:
-        """Move the verified file to ``dest`` (fsync first when asked)."""
+        """Move the verified file to ``dest`` (its data fsynced first when asked).
+
+        The folder is not fsynced here: a crash may then forget the rename (the
+        file is fetched again), never expose a partial; the engine fsyncs each
+        folder it wrote to once, when it closes (:func:`fsync_dir`).
+        """
         os.ftruncate(self.fd, size)  # nothing beyond the verified bytes
         if fsync:
             os.fsync(self.fd)
         self._close()
         os.replace(self.part_path, self.dest)
-        if fsync:
-            _fsync_dir(self.dest.parent)
         _unlink(self.state_path)
+        self._unlock(remove=not self.others_left)
 
     def keep(self) -> None:
-        """Leave the partial and its sidecar for a later run to resume."""
+        """Leave the partial, its sidecar and the lock file for a later run."""
         with contextlib.suppress(OSError):
             self.save()
         self._close()
+        self._unlock(remove=False)
 
     def discard(self) -> None:
         """Remove the partial and its sidecar."""
         self._close()
         _unlink(self.part_path)
         _unlink(self.state_path)
+        self._unlock(remove=not self.others_left)
 
     def _close(self) -> None:
         _LIVE_TOKENS.discard(self.token)
@@ -165,15 +211,24 @@ class Partial:
             os.close(self.fd)
             self.fd = -1
 
+    def _unlock(self, *, remove: bool) -> None:
+        if self.lock is not None:
+            self.lock.release(remove=remove)
+
 
 def _claim_previous(
     dest: Path, urls: tuple[str, ...], sha256: str | None, size: int | None
-) -> tuple[str, ResumeState] | None:
-    """Claim every dead partial of ``dest``; keep the one that fits, remove the rest."""
+) -> tuple[tuple[str, ResumeState] | None, bool]:
+    """Claim every dead partial of ``dest``; keep the one that fits, remove the rest.
+
+    Also says whether partials of live owners remain (they are left alone).
+    """
     best: tuple[str, ResumeState] | None = None
+    others = False
     for old in _candidates(dest):
         claimed = _claim(dest, old)
         if claimed is None:
+            others = True
             continue
         token, state = claimed
         if best is None and _fits(state, urls, sha256, size):
@@ -181,7 +236,7 @@ def _claim_previous(
         else:
             _unlink(_part(dest, token))
             _unlink(_state(dest, token))
-    return best
+    return best, others
 
 
 def _candidates(dest: Path) -> list[str]:
@@ -267,7 +322,8 @@ def _unlink(path: Path) -> None:
         path.unlink()
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
+    """Make the renames into ``folder`` durable (best effort)."""
     try:
         fd = os.open(folder, os.O_RDONLY)
     except OSError:
