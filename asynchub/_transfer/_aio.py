@@ -16,6 +16,10 @@ async def gather_or_cancel(coros: Iterable[Coroutine[Any, Any, None]]) -> None:
     Unlike ``asyncio.gather`` no task is left running when this returns or raises,
     also when the caller itself is cancelled.
     """
+    coros = list(coros)
+    if len(coros) == 1:  # the common case (one request per file): no task needed
+        await coros[0]
+        return
     tasks = [asyncio.ensure_future(coro) for coro in coros]
     try:
         await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)

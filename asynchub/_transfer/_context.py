@@ -47,13 +47,14 @@ class Context:
         the cancellation is re-raised once the thread is done.
         """
         wrapped = asyncio.wrap_future(self.submit(fn, *args))
-        cancelled = False
-        while not wrapped.done():
-            try:
-                await asyncio.wait([wrapped])
-            except asyncio.CancelledError:
-                cancelled = True
-        if cancelled:
-            wrapped.exception()  # retrieved: the cancellation wins
-            raise asyncio.CancelledError
-        return wrapped.result()
+        try:
+            return await asyncio.shield(wrapped)
+        except asyncio.CancelledError:
+            while not wrapped.done():
+                try:
+                    await asyncio.wait([wrapped])
+                except asyncio.CancelledError:
+                    continue
+            if not wrapped.cancelled():
+                wrapped.exception()  # retrieved: the cancellation wins
+            raise

@@ -123,8 +123,11 @@ class Partial:
         cls, dest: Path, urls: tuple[str, ...], sha256: str | None, size: int | None
     ) -> Partial | None:
         """Lock ``dest`` and open its partial; None while another holds the lock."""
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        lock = TargetLock.acquire(lock_path(dest))
+        try:
+            lock = TargetLock.acquire(lock_path(dest))
+        except FileNotFoundError:  # cheaper than a mkdir per file when it exists
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            lock = TargetLock.acquire(lock_path(dest))
         if lock is None:
             return None
         try:
@@ -146,7 +149,8 @@ class Partial:
 
         With a ``lock`` that was just created, nobody left a partial: no scan.
         """
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        if lock is None:
+            dest.parent.mkdir(parents=True, exist_ok=True)
         scan = lock is None or lock.existed
         claimed, others = _claim_previous(dest, urls, sha256, size) if scan else _NONE
         if claimed is None:
@@ -175,6 +179,11 @@ class Partial:
             self.state.done = self.assembler.snapshot()
             self.state.pid, self.state.host = os.getpid(), _HOST
             _write_state(self.state_path, self.state)
+
+    def sync_data(self) -> None:
+        """Write the bytes received so far to disk (no metadata: fdatasync)."""
+        if self.fd >= 0:
+            getattr(os, "fdatasync", os.fsync)(self.fd)
 
     def commit(self, size: int, fsync: bool) -> None:
         """Move the verified file to ``dest`` (its data fsynced first when asked).
