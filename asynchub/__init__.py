@@ -6,18 +6,9 @@
 
 from __future__ import annotations
 
-from . import hub
-from ._transfer.spec import (
-    FileFailed,
-    FileProgress,
-    FileResult,
-    FileSpec,
-    FileStarted,
-    FileVerified,
-    ProgressCallback,
-    ProgressEvent,
-)
-from .client import AsyncHub, Hub
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .config import ArchiveLimits, HubConfig, Limits, RetryPolicy, Timeouts
 from .errors import (
     ArchiveError,
@@ -46,8 +37,64 @@ from .errors import (
     UnsafePathError,
     UntrustedRepoError,
 )
-from .manifest import IoPort, IoPorts, Manifest, ManifestEntry, Metadata, ModelInfo
-from .mirror import FileFailure, FileOutcome, MirrorPlan, MirrorReport
+
+if TYPE_CHECKING:
+    from . import hub
+    from ._transfer.spec import (
+        FileFailed,
+        FileProgress,
+        FileResult,
+        FileSpec,
+        FileStarted,
+        FileVerified,
+        ProgressCallback,
+        ProgressEvent,
+    )
+    from .client import AsyncHub, Hub
+    from .manifest import IoPort, IoPorts, Manifest, ManifestEntry, Metadata, ModelInfo
+    from .mirror import FileFailure, FileOutcome, MirrorPlan, MirrorReport
+
+# Imported on first use (PEP 562): the engine alone (``asynchub._transfer``) then
+# does not pay for the clients, the manifest model and the mirror at start-up.
+_LAZY = {
+    "hub": ".hub",
+    **dict.fromkeys(
+        (
+            "FileFailed",
+            "FileProgress",
+            "FileResult",
+            "FileSpec",
+            "FileStarted",
+            "FileVerified",
+            "ProgressCallback",
+            "ProgressEvent",
+        ),
+        "._transfer.spec",
+    ),
+    **dict.fromkeys(("AsyncHub", "Hub"), ".client"),
+    **dict.fromkeys(
+        ("IoPort", "IoPorts", "Manifest", "ManifestEntry", "Metadata", "ModelInfo"),
+        ".manifest",
+    ),
+    **dict.fromkeys(
+        ("FileFailure", "FileOutcome", "MirrorPlan", "MirrorReport"), ".mirror"
+    ),
+}
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'asynchub' has no attribute {name!r}")
+    module = importlib.import_module(module_name, __name__)
+    value = module if name == "hub" else getattr(module, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 __version__ = "0.1.0"
 

@@ -54,12 +54,20 @@ def asynchub_cmd(job: Job) -> Command:
 
 
 def aria2_args(limits: dict[str, int]) -> list[str]:
-    """aria2c concurrency matching asynchub's caps (aria2c allows -x up to 16)."""
+    """aria2c concurrency matching asynchub's caps (aria2c allows -x up to 16).
+
+    aria2c has no cap on connections per host, only downloads at once (-j) and
+    connections per download (-x): -j is bounded by asynchub's per-host cap so that
+    both use at most the same number of connections to the one server (asynchub
+    keeps more files than connections in flight; its extra files wait for one).
+    """
     split = limits["max_parts_per_file"]
-    per_server = min(16, split, limits["max_connections_per_host"])
+    per_host = limits["max_connections_per_host"]
+    per_server = min(16, split, per_host)
     min_split = min(1024, max(1, round(limits["part_size"] / MiB)))
+    downloads = min(limits["max_files"], per_host)
     return [
-        f"--max-concurrent-downloads={limits['max_files']}",
+        f"--max-concurrent-downloads={downloads}",
         f"--max-connection-per-server={per_server}",
         f"--split={split}",
         f"--min-split-size={min_split}M",

@@ -108,3 +108,23 @@ def test_import_does_not_pull_in_onnx_or_numpy(module: str) -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_engine_import_leaves_clients_and_mirror_unloaded() -> None:
+    """The package exports its clients lazily (PEP 562): the engine starts faster."""
+    code = (
+        "import sys, asynchub._transfer; "
+        "print(sorted(m for m in ('asynchub.client', 'asynchub.mirror', "
+        "'asynchub.manifest') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]"
+
+
+def test_lazy_exports_resolve_and_unknown_names_fail() -> None:
+    assert asynchub.AsyncHub is client.AsyncHub
+    assert set(dir(asynchub)) >= set(asynchub.__all__)
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        asynchub.nope  # noqa: B018
