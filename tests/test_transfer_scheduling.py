@@ -1,0 +1,247 @@
+"""Engine mechanics that only cost or save time: admission order, lock files, the
+once-per-engine proxy/netrc snapshot, write-back after parts."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import pytest
+from yarl import URL
+
+from asynchub._transfer import Engine, FileSpec, FileStarted, ProgressEvent
+from asynchub._transfer import state as state_module
+from asynchub._transfer._admission import Admission
+from asynchub._transfer._lockfile import TargetLock, is_held
+from asynchub._transfer._netenv import NetEnv
+from asynchub._transfer.state import LOCK_SUFFIX, STATE_SUFFIX, Partial
+
+from ._server_fixtures import PART, fast_config, file_server, small_config
+from .servers import Behavior, FileServer
+from .test_transfer_engine import blob, sha
+
+__all__ = ("fast_config", "file_server")
+
+pytestmark = pytest.mark.anyio
+
+
+# admission -------------------------------------------------------------------
+async def test_admission_wakes_the_largest_waiter_first() -> None:
+    admission, order = Admission(1), []
+
+    async def job(size: int) -> None:
+        async with admission.slot(size):
+            order.append(size)
+            await asyncio.sleep(0)
+
+    await asyncio.gather(*(job(size) for size in (1, 5, 3, 5, 0)))
+    assert order == [5, 5, 3, 1, 0]
+
+
+async def test_admission_passes_a_cancelled_waiters_slot_on() -> None:
+    admission, order = Admission(1), []
+
+    async def job(size: int, hold: asyncio.Event | None = None) -> None:
+        async with admission.slot(size):
+            order.append(size)
+            if hold is not None:
+                await hold.wait()
+
+    hold = asyncio.Event()
+    first = asyncio.create_task(job(9, hold))
+    await asyncio.sleep(0.01)
+    doomed = asyncio.create_task(job(8))
+    waiting = asyncio.create_task(job(1))
+    await asyncio.sleep(0.01)
+    doomed.cancel()
+    hold.set()
+    await asyncio.gather(first, waiting)
+    assert doomed.cancelled() and order == [9, 1]
+
+
+async def test_engine_starts_the_largest_file_first(
+    file_server: FileServer, tmp_path: Path
+) -> None:
+    sizes = [1000, 50_000, 7, 20_000]
+    started: list[int | None] = []
+
+    def progress(event: ProgressEvent) -> None:
+        if isinstance(event, FileStarted):
+            started.append(event.total)
+
+    async with Engine(small_config(max_files=1)) as engine:
+        specs = []
+        for n, size in enumerate(sizes):
+            data = blob(size, seed=n)
+            url = file_server.add(f"/f{n}", data)
+            specs.append(FileSpec((url,), tmp_path / f"f{n}", sha(data), size))
+        await asyncio.gather(*(engine.fetch(s, progress) for s in specs))
+    assert started == sorted(sizes, reverse=True)
+
+
+# lock files ------------------------------------------------------------------
+def test_lock_is_exclusive_and_removed_on_release(tmp_path: Path) -> None:
+    path = tmp_path / "f.asynchub-lock"
+    lock = TargetLock.acquire(path)
+    assert lock is not None and not lock.existed
+    assert TargetLock.acquire(path) is None and is_held(path)
+    lock.release(remove=True)
+    lock.release(remove=True)  # a second release does nothing
+    assert not path.exists() and not is_held(path)
+
+
+def test_lock_file_left_behind_is_reported_as_existing(tmp_path: Path) -> None:
+    path = tmp_path / "f.asynchub-lock"
+    first = TargetLock.acquire(path)
+    assert first is not None
+    first.release(remove=False)
+    again = TargetLock.acquire(path)
+    assert again is not None and again.existed and is_held(path) is not False
+    again.release(remove=True)
+
+
+def test_lock_retries_when_its_file_is_removed_under_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A holder removes the file after we opened it: lock the new file instead."""
+    from asynchub._transfer import _lockfile
+
+    path = tmp_path / "f.asynchub-lock"
+    path.write_text("")
+    real_open, calls = _lockfile._open, []
+
+    def racing_open(p: Path) -> tuple[int, bool] | None:
+        opened = real_open(p)
+        if not calls:
+            os.unlink(p)  # the previous holder finishes between open and lock
+        calls.append(opened)
+        return opened
+
+    monkeypatch.setattr(_lockfile, "_open", racing_open)
+    lock = TargetLock.acquire(path)
+    assert lock is not None and len(calls) == 2 and path.exists()
+    assert os.stat(path).st_ino == os.fstat(lock.fd).st_ino
+    lock.release(remove=True)
+
+
+async def test_success_leaves_no_lock_file(
+    file_server: FileServer, fast_config: object, tmp_path: Path
+) -> None:
+    data = blob(3 * PART + 5)
+    url = file_server.add("/f", data)
+    async with Engine(small_config()) as engine:
+        await engine.fetch(FileSpec((url,), tmp_path / "f", sha(data), len(data)))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f"]
+
+
+async def test_cancelled_download_keeps_its_lock_file_as_a_marker(
+    file_server: FileServer, tmp_path: Path
+) -> None:
+    data = blob(8 * PART)
+    url = file_server.add("/f", data, Behavior(rate=2 * PART))
+    spec = FileSpec((url,), tmp_path / "f", sha(data), len(data))
+    async with Engine(small_config()) as engine:
+        task = asyncio.create_task(engine.fetch(spec))
+        while file_server.stats("/f").bytes_served < PART:
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.2)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert "f" + LOCK_SUFFIX in names and any(n.endswith(STATE_SUFFIX) for n in names)
+    file_server.files["/f"].behavior = Behavior()
+    async with Engine(small_config()) as engine:
+        result = await engine.fetch(spec)
+    assert result.bytes_resumed > 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f"]
+
+
+def test_no_scan_for_leftovers_without_a_lock_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scans: list[Path] = []
+    real = state_module._candidates
+
+    def counting(dest: Path) -> list[str]:
+        scans.append(dest)
+        return real(dest)
+
+    monkeypatch.setattr(state_module, "_candidates", counting)
+    dest = tmp_path / "f"
+    partial = Partial.begin(dest, ("http://x/f",), None, 10)
+    assert partial is not None and scans == []
+    partial.state.total = 10
+    partial.assembler.write(0, b"12345")
+    partial.keep()  # leaves the lock file: the next owner looks
+    state_module._LIVE_TOKENS.clear()
+    again = Partial.begin(dest, ("http://x/f",), None, 10)
+    assert again is not None and scans == [dest] and again.resumed == 5
+    again.discard()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_begin_returns_none_while_another_owner_holds_the_lock(tmp_path: Path) -> None:
+    dest = tmp_path / "sub" / "f"
+    owner = Partial.begin(dest, ("http://x/f",), None, 10)
+    assert owner is not None
+    assert Partial.begin(dest, ("http://x/f",), None, 10) is None
+    owner.discard()
+    assert list(dest.parent.iterdir()) == []
+
+
+# write-back ------------------------------------------------------------------
+@pytest.mark.parametrize("fsync", [True, False])
+async def test_split_file_flushes_data_after_parts_only_with_fsync(
+    file_server: FileServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    fsync: bool,
+) -> None:
+    calls: list[int] = []
+    real = Partial.sync_data
+
+    def counting(self: Partial) -> None:
+        calls.append(self.fd)
+        real(self)
+
+    monkeypatch.setattr(Partial, "sync_data", counting)
+    data = blob(6 * PART + 3)
+    url = file_server.add("/f", data)
+    config = small_config().model_copy(update={"fsync": fsync})
+    async with Engine(config) as engine:
+        await engine.fetch(FileSpec((url,), tmp_path / "f", sha(data), len(data)))
+    assert (tmp_path / "f").read_bytes() == data
+    assert bool(calls) is fsync
+
+
+# proxies and netrc -----------------------------------------------------------
+def test_netenv_reads_proxies_and_bypass_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HTTP_PROXY", "http://u:p@proxy.test:3128")
+    monkeypatch.setenv("HTTPS_PROXY", "https://tls-proxy.test:443")  # unsupported
+    monkeypatch.setenv("NO_PROXY", "internal.test")
+    monkeypatch.setenv("NETRC", str(tmp_path / "missing"))
+    env = NetEnv.read()
+    monkeypatch.delenv("HTTP_PROXY")  # read once: later changes do not matter
+    proxy, headers = env.proxy_for(URL("http://files.test/a"))
+    assert proxy == URL("http://proxy.test:3128")
+    assert headers == {"Proxy-Authorization": "Basic dTpw"}
+    assert env.proxy_for(URL("http://internal.test/a")) == (None, None)
+    assert env.proxy_for(URL("https://files.test/a")) == (None, None)
+
+
+def test_netenv_netrc_credentials_only_for_their_host(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine files.test login alice password s3cret\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    env = NetEnv.read()
+    assert (
+        env.authorization_for(URL("https://files.test/x")) == "Basic YWxpY2U6czNjcmV0"
+    )
+    assert env.authorization_for(URL("https://other.test/x")) is None
