@@ -245,3 +245,32 @@ def test_netenv_netrc_credentials_only_for_their_host(
         env.authorization_for(URL("https://files.test/x")) == "Basic YWxpY2U6czNjcmV0"
     )
     assert env.authorization_for(URL("https://other.test/x")) is None
+
+
+def test_fresh_partial_writes_no_sidecar_until_saved(tmp_path: Path) -> None:
+    partial = Partial.begin(tmp_path / "f", ("http://x/f",), None, 10)
+    assert partial is not None
+    assert not list(tmp_path.glob("*" + STATE_SUFFIX))
+    partial.save()
+    assert len(list(tmp_path.glob("*" + STATE_SUFFIX))) == 1
+    partial.discard()
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("age", [0.0, 2 * state_module.ORPHAN_GRACE])
+def test_orphan_part_without_sidecar_is_removed_once_old(
+    tmp_path: Path, age: float
+) -> None:
+    """An owner killed before its first save leaves a part and the lock file."""
+    dest = tmp_path / "f"
+    dead = Partial.begin(dest, ("http://x/f",), None, 10)
+    assert dead is not None
+    os.close(dead.fd)  # as if killed: no cleanup, the lock file stays
+    dead.lock.release(remove=False)  # type: ignore[union-attr]
+    state_module._LIVE_TOKENS.discard(dead.token)
+    stamp = dead.part_path.stat().st_mtime - age
+    os.utime(dead.part_path, (stamp, stamp))
+    fresh = Partial.begin(dest, ("http://x/f",), None, 10)
+    assert fresh is not None and fresh.resumed == 0
+    assert dead.part_path.exists() is (age == 0.0)
+    fresh.discard()

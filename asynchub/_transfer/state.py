@@ -3,7 +3,8 @@
 For a destination ``<dir>/<name>`` the engine uses, in ``<dir>``:
 
 - ``<name>.<token>.asynchub-part``  the bytes received so far (unique per owner);
-- ``<name>.<token>.asynchub-state`` JSON: URL, size, validator, ranges on disk;
+- ``<name>.<token>.asynchub-state`` JSON: URL, size, validator, ranges on disk,
+  first written about a second into the download (a small file never has one);
 - ``<name>.asynchub-lock``          the cross-process lock (:mod:`._lockfile`),
   removed again unless a partial is left behind.
 
@@ -49,6 +50,9 @@ STATE_TMP_SUFFIX = ".asynchub-state-tmp"
 LOCK_SUFFIX = ".asynchub-lock"
 TEMP_SUFFIXES = (PART_SUFFIX, STATE_SUFFIX, STATE_TMP_SUFFIX, LOCK_SUFFIX)
 """Every suffix the engine leaves beside a destination (for ``cache prune``)."""
+
+ORPHAN_GRACE = 60.0
+"""Seconds before a part file without a sidecar is taken for an orphan."""
 
 STALE_FOREIGN_SECONDS = 600.0
 """A partial owned by another host is claimed only after this long untouched."""
@@ -107,6 +111,7 @@ class Partial:
         self.assembler = Assembler(fd, Intervals(state.done))
         self.resumed = self.assembler.covered()
         self.others_left = False  # leftovers of live owners: keep the lock file
+        self.saved = False  # the sidecar exists (first written by save())
         self._save_lock = threading.Lock()
         _LIVE_TOKENS.add(token)
 
@@ -155,7 +160,6 @@ class Partial:
         claimed, others = _claim_previous(dest, urls, sha256, size) if scan else _NONE
         if claimed is None:
             token, state = secrets.token_hex(8), ResumeState(urls[0], sha256)
-            _write_state(_state(dest, token), state)
             flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | _BINARY
             fd = os.open(_part(dest, token), flags, 0o644)
         else:
@@ -164,6 +168,7 @@ class Partial:
             state.done = Intervals(state.done).clip(os.fstat(fd).st_size).as_list()
         partial = cls(dest, token, state, fd, lock)
         partial.others_left = others
+        partial.saved = claimed is not None
         return partial
 
     def restart(self, url: str) -> None:
@@ -179,6 +184,7 @@ class Partial:
             self.state.done = self.assembler.snapshot()
             self.state.pid, self.state.host = os.getpid(), _HOST
             _write_state(self.state_path, self.state)
+            self.saved = True
 
     def sync_data(self) -> None:
         """Write the bytes received so far to disk (no metadata: fdatasync)."""
@@ -197,7 +203,7 @@ class Partial:
             os.fsync(self.fd)
         self._close()
         os.replace(self.part_path, self.dest)
-        _unlink(self.state_path)
+        self._remove_state()
         self._unlock(remove=not self.others_left)
 
     def keep(self) -> None:
@@ -211,7 +217,7 @@ class Partial:
         """Remove the partial and its sidecar."""
         self._close()
         _unlink(self.part_path)
-        _unlink(self.state_path)
+        self._remove_state()
         self._unlock(remove=not self.others_left)
 
     def _close(self) -> None:
@@ -219,6 +225,10 @@ class Partial:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+
+    def _remove_state(self) -> None:
+        if self.saved:
+            _unlink(self.state_path)
 
     def _unlock(self, *, remove: bool) -> None:
         if self.lock is not None:
@@ -249,16 +259,35 @@ def _claim_previous(
 
 
 def _candidates(dest: Path) -> list[str]:
-    """Tokens of state files for ``dest``, newest first."""
-    prefix, found = dest.name + ".", []
+    """Tokens of state files for ``dest``, newest first; old orphan parts removed.
+
+    A part without a sidecar is from an owner that died before its first save
+    (within about a second of starting): nothing to resume, so it goes, once it is
+    older than :data:`ORPHAN_GRACE` (a live owner where locks do nothing is young).
+    """
+    prefix = dest.name + "."
+    states: list[tuple[float, str]] = []
+    parts: list[tuple[float, str]] = []
     with contextlib.suppress(OSError):
         for entry in os.scandir(dest.parent):
             name = entry.name
-            if name.startswith(prefix) and name.endswith(STATE_SUFFIX):
-                token = name[len(prefix) : -len(STATE_SUFFIX)]
-                if token and "." not in token:
+            if not name.startswith(prefix):
+                continue
+            for suffix, found in ((STATE_SUFFIX, states), (PART_SUFFIX, parts)):
+                token = name[len(prefix) : -len(suffix)]
+                if name.endswith(suffix) and token and "." not in token:
                     found.append((_mtime(entry.path), token))
-    return [token for _, token in sorted(found, reverse=True)]
+    _remove_orphans(dest, parts, {token for _, token in states})
+    return [token for _, token in sorted(states, reverse=True)]
+
+
+def _remove_orphans(
+    dest: Path, parts: list[tuple[float, str]], with_state: set[str]
+) -> None:
+    old = time.time() - ORPHAN_GRACE
+    for mtime, token in parts:
+        if token not in with_state and token not in _LIVE_TOKENS and mtime < old:
+            _unlink(_part(dest, token))
 
 
 def _claim(dest: Path, old: str) -> tuple[str, ResumeState] | None:
