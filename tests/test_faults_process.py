@@ -220,14 +220,15 @@ async def test_sigkill_before_the_first_byte_restarts_cleanly(
 ) -> None:
     server.route(ROUTE, stall(DATA, after=0, seconds=30), serve(DATA))
     proc = spawn(child_script, cache=str(clean_env), repo=server.hub_url, model="big")
-    wait_for(lambda: bool(server.log(ROUTE)) and bool(states(clean_env)))
+    wait_for(lambda: bool(server.log(ROUTE)) and bool(temp_files(clean_env)))
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
     assert not final(clean_env).exists()
+    assert states(clean_env) == []  # a sidecar comes with the first save
     path = await download(server, clean_env)
     assert path.read_bytes() == DATA
     assert server.log(ROUTE)[1].header("range") is None
-    assert temp_files(clean_env) == []  # the dead partial was claimed and removed
+    assert temp_files(clean_env) == []  # the dead owner's part was removed
 
 
 async def test_crash_between_rename_and_marker_reuses_the_verified_file(

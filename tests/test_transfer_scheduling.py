@@ -257,9 +257,16 @@ def test_fresh_partial_writes_no_sidecar_until_saved(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("age", [0.0, 2 * state_module.ORPHAN_GRACE])
-def test_orphan_part_without_sidecar_is_removed_once_old(
-    tmp_path: Path, age: float
+@pytest.mark.parametrize(
+    ("foreign", "age", "removed"),
+    [
+        (False, 0.0, True),  # our host, owner dead: at once
+        (True, 0.0, False),  # another host: the owner cannot be checked yet
+        (True, 2 * state_module.ORPHAN_GRACE, True),  # ... until it is old
+    ],
+)
+def test_orphan_part_without_sidecar_is_removed_when_its_owner_is_gone(
+    tmp_path: Path, foreign: bool, age: float, removed: bool
 ) -> None:
     """An owner killed before its first save leaves a part and the lock file."""
     dest = tmp_path / "f"
@@ -268,9 +275,12 @@ def test_orphan_part_without_sidecar_is_removed_once_old(
     os.close(dead.fd)  # as if killed: no cleanup, the lock file stays
     dead.lock.release(remove=False)  # type: ignore[union-attr]
     state_module._LIVE_TOKENS.discard(dead.token)
-    stamp = dead.part_path.stat().st_mtime - age
-    os.utime(dead.part_path, (stamp, stamp))
+    part = dead.part_path
+    if foreign:
+        part = part.rename(part.with_name(f"f.abcdef-1-00{state_module.PART_SUFFIX}"))
+    stamp = part.stat().st_mtime - age
+    os.utime(part, (stamp, stamp))
     fresh = Partial.begin(dest, ("http://x/f",), None, 10)
     assert fresh is not None and fresh.resumed == 0
-    assert dead.part_path.exists() is (age == 0.0)
+    assert part.exists() is not removed
     fresh.discard()

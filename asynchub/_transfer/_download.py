@@ -50,7 +50,7 @@ from .retry import Backoff, parse_retry_after
 from .spec import FileSpec
 from .state import Partial
 
-__all__ = ("SAVE_INTERVAL", "Download", "Restart", "Segment")
+__all__ = ("SAVE_INTERVAL", "Download", "Restart", "Segment", "Tail")
 
 SAVE_INTERVAL = 1.0
 """Seconds between resume-state saves while bytes arrive."""
@@ -114,6 +114,18 @@ class SpeedFloor:
         self.start, self.count = now, 0
 
 
+@dataclass(frozen=True)
+class Tail:
+    """The last, not yet written batch of a file fetched in one request."""
+
+    offset: int
+    batch: Batch
+
+    @property
+    def data(self) -> memoryview:
+        return memoryview(self.batch.buf)[: self.batch.size]
+
+
 @dataclass
 class Segment:
     """A byte range ``[start, end)`` being fetched; ``pos`` is the next byte."""
@@ -159,6 +171,7 @@ class Download:
         self.bodies = 0  # responses whose body was used (more than one: spliced)
         self._last_save = time.monotonic()
         self._syncing: concurrent.futures.Future[None] | None = None
+        self.tail: Tail | None = None  # see _keep_tail
 
     @property
     def limits(self) -> Limits:
@@ -387,6 +400,7 @@ class Download:
         """Write the body at ``seg.pos`` in batches; stop at ``seg.end``."""
         batch = Batch(self.ctx.buffers.get())
         floor = SpeedFloor(self.ctx.config.timeouts.read, self.url)
+        complete = False
         try:
             async for chunk in iter_body(response, self.url):
                 floor.feed(len(chunk))
@@ -400,12 +414,25 @@ class Download:
                         await self._flush(seg, batch)
                         batch = Batch(self.ctx.buffers.get())
                 if seg.end is not None and seg.pos + batch.size >= seg.end:
-                    return
+                    break
+            complete = True
         finally:
-            await self._flush(seg, batch)
+            if complete and seg.whole:
+                self._keep_tail(seg, batch)
+            else:
+                await self._flush(seg, batch)
         if seg.end is None and seg.whole:
             seg.finished = True
             self.partial.state.total = seg.pos
+
+    def _keep_tail(self, seg: Segment, batch: Batch) -> None:
+        """Leave a whole file's last batch to the job, which writes it in the same
+        thread hop that verifies and renames (a small file: three hops, not four)."""
+        if batch.size:
+            self.tail = Tail(seg.pos, batch)
+            seg.pos += batch.size
+        else:
+            self.ctx.buffers.put(batch.buf)
 
     def _flush_due(self, seg: Segment) -> bool:
         """On a slow link, write (and report) at least every FLUSH_INTERVAL."""

@@ -32,7 +32,7 @@ from ..errors import (
 )
 from ._aio import drain
 from ._context import Context
-from ._download import Download, Restart
+from ._download import Download, Restart, Tail
 from ._errors import disk_error, is_retryable
 from ._local import copy_local
 from ._verify import HEAD_SIZE, verify
@@ -59,6 +59,7 @@ class FileJob:
         self.received = 0
         self.done = 0
         self.bodies = 0  # bodies the last download was assembled from
+        self.tail: Tail | None = None  # the last batch, written when sealing
         self._last_event = 0.0
 
     async def run(self) -> FileResult:
@@ -143,6 +144,7 @@ class FileJob:
         return partial.resumed > 0 or (self.bodies > 1 and not strong)
 
     async def _restart(self, partial: Partial, url: str) -> None:
+        self.tail = None
         await drain(self.pending)
         await self.ctx.run_to_end(partial.restart, url)
         self._on_reset()
@@ -174,7 +176,7 @@ class FileJob:
             )
             try:
                 total = await download.run()
-                self.bodies = download.bodies
+                self.bodies, self.tail = download.bodies, download.tail
                 return total
             except Restart as restart:
                 use_ranges = use_ranges and not restart.ranges_broken
@@ -189,12 +191,19 @@ class FileJob:
         self, url: str, partial: Partial, total: int | None
     ) -> FileResult:
         await drain(self.pending)
-        if total is None or partial.assembler.hashed < total:
+        tail, self.tail = self.tail, None
+        prefix = total if tail is None else tail.offset
+        if prefix is None or partial.assembler.hashed < prefix:
             await self.ctx.run(partial.assembler.catch_up)  # resumed: read back
         fsync = self.ctx.config.fsync
-        digest, size = await self.ctx.run_to_end(
-            _seal, partial, self.spec, url, total, fsync
-        )
+        try:
+            digest, size = await self.ctx.run_to_end(
+                _seal, partial, self.spec, url, total, fsync, tail
+            )
+        finally:
+            if tail is not None:
+                self._on_bytes(tail.batch.size)
+                self.ctx.buffers.put(tail.batch.buf)
         if fsync:
             self.ctx.written_folders.add(self.spec.dest.parent)
         return FileResult(
@@ -231,10 +240,17 @@ def _hash_file(path: Any) -> tuple[str, int]:
 
 
 def _seal(
-    partial: Partial, spec: FileSpec, url: str, total: int | None, fsync: bool
+    partial: Partial,
+    spec: FileSpec,
+    url: str,
+    total: int | None,
+    fsync: bool,
+    tail: Tail | None,
 ) -> tuple[str, int]:
-    """In a worker thread: check size and hash, then commit; (digest, size)."""
+    """In a worker thread: write the tail, check size and hash, commit."""
     assembler = partial.assembler
+    if tail is not None:
+        assembler.write(tail.offset, tail.data)
     hashed = assembler.catch_up()
     size = hashed if total is None else total
     if hashed != size:

@@ -20,10 +20,12 @@ leftovers by :data:`TEMP_SUFFIXES`.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import secrets
 import socket
+import string
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -52,12 +54,14 @@ TEMP_SUFFIXES = (PART_SUFFIX, STATE_SUFFIX, STATE_TMP_SUFFIX, LOCK_SUFFIX)
 """Every suffix the engine leaves beside a destination (for ``cache prune``)."""
 
 ORPHAN_GRACE = 60.0
-"""Seconds before a part file without a sidecar is taken for an orphan."""
+"""Seconds before a part without a sidecar, whose owner cannot be checked (another
+host, or named by an older version), is taken for an orphan."""
 
 STALE_FOREIGN_SECONDS = 600.0
 """A partial owned by another host is claimed only after this long untouched."""
 
 _HOST = socket.gethostname()
+_HOST_TAG = hashlib.sha256(_HOST.encode()).hexdigest()[:6]
 _BINARY = getattr(os, "O_BINARY", 0)  # Windows: no newline translation
 _LIVE_TOKENS: set[str] = set()
 _NONE: tuple[None, bool] = (None, False)
@@ -159,7 +163,7 @@ class Partial:
         scan = lock is None or lock.existed
         claimed, others = _claim_previous(dest, urls, sha256, size) if scan else _NONE
         if claimed is None:
-            token, state = secrets.token_hex(8), ResumeState(urls[0], sha256)
+            token, state = _new_token(), ResumeState(urls[0], sha256)
             flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | _BINARY
             fd = os.open(_part(dest, token), flags, 0o644)
         else:
@@ -262,8 +266,8 @@ def _candidates(dest: Path) -> list[str]:
     """Tokens of state files for ``dest``, newest first; old orphan parts removed.
 
     A part without a sidecar is from an owner that died before its first save
-    (within about a second of starting): nothing to resume, so it goes, once it is
-    older than :data:`ORPHAN_GRACE` (a live owner where locks do nothing is young).
+    (within about a second of starting): nothing to resume, so it goes once its
+    owner, named in its token, is dead (a live owner matters where locks do nothing).
     """
     prefix = dest.name + "."
     states: list[tuple[float, str]] = []
@@ -284,10 +288,25 @@ def _candidates(dest: Path) -> list[str]:
 def _remove_orphans(
     dest: Path, parts: list[tuple[float, str]], with_state: set[str]
 ) -> None:
-    old = time.time() - ORPHAN_GRACE
     for mtime, token in parts:
-        if token not in with_state and token not in _LIVE_TOKENS and mtime < old:
+        if token not in with_state and not _token_owner_alive(token, mtime):
             _unlink(_part(dest, token))
+
+
+def _new_token() -> str:
+    """``<host tag>-<pid>-<random>``: names the owner even before its sidecar."""
+    return f"{_HOST_TAG}-{os.getpid():x}-{secrets.token_hex(6)}"
+
+
+def _token_owner_alive(token: str, mtime: float) -> bool:
+    """For a part without a sidecar: may its owner still be writing it?"""
+    if token in _LIVE_TOKENS:
+        return True
+    host, _, pid = token.partition("-")
+    pid = pid.partition("-")[0]
+    if host != _HOST_TAG or not pid or pid.strip(string.hexdigits):  # not ours
+        return time.time() - mtime < ORPHAN_GRACE
+    return _pid_alive(int(pid, 16))
 
 
 def _claim(dest: Path, old: str) -> tuple[str, ResumeState] | None:
@@ -295,7 +314,7 @@ def _claim(dest: Path, old: str) -> tuple[str, ResumeState] | None:
     state = _read_state(_state(dest, old))
     if state is not None and _owner_alive(state, old, _state(dest, old)):
         return None
-    new = secrets.token_hex(8)
+    new = _new_token()
     try:
         os.rename(_state(dest, old), _state(dest, new))
     except FileNotFoundError:
@@ -314,10 +333,17 @@ def _owner_alive(state: ResumeState, token: str, path: Path) -> bool:
         return time.time() - _mtime(str(path)) < STALE_FOREIGN_SECONDS
     if state.pid == os.getpid():
         return token in _LIVE_TOKENS
+    return _pid_alive(state.pid)
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether another local process ``pid`` runs (this one: False)."""
+    if pid == os.getpid():
+        return False  # our live partials are in _LIVE_TOKENS
     if os.name == "nt":  # os.kill(pid, 0) would send Ctrl-C there; the lock works
         return False
     try:
-        os.kill(state.pid, 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
