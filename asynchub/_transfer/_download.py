@@ -427,7 +427,7 @@ class Download:
 
     def _keep_tail(self, seg: Segment, batch: Batch) -> None:
         """Leave a whole file's last batch to the job, which writes it in the same
-        thread hop that verifies and renames (a small file: three hops, not four)."""
+        thread hop that verifies and renames (a small file: two hops, not three)."""
         if batch.size:
             self.tail = Tail(seg.pos, batch)
             seg.pos += batch.size

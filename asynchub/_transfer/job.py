@@ -1,7 +1,7 @@
 """One file: lock, claim or create the partial, try each URL, verify, rename.
 
-A small file costs three worker-thread hops: open (lock, partial, sidecar), write,
-and seal (verify, fsync, rename, unlock).
+A file that arrives in one batch costs two worker-thread hops: open (lock,
+partial) and seal (write the last batch, verify, fsync, rename, unlock).
 
 On success the verified file is at ``spec.dest`` and nothing else is left. On failure
 nothing is under ``spec.dest``; the partial is kept for a later run when the failure
