@@ -7,9 +7,10 @@ is written:
 
 * only regular files and directories; links, devices, FIFOs and sparse files are
   refused, so nothing can later point ``onnx.load`` outside the folder;
-* names must be relative, without ``..``, backslashes, drive letters or control
-  characters, and unique (also across case and Unicode normalisation, and a file
-  may not also be used as a folder);
+* names must be relative, without ``..``, backslashes, drive letters, control
+  characters or names Windows cannot hold (``CON``, ``nul.pb``, ``a?``), and
+  unique (also across case and Unicode normalisation, and a file may not also be
+  used as a folder);
 * files are written 0o644 (0o755 if executable) and folders 0o755: no setuid,
   setgid or sticky bits, no owners from the archive;
 * the decompressed stream is counted as it is read, so a bomb stops at the limit of
@@ -37,6 +38,7 @@ import zlib
 from pathlib import Path
 from typing import IO
 
+from ._windows_names import windows_name_problem
 from .config import ArchiveLimits
 from .errors import ArchiveError
 
@@ -317,6 +319,14 @@ def _name_problem(name: str) -> str | None:
         return "its name is not valid UTF-8"
     if any(len(s) > _MAX_SEGMENT for s in segments):
         return f"a segment of its name is longer than {_MAX_SEGMENT} bytes"
+    return _windows_problem(name)
+
+
+def _windows_problem(name: str) -> str | None:
+    for segment in name.split("/"):
+        problem = segment not in ("", ".") and windows_name_problem(segment)
+        if problem:
+            return f"its name is not portable: {problem}"
     return None
 
 

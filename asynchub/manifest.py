@@ -24,6 +24,7 @@ from pydantic import (
     field_validator,
 )
 
+from ._windows_names import windows_name_problem
 from .errors import (
     ManifestParseError,
     ModelNotFoundError,
@@ -53,7 +54,10 @@ def check_relative_path(path: str) -> str:
 
     Refused: empty, absolute, drive letters, backslashes, ``//host``, empty, ``.`` or
     ``..`` segments (also percent-encoded), hidden segments (``.git``, asynchub's own
-    ``.asynchub`` state), ``:``, control characters, non-NFC text, over-long paths.
+    ``.asynchub`` state), ``:``, control characters, non-NFC text, over-long paths,
+    and names Windows cannot hold (``CON``, ``nul.onnx``, ``<>"|?*``, a trailing dot
+    or space), so a manifest or mirror that works on one system works on all, and
+    no file name ever opens a Windows device.
     """
     problem = _path_problem(path)
     if problem:
@@ -89,6 +93,9 @@ def _segment_problem(segments: Sequence[str]) -> str | None:
             return f"a segment is longer than {_MAX_SEGMENT} bytes"
         if ":" in segment:
             return "a segment contains ':'"
+        problem = windows_name_problem(segment)
+        if problem:
+            return problem
     return None
 
 

@@ -177,6 +177,8 @@ def _escapes(home: Path) -> dict[str, list[Member]]:
         "backslash": [member("m\\..\\..\\escaped.txt")],
         "drive": [member("C:/escaped.txt")],
         "control-char": [member("m/a\x1b[2J.pb")],
+        "windows-device": [member("m/test_data_set_0/CON.pb")],
+        "windows-trailing-dot": [member("m/data./input_0.pb")],
     }
 
 
@@ -200,6 +202,8 @@ REASONS = {
     "backslash": "backslash",
     "drive": "its name is absolute",
     "control-char": "control character",
+    "windows-device": "names a Windows device",
+    "windows-trailing-dot": "ends with a dot or a space",
 }
 
 

@@ -147,6 +147,14 @@ def test_unicode_normalisation_duplicates() -> None:
         "a//x.onnx",
         "a/\x00.onnx",
         "",
+        "vision/CON/model.onnx",
+        "nul.onnx",
+        "a/Com1.tar.gz",
+        "lpt9",
+        "a/b?.onnx",
+        'a/"b".onnx',
+        "a/b./c.onnx",
+        "a/b /c.onnx",
     ],
 )
 def test_unsafe_model_paths_rejected(path: str) -> None:
