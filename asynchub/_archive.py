@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import hashlib
 import logging
 import lzma
 import os
@@ -42,7 +43,7 @@ from ._windows_names import windows_name_problem
 from .config import ArchiveLimits
 from .errors import ArchiveError
 
-__all__ = ("TEMP_SUFFIX", "extract_tarball", "find_model_folder")
+__all__ = ("TEMP_SUFFIX", "extract_tarball", "find_model_folder", "member_digests")
 
 TEMP_SUFFIX = ".asynchub-extract"
 _log = logging.getLogger("asynchub")
@@ -90,6 +91,37 @@ def extract_tarball(archive: Path, dest: Path, limits: ArchiveLimits) -> Path:
     except BaseException:
         shutil.rmtree(temp, ignore_errors=True)
         raise
+
+
+def member_digests(archive: Path, limits: ArchiveLimits) -> dict[str, str]:
+    """SHA-256 of every regular file in ``archive``, by its path in the extracted
+    folder; what ``cache verify`` compares an extracted folder with. The archive is
+    read under the same rules and limits as :func:`extract_tarball`; nothing is
+    written."""
+    digests: dict[str, str] = {}
+    with open(archive, "rb") as raw:
+        reader = _CountingReader(raw, archive, limits)
+        try:
+            with tarfile.open(fileobj=reader, mode="r|", bufsize=_CHUNK) as tar:  # type: ignore[call-overload]
+                for member in tar:
+                    parts = _safe_parts(member)
+                    if parts and not member.isdir():
+                        digests["/".join(parts)] = _digest(tar, member)
+        except tarfile.TarError as exc:
+            raise ArchiveError(
+                f"{archive.name} is not a valid tar archive: {exc}", hint=_CORRUPT_HINT
+            ) from exc
+    return digests
+
+
+def _digest(tar: tarfile.TarFile, member: tarfile.TarInfo) -> str:
+    sha = hashlib.sha256()
+    source = tar.extractfile(member)
+    if source is not None:
+        with source:
+            while block := source.read(_CHUNK):
+                sha.update(block)
+    return sha.hexdigest()
 
 
 def find_model_folder(root: Path) -> Path:

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Literal
 
 from ._archive import TEMP_SUFFIX as EXTRACT_SUFFIX
+from ._archive import member_digests
 from ._cache import STATE_DIR, sha256_file
 from ._manifest_store import shipped_manifest_bytes
 from ._transfer._lockfile import is_held
@@ -42,7 +43,8 @@ from ._transfer.state import (
     STATE_SUFFIX,
     STATE_TMP_SUFFIX,
 )
-from .errors import ManifestError
+from .config import ArchiveLimits
+from .errors import ArchiveError, ManifestError
 from .manifest import Manifest
 
 __all__ = (
@@ -91,9 +93,16 @@ class CachedItem:
 
 @dataclass(frozen=True)
 class CorruptFile:
+    """A file whose content is not what its name (or its tarball) says.
+
+    For an extracted folder, ``path`` is the folder and ``member`` the first file in
+    it that differs from the tarball (``actual`` is ``"missing"`` if it is gone).
+    """
+
     path: str
     expected: str
     actual: str
+    member: str | None = None
 
 
 @dataclass(frozen=True)
@@ -178,24 +187,59 @@ def list_cache(
 
 
 def verify(root: Path, *, fix: bool = False) -> VerifyResult:
-    """Re-hash every cached file whose name carries a SHA-256, ignoring markers.
+    """Re-hash every cached file whose name carries a SHA-256, and compare every
+    extracted folder with its tarball, ignoring verified markers.
 
     Args:
-        fix: Remove the corrupt files, so the next ``load`` downloads them again.
+        fix: Remove what is corrupt, so the next ``load`` downloads (or extracts)
+            it again.
     """
     checked, corrupt, unverifiable = 0, [], []
     for item in list_cache(root, manifests=[]):
-        if item.kind not in ("model", "tarball"):
+        if item.kind not in ("model", "tarball", "extracted"):
             continue
-        if item.sha256 is None:
+        found = _verify_item(root, item)
+        if found is None:
             unverifiable.append(item.path)
-            continue
-        checked += 1
-        actual = sha256_file(root / item.path)
-        if actual != item.sha256:
-            corrupt.append(CorruptFile(item.path, item.sha256, actual))
+        else:
+            checked += 1
+            corrupt += found
     removed = [c.path for c in corrupt if fix and _remove(root / c.path)]
     return VerifyResult(checked, corrupt, unverifiable, removed)
+
+
+def _verify_item(root: Path, item: CachedItem) -> list[CorruptFile] | None:
+    """What is corrupt in one item; None when there is nothing to compare with."""
+    if item.kind == "extracted":
+        return _verify_extracted(root, item.path)
+    if item.sha256 is None:
+        return None
+    actual = sha256_file(root / item.path)
+    return (
+        [] if actual == item.sha256 else [CorruptFile(item.path, item.sha256, actual)]
+    )
+
+
+def _verify_extracted(root: Path, relative: str) -> list[CorruptFile] | None:
+    """Compare an extracted folder with its tarball (None: no tarball to compare).
+
+    A folder with a missing or changed file is reported once, as a whole, so that
+    ``fix`` removes it and the next load extracts it again from the tarball.
+    """
+    tarball = root / (relative + ".tar.gz")
+    if not tarball.is_file():
+        return None
+    try:
+        expected = member_digests(tarball, ArchiveLimits())
+    except ArchiveError:
+        return None
+    folder = root / relative
+    for name, digest in sorted(expected.items()):
+        path = folder / name
+        actual = sha256_file(path) if path.is_file() else "missing"
+        if actual != digest:
+            return [CorruptFile(relative, digest, actual, member=name)]
+    return []
 
 
 def prune(

@@ -245,8 +245,9 @@ async def cmd_cache_verify(args: argparse.Namespace, out: Output) -> int:
     else:
         for bad in result.corrupt:
             fixed = " (removed)" if bad.path in result.removed else ""
-            out.result(f"CORRUPT {bad.path}: SHA-256 is {bad.actual}{fixed}")
-        out.result(f"checked {result.checked} files: {len(result.corrupt)} corrupt")
+            what = f"{bad.member} differs from the tarball, " if bad.member else ""
+            out.result(f"CORRUPT {bad.path}: {what}SHA-256 is {bad.actual}{fixed}")
+        out.result(f"checked {result.checked} items: {len(result.corrupt)} corrupt")
     if result.corrupt and len(result.removed) < len(result.corrupt):
         out.error(
             f"{len(result.corrupt)} cached files are corrupt; run "

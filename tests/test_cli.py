@@ -336,7 +336,7 @@ def test_download_then_cache_ls_du_verify(
         p.stat().st_size for p in clean_env.rglob("*") if p.is_file()
     )
 
-    assert cli(capsys, "cache", "verify")[:2] == (0, "checked 1 files: 0 corrupt\n")
+    assert cli(capsys, "cache", "verify")[:2] == (0, "checked 1 items: 0 corrupt\n")
     data = bytearray(cached.read_bytes())
     data[10] ^= 0xFF
     cached.write_bytes(bytes(data))
@@ -347,7 +347,7 @@ def test_download_then_cache_ls_du_verify(
     code, out, _ = cli(capsys, "cache", "verify", "--fix", "--json")
     result = json.loads(out)
     assert code == 0 and result["removed"] == [relative] and not cached.exists()
-    assert cli(capsys, "cache", "verify")[:2] == (0, "checked 0 files: 0 corrupt\n")
+    assert cli(capsys, "cache", "verify")[:2] == (0, "checked 0 items: 0 corrupt\n")
 
     code, out, _ = cli(capsys, "download", "TinyNet", "--repo", url, "--yes")
     assert (

@@ -20,6 +20,7 @@ from asynchub import (
     OfflineCacheMissError,
     OpsetNotFoundError,
     UntrustedRepoError,
+    _cache_admin,
     hub,
 )
 from asynchub._cache import cache_path, sha256_file
@@ -299,6 +300,26 @@ def test_download_model_with_test_data(hub_server: HubServer, clean_env: Path) -
     assert len(hub_server.file_requests(".tar.gz")) == 2  # hf + redirect, once
     again = hub.download_model_with_test_data("TinyNet", force_reload=True)
     assert again == str(folder) and (folder / "model.onnx").is_file()
+
+
+def test_cache_verify_compares_extracted_folders_with_their_tarball(
+    hub_server: HubServer,
+) -> None:
+    folder = Path(hub.download_model_with_test_data("TinyNet") or "")
+    root = Path(hub.get_dir())
+    clean = _cache_admin.verify(root)
+    assert clean.ok and clean.checked == 2 and clean.unverifiable == []
+    tampered = folder / "test_data_set_0" / "input_0.pb"
+    tampered.write_bytes(b"tampered")
+    (bad,) = _cache_admin.verify(root).corrupt
+    assert bad.member is not None and bad.member.endswith("test_data_set_0/input_0.pb")
+    assert bad.actual == sha256_file(tampered) and (root / bad.path).is_dir()
+    assert _cache_admin.verify(root, fix=True).removed == [bad.path]
+    fetched = len(hub_server.file_requests(".tar.gz"))
+    again = Path(hub.download_model_with_test_data("TinyNet") or "")
+    assert (again / "test_data_set_0" / "input_0.pb").read_bytes() != b"tampered"
+    assert len(hub_server.file_requests(".tar.gz")) == fetched  # from the cache
+    assert _cache_admin.verify(root).ok
 
 
 def test_load_composite_model(hub_server: HubServer) -> None:
