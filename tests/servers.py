@@ -24,6 +24,7 @@ Faults (all per file, all combinable):
 - ``stall_after=N, stall_seconds=S, stall_times=K``: stop sending for S seconds;
 - ``rate=B``: trickle at B bytes per second (applies to every response);
 - ``ignore_range=True``: answer every request with 200 and the whole file;
+- ``expire_after=N``: after N answers, 403 for good (an expired signed URL);
 - ``versions=[a, b, ...], requests_per_version=N``: the content (and its ETag and
   Last-Modified) changes every N requests, as if the file were re-uploaded;
 - ``etag=None`` / ``weak_etag=True`` / ``last_modified=False``: validators;
@@ -85,6 +86,7 @@ class Behavior:
     last_modified: bool = True
     chunked: bool = False
     content_type: str = "application/octet-stream"
+    expire_after: int | None = None
 
 
 @dataclass
@@ -248,6 +250,8 @@ class FileServer:
 
 
 def _failure(behavior: Behavior, index: int) -> web.Response | None:
+    if behavior.expire_after is not None and index >= behavior.expire_after:
+        return web.Response(status=403, text="Request has expired")
     statuses = list(behavior.fail_statuses) + [behavior.fail_status] * (
         behavior.fail_first
     )

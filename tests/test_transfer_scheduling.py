@@ -216,6 +216,43 @@ async def test_split_file_flushes_data_after_parts_only_with_fsync(
     assert bool(calls) is fsync
 
 
+# redirects -------------------------------------------------------------------
+async def test_parts_go_straight_to_where_the_url_redirected(
+    file_server: FileServer, tmp_path: Path
+) -> None:
+    data = blob(6 * PART + 3)
+    file_server.add("/cdn/f", data)
+    url = file_server.redirect("/resolve/f", "/cdn/f")
+    async with Engine(small_config()) as engine:
+        await engine.fetch(FileSpec((url,), tmp_path / "f", sha(data), len(data)))
+    assert (tmp_path / "f").read_bytes() == data
+    assert [r.path for r in file_server.log].count("/resolve/f") == 1
+    assert file_server.stats("/cdn/f").count == 7  # the probe and six more parts
+
+
+async def test_an_expired_redirect_target_sends_parts_back_to_the_url(
+    file_server: FileServer, tmp_path: Path
+) -> None:
+    """A signed CDN URL that expires after two answers: the URL is asked again
+    and redirects to a fresh one; the file still arrives whole."""
+    data = blob(6 * PART + 3)
+    file_server.add("/cdn/old", data, Behavior(expire_after=2, rate=4 * PART))
+    file_server.add("/cdn/new", data)
+    url = file_server.redirect("/resolve/f", "/cdn/old")
+    async with Engine(small_config(max_parts_per_file=1)) as engine:
+        task = asyncio.create_task(
+            engine.fetch(FileSpec((url,), tmp_path / "f", sha(data), len(data)))
+        )
+        while file_server.stats("/cdn/old").count < 1:
+            await asyncio.sleep(0.005)
+        file_server.redirect("/resolve/f", "/cdn/new")  # a fresh signature
+        await task
+    assert (tmp_path / "f").read_bytes() == data
+    old = [r.status for r in file_server.stats("/cdn/old").requests]
+    assert old[:2] == [206, 206] and set(old[2:]) <= {403}
+    assert file_server.stats("/cdn/new").count >= 1
+
+
 # proxies and netrc -----------------------------------------------------------
 def test_netenv_reads_proxies_and_bypass_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch

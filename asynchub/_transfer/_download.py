@@ -172,6 +172,12 @@ class Download:
         self._last_save = time.monotonic()
         self._syncing: concurrent.futures.Future[None] | None = None
         self.tail: Tail | None = None  # see _keep_tail
+        # Where requests go: the URL, then where it last redirected to. Parts go
+        # straight to the CDN a hub redirects to (Hugging Face: a signed URL valid
+        # for an hour) instead of paying the redirect again for each part; after
+        # any failure there the next request goes to the URL itself again (at once
+        # if the failure would not be retried, as an expired signature is not).
+        self.target = url
 
     @property
     def limits(self) -> Limits:
@@ -253,7 +259,10 @@ class Download:
             try:
                 await self._attempt(seg)
             except TransferError as err:
+                redirected, self.target = self.target != self.url, self.url
                 if not is_retryable(err, backoff.policy):
+                    if redirected:  # e.g. a signed redirect expired: ask the URL
+                        continue
                     raise
                 if seg.pos > before:
                     backoff.reset()
@@ -269,8 +278,9 @@ class Download:
 
     async def _attempt(self, seg: Segment) -> None:
         try:
-            async with self.ctx.http.get(self.url, self._headers(seg)) as response:
+            async with self.ctx.http.get(self.target, self._headers(seg)) as response:
                 skip = await self._accept(response, seg)
+                self.target = str(response.url)
                 await self._stream(response, seg, skip)
         finally:
             await self._settle(seg)
