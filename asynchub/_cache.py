@@ -105,6 +105,12 @@ def _check(root: Path, file: Path, sha: str | None) -> bool:
     return True
 
 
+def write_markers(root: Path, verified: list[tuple[Path, str]]) -> None:
+    """Record many just-verified files at once (blocking; one thread hop)."""
+    for file, sha in verified:
+        _write_marker(root, file, sha)
+
+
 async def ensure_verified(root: Path, file: Path, sha: str | None) -> bool:
     """True when ``file`` exists and is known (marker) or found (hash) to match."""
     return await anyio.to_thread.run_sync(_check, root, file, sha)

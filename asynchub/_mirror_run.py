@@ -26,6 +26,7 @@ from ._cache import (
     mark_verified,
     os_error,
     sha256_file,
+    write_markers,
 )
 from ._defaults import default_config
 from ._manifest_store import ManifestStore
@@ -55,6 +56,7 @@ __all__ = ("Options", "PlanCallback", "ShardArg", "Target", "run")
 
 _log = logging.getLogger("asynchub")
 _CHECKERS = 4  # files checked (possibly hashed) at once before a run
+MARKER_BATCH = 64  # verified markers written per thread hop
 ShardArg = tuple[int, int] | str | None
 PlanCallback = Callable[[MirrorPlan], None]
 
@@ -201,7 +203,9 @@ async def _sort_existing(
     target: Target, files: list[PlannedFile], rehash: bool, tally: _Tally
 ) -> list[PlannedFile]:
     """Files still to fetch; files already in place go to ``tally.skipped``."""
-    current: dict[str, bool] = {}
+    safe = _safe(target, files, tally)
+    sizes = await anyio.to_thread.run_sync(_sizes, [target.dest_of(f) for f in safe])
+    current = {f.path: False for f in safe}
     limiter = anyio.CapacityLimiter(_CHECKERS)
 
     async def check(file: PlannedFile) -> None:
@@ -209,12 +213,27 @@ async def _sort_existing(
             current[file.path] = await _is_current(target, file, rehash)
 
     async with anyio.create_task_group() as group:
-        for file in _safe(target, files, tally):
-            group.start_soon(check, file)
+        for file, size in zip(safe, sizes, strict=True):
+            if size is not None and file.size in (None, size):
+                group.start_soon(check, file)
     for file in files:
         if current.get(file.path):
             tally.skipped.append(FileOutcome(path=file.path, size=file.size or 0))
     return [f for f in files if current.get(f.path) is False]
+
+
+def _sizes(paths: list[Path]) -> list[int | None]:
+    """Each path's size if it is a regular file, else None (one thread hop for all:
+    in a fresh mirror nothing is there, and a hop per file cost more than the stat)."""
+    sizes: list[int | None] = []
+    for path in paths:
+        try:
+            info = path.stat()
+        except OSError:
+            sizes.append(None)
+            continue
+        sizes.append(info.st_size if stat.S_ISREG(info.st_mode) else None)
+    return sizes
 
 
 def _safe(target: Target, files: list[PlannedFile], tally: _Tally) -> list[PlannedFile]:
@@ -310,6 +329,29 @@ def _retire_manifest(root: Path, todo: list[PlannedFile]) -> None:
         path.unlink(missing_ok=True)
 
 
+class _Markers:
+    """Verified markers for fetched files, written MARKER_BATCH at a time.
+
+    One thread hop per file was a large share of a mirror's per-file cost. A batch
+    lost to a crash only means those files are hashed again on the next run.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.pending: list[tuple[Path, str]] = []
+
+    async def add(self, file: Path, sha: str) -> None:
+        self.pending.append((file, sha))
+        if len(self.pending) >= MARKER_BATCH:
+            await self.flush()
+
+    async def flush(self) -> None:
+        batch, self.pending = self.pending, []
+        if batch:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(write_markers, self.root, batch)
+
+
 async def _fetch_all(
     engine: Engine,
     source: Source,
@@ -318,9 +360,15 @@ async def _fetch_all(
     progress: ProgressCallback | None,
     tally: _Tally,
 ) -> None:
-    async with anyio.create_task_group() as group:
-        for file in todo:
-            group.start_soon(_fetch_one, engine, source, target, file, progress, tally)
+    markers = _Markers(target.root)
+    try:
+        async with anyio.create_task_group() as group:
+            for file in todo:
+                group.start_soon(
+                    _fetch_one, engine, source, target, file, progress, tally, markers
+                )
+    finally:
+        await markers.flush()
 
 
 async def _fetch_one(
@@ -330,6 +378,7 @@ async def _fetch_one(
     file: PlannedFile,
     progress: ProgressCallback | None,
     tally: _Tally,
+    markers: _Markers,
 ) -> None:
     """Fetch one file; an AsyncHubError is recorded, never raised."""
     try:
@@ -349,7 +398,7 @@ async def _fetch_one(
             file.path,
             result.sha256,
         )
-    await mark_verified(target.root, result.path, result.sha256)
+    await markers.add(result.path, result.sha256)
     tally.done.append(
         FileOutcome(
             path=file.path,

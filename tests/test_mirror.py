@@ -523,3 +523,24 @@ def test_sync_twins_have_the_same_parameters(
     sync: Callable[..., object], async_: Callable[..., object]
 ) -> None:
     assert inspect.signature(sync).parameters == inspect.signature(async_).parameters
+
+
+async def test_verified_markers_are_written_in_batches(
+    example_hub: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from asynchub import _mirror_run
+
+    batches: list[int] = []
+    real = _mirror_run.write_markers
+
+    def counting(root: Path, verified: list[tuple[Path, str]]) -> None:
+        batches.append(len(verified))
+        real(root, verified)
+
+    monkeypatch.setattr(_mirror_run, "MARKER_BATCH", 5)
+    monkeypatch.setattr(_mirror_run, "write_markers", counting)
+    dest = tmp_path / "mirror"
+    report = await amirror(dest, str(example_hub), config=config(tmp_path))
+    assert report.ok and report.files_done == 12
+    assert sorted(batches) == [2, 5, 5]
+    assert len(list((dest / ".asynchub" / "verified").glob("*.json"))) == 12
