@@ -46,11 +46,15 @@ class Command:
     env: dict[str, str] | None = None
 
 
-def asynchub_cmd(job: Job) -> Command:
+def _asynchub_env() -> dict[str, str]:
     path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
-    env = dict(os.environ, PYTHONPATH=path)
+    return dict(os.environ, PYTHONPATH=path)
+
+
+def asynchub_cmd(job: Job) -> Command:
     script = str(HERE / "fetch_asynchub.py")
-    return Command([sys.executable, script, str(job.write_json("asynchub.json"))], env)
+    argv = [sys.executable, script, str(job.write_json("asynchub.json"))]
+    return Command(argv, _asynchub_env())
 
 
 def aria2_args(limits: dict[str, int]) -> list[str]:
@@ -100,6 +104,21 @@ def aria2_cmd(job: Job) -> Command:
     return Command(argv)
 
 
+def mirror_cmd(job: Job) -> Command:
+    """``hub.mirror`` of the zoo's hub folder (scenario 2 only, see MIRRORABLE)."""
+    hub_dir = job.scenario.files[0].rel.split("/", 1)[0]  # "s2"
+    spec = {
+        "repo": f"{job.base_url}/{hub_dir}",
+        "dest": str(job.out / hub_dir),
+        "files": len(job.scenario.files),
+        "config": job.config,
+    }
+    path = job.work / "mirror.json"
+    path.write_text(json.dumps(spec))
+    script = str(HERE / "fetch_mirror.py")
+    return Command([sys.executable, script, str(path)], _asynchub_env())
+
+
 def oldhub_cmd(job: Job) -> Command:
     script = str(HERE / "fetch_oldhub.py")
     return Command([sys.executable, script, str(job.write_json("oldhub.json"))])
@@ -119,11 +138,18 @@ def curl_cmd(job: Job) -> Command:
 
 CONTENDERS: dict[str, Callable[[Job], Command]] = {
     "asynchub": asynchub_cmd,
+    "asynchub mirror": mirror_cmd,
     "aria2c": aria2_cmd,
     "old onnx.hub": oldhub_cmd,
     "curl+sha256sum": curl_cmd,
 }
 SEQUENTIAL = {"old onnx.hub", "curl+sha256sum"}
+MIRRORABLE = {2}  # scenarios laid out as a hub, with a manifest (the zoo)
+
+
+def applies(contender: str, scenario: Scenario) -> bool:
+    """Whether ``contender`` runs in ``scenario`` (the mirror needs a hub)."""
+    return contender != "asynchub mirror" or scenario.number in MIRRORABLE
 
 
 @dataclass

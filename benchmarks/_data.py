@@ -121,5 +121,25 @@ def load_scenarios(root: Path, quick: bool, numbers: list[int]) -> list[Scenario
     for number, (title, cap, plan) in plans(quick).items():
         if number in numbers:
             files = ensure_files(root, plan, f"s{number}")
+            if number == 2:
+                write_zoo_manifest(root / "s2", files)
             out.append(Scenario(number, title, cap, tuple(files)))
     return out
+
+
+def write_zoo_manifest(hub: Path, files: list[DataFile]) -> None:
+    """The real manifest with the scaled files' sizes and hashes, at the hub root,
+    so that the zoo folder served by nginx is a hub ``hub.mirror`` can copy."""
+    path = SHARED_MANIFEST if SHARED_MANIFEST.exists() else MANIFEST
+    by_path = {f.rel.split("/", 1)[1]: f for f in files}
+    entries = json.loads(path.read_text())
+    for entry in entries:
+        meta, model = entry["metadata"], by_path[entry["model_path"]]
+        meta["model_sha"], meta["model_bytes"] = model.sha256, model.size
+        if meta.get("model_with_data_path"):
+            tar = by_path[meta["model_with_data_path"]]
+            meta["model_with_data_sha"], meta["model_with_data_bytes"] = (
+                tar.sha256,
+                tar.size,
+            )
+    (hub / "ONNX_HUB_MANIFEST.json").write_text(json.dumps(entries, indent=1))

@@ -153,6 +153,11 @@ def targets(results: list[ScenarioResult], s1_speed: float | None) -> list[Targe
                 detail += f"; engine alone, without start-up: {e / aggregate:.0%}"
         out.append(Target(f"S{n} >= 90% of the aggregate cap", ok, detail))
         vs_aria(res, f"S{n} no slower than aria2c")
+        m = _mibs(res, "asynchub mirror")
+        if m is not None:
+            detail = f"{m:.0f} of {aggregate:.0f} MiB/s: {m / aggregate:.0%}"
+            what = f"S{n} hub.mirror (asynchub mirror's path) >= 90% of the cap"
+            out.append(Target(what, m >= 0.9 * aggregate, detail))
     if 3 in by:
         res = by[3]
         a, b = res.runs.get("asynchub"), res.runs.get("aria2c")

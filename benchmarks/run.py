@@ -31,6 +31,7 @@ from _contenders import (  # noqa: E402
     CONTENDERS,
     SEQUENTIAL,
     Job,
+    applies,
     check_output,
     fresh_output,
     planned_connections,
@@ -263,7 +264,9 @@ def main() -> None:
             size = f"{len(sc.files)} files, {sc.total_bytes / MiB:.0f} MiB"
             print(f"\nscenario {sc.number}: {sc.title} ({size})")
             res = ScenarioResult(
-                sc, {c: Runs(c) for c in contenders}, planned_connections(sc, limits)
+                sc,
+                {c: Runs(c) for c in contenders if applies(c, sc)},
+                planned_connections(sc, limits),
             )
             with Nginx(
                 WORK, data_root, args.port + n, sc.cap, args.mss, shim
