@@ -427,7 +427,7 @@ class Download:
                     break
             complete = True
         finally:
-            if complete and seg.whole:
+            if complete and seg.whole and _ends(seg, batch):
                 self._keep_tail(seg, batch)
             else:
                 await self._flush(seg, batch)
@@ -489,6 +489,11 @@ class Download:
         if now - self._last_save >= SAVE_INTERVAL:
             self._last_save = now
             self.pending.add(self.ctx.submit(self.partial.save))
+
+
+def _ends(seg: Segment, batch: Batch) -> bool:
+    """Whether ``batch`` holds the segment's last bytes (nothing is fetched after)."""
+    return seg.end is None or seg.pos + batch.size >= seg.end
 
 
 def _subtract(
