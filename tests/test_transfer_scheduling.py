@@ -321,3 +321,25 @@ def test_orphan_part_without_sidecar_is_removed_when_its_owner_is_gone(
     assert fresh is not None and fresh.resumed == 0
     assert part.exists() is not removed
     fresh.discard()
+
+
+@pytest.mark.parametrize("fsync", [True, False])
+async def test_each_written_folder_is_fsynced_once_when_the_engine_closes(
+    file_server: FileServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    fsync: bool,
+) -> None:
+    from asynchub._transfer import engine as engine_module
+
+    synced: list[Path] = []
+    monkeypatch.setattr(engine_module, "fsync_dir", synced.append)
+    config = small_config().model_copy(update={"fsync": fsync})
+    async with Engine(config) as engine:
+        for n, folder in enumerate(("a", "a", "b")):
+            data = blob(100 + n, seed=n)
+            url = file_server.add(f"/f{n}", data)
+            dest = tmp_path / folder / f"f{n}"
+            await engine.fetch(FileSpec((url,), dest, sha(data), len(data)))
+        assert synced == []  # not per rename
+    assert synced == ([tmp_path / "a", tmp_path / "b"] if fsync else [])

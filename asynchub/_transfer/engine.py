@@ -14,6 +14,7 @@ import concurrent.futures
 import logging
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -123,8 +124,9 @@ class Engine:
     async def _sync_folders(self, ctx: Context) -> None:
         """Make the renames of this engine's files durable: one fsync per folder."""
         folders, ctx.written_folders = ctx.written_folders, set()
-        for folder in folders:
-            await _wait_quietly(asyncio.wrap_future(ctx.submit(fsync_dir, folder)))
+        if folders:
+            done = ctx.submit(_fsync_dirs, sorted(folders))
+            await _wait_quietly(asyncio.wrap_future(done))
 
     @property
     def ctx(self) -> Context:
@@ -268,6 +270,11 @@ def _read_local(url: str, limit: int) -> BytesResponse:
     if len(body) > limit:
         raise _too_large(url, limit)
     return BytesResponse(200, {}, body, url)
+
+
+def _fsync_dirs(folders: list[Path]) -> None:
+    for folder in folders:
+        fsync_dir(folder)
 
 
 async def _wait_quietly(task: asyncio.Future[Any]) -> None:
