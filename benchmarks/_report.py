@@ -156,7 +156,7 @@ def targets(results: list[ScenarioResult], s1_speed: float | None) -> list[Targe
         m = _mibs(res, "asynchub mirror")
         if m is not None:
             detail = f"{m:.0f} of {aggregate:.0f} MiB/s: {m / aggregate:.0%}"
-            what = f"S{n} hub.mirror (asynchub mirror's path) >= 90% of the cap"
+            what = f"S{n} hub.mirror >= 90% of the cap (beyond the issue's targets)"
             out.append(Target(what, m >= 0.9 * aggregate, detail))
     if 3 in by:
         res = by[3]
