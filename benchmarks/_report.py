@@ -155,7 +155,7 @@ def targets(results: list[ScenarioResult], s1_speed: float | None) -> list[Targe
         vs_aria(res, f"S{n} no slower than aria2c")
         m = _mibs(res, "asynchub mirror")
         if m is not None:
-            detail = f"{m:.0f} of {aggregate:.0f} MiB/s: {m / aggregate:.0%}"
+            detail = f"{m:.1f} of {aggregate:.0f} MiB/s: {m / aggregate:.1%}"
             what = f"S{n} hub.mirror >= 90% of the cap (beyond the issue's targets)"
             out.append(Target(what, m >= 0.9 * aggregate, detail))
     if 3 in by:
