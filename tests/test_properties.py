@@ -38,6 +38,7 @@ from asynchub._transfer._http import (
 )
 from asynchub._transfer.hashing import Intervals
 from asynchub._transfer.retry import parse_retry_after
+from asynchub._windows_names import windows_name_problem
 from asynchub.errors import (
     ArchiveError,
     ManifestParseError,
@@ -268,7 +269,9 @@ def test_dot_repo_names_are_refused(spec: str) -> None:
 # Manifests -------------------------------------------------------------------------
 
 
-SEGMENT = st.from_regex(r"[A-Za-z0-9_+-][A-Za-z0-9_.+-]{0,12}", fullmatch=True)
+SEGMENT = st.from_regex(
+    r"[A-Za-z0-9_+-]([A-Za-z0-9_.+-]{0,11}[A-Za-z0-9_+-])?", fullmatch=True
+).filter(lambda segment: windows_name_problem(segment) is None)  # CON, nul.x
 SAFE_PATH = st.lists(SEGMENT, min_size=0, max_size=3).map(
     lambda parts: "/".join([*parts, "model"]) + ".onnx"
 )
