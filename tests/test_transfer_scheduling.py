@@ -343,3 +343,25 @@ async def test_each_written_folder_is_fsynced_once_when_the_engine_closes(
             await engine.fetch(FileSpec((url,), dest, sha(data), len(data)))
         assert synced == []  # not per rename
     assert synced == ([tmp_path / "a", tmp_path / "b"] if fsync else [])
+
+
+async def test_a_small_file_costs_two_worker_thread_hops(
+    file_server: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Open (lock + partial) and seal (write, verify, rename): the per-file cost
+    that bounds a mirror of many small files (see docs/design.md)."""
+    from asynchub._transfer._context import Context
+
+    hops: list[str] = []
+    real = Context.submit
+
+    def counting(self: Context, fn: object, *args: object) -> object:
+        hops.append(getattr(fn, "__name__", repr(fn)))
+        return real(self, fn, *args)  # type: ignore[arg-type]
+
+    data = blob(64 * 1024)
+    url = file_server.add("/small", data)
+    async with Engine(small_config()) as engine:
+        monkeypatch.setattr(Context, "submit", counting)
+        await engine.fetch(FileSpec((url,), tmp_path / "s", sha(data), len(data)))
+    assert hops == ["begin", "_seal"]
