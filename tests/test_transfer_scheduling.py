@@ -109,7 +109,8 @@ def test_lock_retries_when_its_file_is_removed_under_it(
 
     path = tmp_path / "f.asynchub-lock"
     path.write_text("")
-    real_open, calls = _lockfile._open, []
+    real_open = _lockfile._open
+    calls: list[tuple[int, bool] | None] = []
 
     def racing_open(p: Path) -> tuple[int, bool] | None:
         opened = real_open(p)
