@@ -25,7 +25,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -42,6 +41,7 @@ from ._transfer.state import (
     PART_SUFFIX,
     STATE_SUFFIX,
     STATE_TMP_SUFFIX,
+    may_be_owned,
 )
 from .config import ArchiveLimits
 from .errors import ArchiveError, ManifestError
@@ -63,9 +63,7 @@ __all__ = (
 Kind = Literal["model", "tarball", "extracted", "temp", "other"]
 _SHA_NAME = re.compile(r"^([0-9a-f]{64})_(.+)$")
 _OLD_SUFFIX = ".asynchub-old"
-_FOREIGN_GRACE = 600.0  # a partial of another host is left alone this long
 _ORPHAN_GRACE = 60.0  # a temp file without a live owner is left alone this long
-_HOST = socket.gethostname()
 
 
 @dataclass(frozen=True)
@@ -381,11 +379,8 @@ def _in_use(path: Path) -> bool:
         return False
     if name.endswith(LOCK_SUFFIX):
         return is_held(path)
-    if name.endswith(PART_SUFFIX):
-        state = path.with_name(name[: -len(PART_SUFFIX)] + STATE_SUFFIX)
-        return _owner_alive(state) if state.exists() else _young(path)
-    if name.endswith(STATE_SUFFIX):
-        return _owner_alive(path)
+    if name.endswith((PART_SUFFIX, STATE_SUFFIX)):
+        return may_be_owned(path)
     return _young(path)
 
 
@@ -394,29 +389,6 @@ def _young(path: Path) -> bool:
         return time.time() - path.stat().st_mtime < _ORPHAN_GRACE
     except OSError:
         return False
-
-
-def _owner_alive(state_path: Path) -> bool:
-    try:
-        state = json.loads(state_path.read_text(encoding="utf-8"))
-        pid, host = int(state["pid"]), str(state["host"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return _young(state_path)
-    if host != _HOST:
-        return time.time() - state_path.stat().st_mtime < _FOREIGN_GRACE
-    return _pid_alive(pid)
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _prune_markers(root: Path) -> None:

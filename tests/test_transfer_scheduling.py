@@ -366,3 +366,27 @@ async def test_a_small_file_costs_two_worker_thread_hops(
         monkeypatch.setattr(Context, "submit", counting)
         await engine.fetch(FileSpec((url,), tmp_path / "s", sha(data), len(data)))
     assert hops == ["begin", "_seal"]
+
+
+def test_prune_treats_parts_without_sidecar_by_their_token(tmp_path: Path) -> None:
+    """``cache prune`` and a later download agree on which parts are orphans."""
+    dead = _exited_pid()
+    tag = state_module._HOST_TAG
+    cases = {
+        f"f.{tag}-{dead:x}-00": False,  # this host, owner gone
+        f"f.{tag}-{os.getpid():x}-00": True,  # this process: never pruned
+        "f.abcdef-1-00": True,  # another host, fresh: left for ORPHAN_GRACE
+    }
+    for stem, owned in cases.items():
+        part = tmp_path / (stem + state_module.PART_SUFFIX)
+        part.write_bytes(b"x")
+        assert state_module.may_be_owned(part) is owned, stem
+
+
+def _exited_pid() -> int:
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid

@@ -44,6 +44,7 @@ __all__ = (
     "ResumeState",
     "fsync_dir",
     "lock_path",
+    "may_be_owned",
 )
 
 PART_SUFFIX = ".asynchub-part"
@@ -302,11 +303,19 @@ def _token_owner_alive(token: str, mtime: float) -> bool:
     """For a part without a sidecar: may its owner still be writing it?"""
     if token in _LIVE_TOKENS:
         return True
-    host, _, pid = token.partition("-")
-    pid = pid.partition("-")[0]
-    if host != _HOST_TAG or not pid or pid.strip(string.hexdigits):  # not ours
+    pid = _token_pid(token)
+    if pid is None:  # another host, or a name from an older version
         return time.time() - mtime < ORPHAN_GRACE
-    return _pid_alive(int(pid, 16))
+    return _pid_alive(pid)
+
+
+def _token_pid(token: str) -> int | None:
+    """The owner's pid, when the token names this host (``<tag>-<pid>-<random>``)."""
+    host, _, rest = token.partition("-")
+    pid = rest.partition("-")[0]
+    if host != _HOST_TAG or not pid or pid.strip(string.hexdigits):
+        return None
+    return int(pid, 16)
 
 
 def _claim(dest: Path, old: str) -> tuple[str, ResumeState] | None:
@@ -349,6 +358,28 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def may_be_owned(path: Path) -> bool:
+    """Whether a live process may still own the part or sidecar ``path``.
+
+    For ``cache prune``: the same rules by which a later download decides whether
+    it may claim a partial or remove an orphan part, except that anything of this
+    process counts as owned (prune never races a download of its own process).
+    """
+    name = path.name
+    suffix = PART_SUFFIX if name.endswith(PART_SUFFIX) else STATE_SUFFIX
+    stem = name[: -len(suffix)]
+    token = stem.rpartition(".")[2]
+    state_path = path.with_name(stem + STATE_SUFFIX)
+    state = _read_state(state_path)
+    if state is not None:
+        ours = state.host == _HOST and state.pid == os.getpid()
+        return ours or _owner_alive(state, token, state_path)
+    if state_path.exists():  # unreadable: being written, or damaged
+        return time.time() - _mtime(str(state_path)) < ORPHAN_GRACE
+    ours = _token_pid(token) == os.getpid()
+    return ours or _token_owner_alive(token, _mtime(str(path)))
 
 
 def _fits(
