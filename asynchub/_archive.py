@@ -25,6 +25,7 @@ folder behind. These functions block: call them in a worker thread.
 from __future__ import annotations
 
 import bz2
+import contextlib
 import gzip
 import hashlib
 import logging
@@ -36,6 +37,7 @@ import tarfile
 import tempfile
 import unicodedata
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
@@ -99,18 +101,11 @@ def member_digests(archive: Path, limits: ArchiveLimits) -> dict[str, str]:
     read under the same rules and limits as :func:`extract_tarball`; nothing is
     written."""
     digests: dict[str, str] = {}
-    with open(archive, "rb") as raw:
-        reader = _CountingReader(raw, archive, limits)
-        try:
-            with tarfile.open(fileobj=reader, mode="r|", bufsize=_CHUNK) as tar:  # type: ignore[call-overload]
-                for member in tar:
-                    parts = _safe_parts(member)
-                    if parts and not member.isdir():
-                        digests["/".join(parts)] = _digest(tar, member)
-        except tarfile.TarError as exc:
-            raise ArchiveError(
-                f"{archive.name} is not a valid tar archive: {exc}", hint=_CORRUPT_HINT
-            ) from exc
+    with _tar_stream(archive, limits) as (tar, _):
+        for member in tar:
+            parts = _safe_parts(member)
+            if parts and not member.isdir():
+                digests["/".join(parts)] = _digest(tar, member)
     return digests
 
 
@@ -279,12 +274,22 @@ def _refuse(member: str, reason: str) -> None:
 
 
 def _extract_into(archive: Path, temp: Path, limits: ArchiveLimits) -> None:
+    with _tar_stream(archive, limits) as (tar, reader):
+        _extract_members(tar, reader, temp, limits)
+        reader.drain()  # what follows the tar end must fit the limits too
+
+
+@contextlib.contextmanager
+def _tar_stream(
+    archive: Path, limits: ArchiveLimits
+) -> Iterator[tuple[tarfile.TarFile, _CountingReader]]:
+    """The archive as a tar stream, counted against ``limits``; tar errors become
+    ArchiveError."""
     with open(archive, "rb") as raw:
         reader = _CountingReader(raw, archive, limits)
         try:
             with tarfile.open(fileobj=reader, mode="r|", bufsize=_CHUNK) as tar:  # type: ignore[call-overload]
-                _extract_members(tar, reader, temp, limits)
-            reader.drain()
+                yield tar, reader
         except tarfile.TarError as exc:
             raise ArchiveError(
                 f"{archive.name} is not a valid tar archive: {exc}", hint=_CORRUPT_HINT
