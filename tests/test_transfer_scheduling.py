@@ -165,7 +165,7 @@ def test_no_scan_for_leftovers_without_a_lock_file(
     scans: list[Path] = []
     real = state_module._candidates
 
-    def counting(dest: Path) -> list[str]:
+    def counting(dest: Path) -> tuple[list[str], list[tuple[float, str]]]:
         scans.append(dest)
         return real(dest)
 

@@ -65,7 +65,6 @@ _HOST = socket.gethostname()
 _HOST_TAG = hashlib.sha256(_HOST.encode()).hexdigest()[:6]
 _BINARY = getattr(os, "O_BINARY", 0)  # Windows: no newline translation
 _LIVE_TOKENS: set[str] = set()
-_NONE: tuple[None, bool] = (None, False)
 
 
 @dataclass
@@ -162,7 +161,9 @@ class Partial:
         if lock is None:
             dest.parent.mkdir(parents=True, exist_ok=True)
         scan = lock is None or lock.existed
-        claimed, others = _claim_previous(dest, urls, sha256, size) if scan else _NONE
+        claimed, others = (None, False)
+        if scan:
+            claimed, others = _claim_previous(dest, urls, sha256, size)
         if claimed is None:
             token, state = _new_token(), ResumeState(urls[0], sha256)
             flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | _BINARY
@@ -245,11 +246,16 @@ def _claim_previous(
 ) -> tuple[tuple[str, ResumeState] | None, bool]:
     """Claim every dead partial of ``dest``; keep the one that fits, remove the rest.
 
-    Also says whether partials of live owners remain (they are left alone).
+    Also says whether partials of live owners remain (they are left alone). A part
+    without a sidecar is from an owner that died before its first save (within
+    about a second of starting): nothing to resume, so it goes once its owner,
+    named in its token, is gone (a live owner matters where locks do nothing).
     """
+    states, parts = _candidates(dest)
+    _remove_orphans(dest, parts, set(states))
     best: tuple[str, ResumeState] | None = None
     others = False
-    for old in _candidates(dest):
+    for old in states:
         claimed = _claim(dest, old)
         if claimed is None:
             others = True
@@ -263,13 +269,8 @@ def _claim_previous(
     return best, others
 
 
-def _candidates(dest: Path) -> list[str]:
-    """Tokens of state files for ``dest``, newest first; old orphan parts removed.
-
-    A part without a sidecar is from an owner that died before its first save
-    (within about a second of starting): nothing to resume, so it goes once its
-    owner, named in its token, is dead (a live owner matters where locks do nothing).
-    """
+def _candidates(dest: Path) -> tuple[list[str], list[tuple[float, str]]]:
+    """Tokens of ``dest``'s sidecars, newest first, and of its parts (with mtime)."""
     prefix = dest.name + "."
     states: list[tuple[float, str]] = []
     parts: list[tuple[float, str]] = []
@@ -282,8 +283,7 @@ def _candidates(dest: Path) -> list[str]:
                 token = name[len(prefix) : -len(suffix)]
                 if name.endswith(suffix) and token and "." not in token:
                     found.append((_mtime(entry.path), token))
-    _remove_orphans(dest, parts, {token for _, token in states})
-    return [token for _, token in sorted(states, reverse=True)]
+    return [token for _, token in sorted(states, reverse=True)], parts
 
 
 def _remove_orphans(
