@@ -250,16 +250,8 @@ def _safe(target: Target, files: list[PlannedFile], tally: _Tally) -> list[Plann
 
 
 async def _is_current(target: Target, file: PlannedFile, rehash: bool) -> bool:
-    """True when ``file`` is in place with its size and SHA-256."""
+    """True when ``file``, in place with its size (see _sizes), has its SHA-256."""
     dest = target.dest_of(file)
-    try:
-        info = await anyio.Path(dest).stat()
-    except OSError:
-        return False
-    if not stat.S_ISREG(info.st_mode):
-        return False
-    if file.size is not None and info.st_size != file.size:
-        return False
     if not rehash:
         return await ensure_verified(target.root, dest, file.sha256)
     actual = await anyio.to_thread.run_sync(sha256_file, dest)
