@@ -19,7 +19,7 @@ import gzip
 import io
 import re
 import tarfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +61,7 @@ def _graph(
     name: str,
     nodes: list[onnx.NodeProto],
     ports: tuple[onnx.ValueInfoProto, onnx.ValueInfoProto],
-    weights: dict[str, NDArray[Any]] | None = None,
+    weights: Mapping[str, NDArray[Any]] | None = None,
 ) -> onnx.GraphProto:
     """A one-input, one-output graph with its weights as initializers."""
     inits = [numpy_helper.from_array(a, n) for n, a in (weights or {}).items()]
