@@ -37,14 +37,13 @@ import secrets
 import shutil
 import tarfile
 import tempfile
-import unicodedata
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
 from ._safe_fs import read_regular
-from ._windows_names import windows_name_problem
+from ._windows_names import fold_key, windows_name_problem
 from .config import ArchiveLimits
 from .errors import ArchiveError
 
@@ -307,13 +306,13 @@ class _Names:
         self.kinds: dict[str, str] = {}
 
     def claim(self, parts: list[str], kind: str, member: str) -> None:
-        key = unicodedata.normalize("NFC", "/".join(parts)).casefold()
+        key = fold_key("/".join(parts))
         if self.kinds.get(key, kind) != kind:
             _refuse(member, "it is a file and a folder at once")
         if key in self.explicit:
             _refuse(member, "another member has the same name (ignoring case)")
         for i in range(1, len(parts)):
-            parent = unicodedata.normalize("NFC", "/".join(parts[:i])).casefold()
+            parent = fold_key("/".join(parts[:i]))
             if self.kinds.setdefault(parent, "dir") != "dir":
                 _refuse(member, f"its folder {'/'.join(parts[:i])!r} is a file")
         self.explicit.add(key)

@@ -243,9 +243,13 @@ class Partial:
         if fsync:
             os.fsync(self.fd)
         ours = os.fstat(self.fd)
-        self._close()
-        self.folder.rename(_part(self.dest, self.token), self.dest.name)
-        self._check_final(ours)
+        if os.name == "nt":  # Windows renames no open file; elsewhere the open fd
+            self._close()  # keeps our inode (and its number) from being reused
+        try:
+            self.folder.rename(_part(self.dest, self.token), self.dest.name)
+            self._check_final(ours)
+        finally:
+            self._close()
         self._remove_state()
         self._unlock(remove=not self.others_left)
 
@@ -255,7 +259,8 @@ class Partial:
             now = self.folder.lstat(self.dest.name)
         except FileNotFoundError:
             now = None
-        if now is None or (now.st_ino, now.st_dev) != (ours.st_ino, ours.st_dev):
+        identity = None if now is None else (now.st_ino, now.st_dev, now.st_mode)
+        if identity != (ours.st_ino, ours.st_dev, ours.st_mode):
             if now is not None:
                 self.folder.unlink(self.dest.name)
             raise CacheError(
