@@ -60,7 +60,12 @@ class TargetLock:
         return self.folder.path / self.name
 
     @classmethod
-    def acquire(cls, folder: Folder, name: str) -> TargetLock | None:
+    def acquire(cls, path: Path) -> TargetLock | None:
+        """:meth:`acquire_in` the folder of ``path``, used by path."""
+        return cls.acquire_in(Folder.by_path(path.parent), path.name)
+
+    @classmethod
+    def acquire_in(cls, folder: Folder, name: str) -> TargetLock | None:
         """Take the lock without blocking; None while someone else holds it.
 
         Bounded: a lock file that vanishes between our opens, or a planted link,

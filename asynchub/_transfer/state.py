@@ -155,7 +155,8 @@ class Partial:
         """
         folder = Folder.open(root or dest.parent, dest.parent)
         try:
-            lock = TargetLock.acquire(folder, lock_path(dest).name) if locked else None
+            name = lock_path(dest).name
+            lock = TargetLock.acquire_in(folder, name) if locked else None
             if lock is None and locked:
                 folder.close()
                 return None
