@@ -28,20 +28,22 @@ import bz2
 import contextlib
 import gzip
 import hashlib
+import json
 import logging
 import lzma
 import os
 import re
+import secrets
 import shutil
 import tarfile
 import tempfile
-import unicodedata
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from ._windows_names import windows_name_problem
+from ._safe_fs import read_regular
+from ._windows_names import fold_key, windows_name_problem
 from .config import ArchiveLimits
 from .errors import ArchiveError
 
@@ -71,28 +73,77 @@ _REFUSED_TYPES = {
 }
 
 
-def extract_tarball(archive: Path, dest: Path, limits: ArchiveLimits) -> Path:
+def extract_tarball(
+    archive: Path,
+    dest: Path,
+    limits: ArchiveLimits,
+    *,
+    archive_sha256: str | None = None,
+) -> Path:
     """Extract ``archive`` into the new folder ``dest`` atomically; return ``dest``.
 
-    If ``dest`` already exists it is the result of an earlier complete extraction
-    and is returned untouched. Otherwise members are written into
+    Every member header is checked (names, types, count, sizes) in a first pass
+    that writes nothing; then members are written into
     ``.<dest.name>.<token>.asynchub-extract`` beside ``dest`` and that folder is
     renamed to ``dest``; if another process renamed its copy first, ours is removed
     and theirs returned. Raises ArchiveError, with the member and the reason, for a
     refused member, an exceeded limit or a corrupt archive; nothing is left behind.
+
+    With ``archive_sha256`` (the verified tarball's digest), the folder gets a
+    marker naming it (:data:`MARKER`, written before the rename, so folder and
+    marker appear together), and an existing ``dest`` is reused only when its
+    marker names that digest; any other folder there (planted, or from an older
+    version) is set aside and the archive extracted again. Without it an existing
+    ``dest`` is returned untouched.
     """
     if _existing(dest):
-        return dest
+        if archive_sha256 is None or _marker_names(dest, archive_sha256):
+            return dest
+        _log.warning("%s was not extracted from %s: extracting again", dest, archive)
+        _set_aside(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
+    _check_members(archive, limits)
     prefix = f".{dest.name}."
     temp = Path(tempfile.mkdtemp(suffix=TEMP_SUFFIX, prefix=prefix, dir=dest.parent))
     try:
         _extract_into(archive, temp, limits)
+        if archive_sha256 is not None:
+            _write_marker(temp, archive_sha256)
         os.chmod(temp, 0o755)
         return _rename_into_place(temp, dest)
     except BaseException:
         shutil.rmtree(temp, ignore_errors=True)
         raise
+
+
+MARKER = ".asynchub-tarball.json"
+"""In an extracted folder: JSON naming the SHA-256 of the tarball it came from. A
+hidden name, so no manifest path can write it (hidden segments are refused)."""
+
+
+def _marker_names(dest: Path, sha: str) -> bool:
+    try:
+        record = json.loads(read_regular(dest / MARKER, 4096))
+        return isinstance(record, dict) and record.get("tarball_sha256") == sha.lower()
+    except (OSError, ValueError):
+        return False
+
+
+def _write_marker(temp: Path, sha: str) -> None:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(temp / MARKER, flags, 0o644)
+    except FileExistsError:
+        _refuse(MARKER, "the name is reserved for asynchub's extraction marker")
+    with os.fdopen(fd, "wb") as out:
+        out.write(json.dumps({"tarball_sha256": sha.lower()}).encode())
+
+
+def _set_aside(dest: Path) -> None:
+    """Remove an unproven folder: renamed aside first, so it is never half-used."""
+    doomed = dest.with_name(f".{dest.name}.{secrets.token_hex(4)}.asynchub-old")
+    os.rename(dest, doomed)
+    shutil.rmtree(doomed, ignore_errors=True)
 
 
 def member_digests(archive: Path, limits: ArchiveLimits) -> dict[str, str]:
@@ -122,17 +173,23 @@ def _digest(tar: tarfile.TarFile, member: tarfile.TarInfo) -> str:
 def find_model_folder(root: Path) -> Path:
     """The folder of an extracted tarball that holds the model, chosen determinately.
 
-    ``root`` itself if it directly holds a ``.onnx`` file; else its only top-level
-    folder if it has exactly one (hidden names ignored); else the first folder, in
-    sorted order of relative path, that directly holds a ``.onnx`` file; else
-    ``root``. (onnx.hub returned ``os.listdir(root)[0]``, an arbitrary entry.)
+    The folder that directly holds ``model.onnx`` (``root`` first, then the first
+    in sorted order of relative path); failing that, ``root`` itself if it directly
+    holds a ``.onnx`` file; else its only top-level folder if it has exactly one
+    (hidden names ignored); else the first folder, in sorted order of relative
+    path, that directly holds a ``.onnx`` file; else ``root``. (onnx.hub returned
+    ``os.listdir(root)[0]``, an arbitrary entry.) The hub then requires
+    ``model.onnx`` in it.
     """
+    holders = sorted(_onnx_folders(root), key=lambda d: d.relative_to(root).as_posix())
+    with_model = [d for d in holders if (d / "model.onnx").is_file()]
+    if with_model:  # a folder holding model.onnx wins over any other choice
+        return root if root in with_model else with_model[0]
     if _holds_onnx(root):
         return root
     top = sorted(p for p in root.iterdir() if _visible(p) and _is_real_dir(p))
     if len(top) == 1:
         return top[0]
-    holders = sorted(_onnx_folders(root), key=lambda d: d.relative_to(root).as_posix())
     return holders[0] if holders else root
 
 
@@ -249,13 +306,13 @@ class _Names:
         self.kinds: dict[str, str] = {}
 
     def claim(self, parts: list[str], kind: str, member: str) -> None:
-        key = unicodedata.normalize("NFC", "/".join(parts)).casefold()
+        key = fold_key("/".join(parts))
         if self.kinds.get(key, kind) != kind:
             _refuse(member, "it is a file and a folder at once")
         if key in self.explicit:
             _refuse(member, "another member has the same name (ignoring case)")
         for i in range(1, len(parts)):
-            parent = unicodedata.normalize("NFC", "/".join(parts[:i])).casefold()
+            parent = fold_key("/".join(parts[:i]))
             if self.kinds.setdefault(parent, "dir") != "dir":
                 _refuse(member, f"its folder {'/'.join(parts[:i])!r} is a file")
         self.explicit.add(key)
@@ -271,6 +328,32 @@ def _limit_hint(limit: str) -> str:
 
 def _refuse(member: str, reason: str) -> None:
     raise ArchiveError(f"refused tar member {member!r}: {reason}")
+
+
+def _check_members(archive: Path, limits: ArchiveLimits) -> None:
+    """First pass: every refusal and limit that headers can show, nothing written.
+
+    100,000 tiny members were refused only after all were written (38 s); this
+    pass reads the stream once (decompressing, not writing) and refuses first.
+    """
+    with _tar_stream(archive, limits) as (tar, reader):
+        names = _Names()
+        for count, member in enumerate(tar, start=1):
+            _check_count(count, member, limits)
+            parts = _safe_parts(member)
+            if parts:
+                names.claim(parts, "dir" if member.isdir() else "file", member.name)
+                reader.check(member.offset_data + member.size, member.name)
+        reader.drain()
+
+
+def _check_count(count: int, member: tarfile.TarInfo, limits: ArchiveLimits) -> None:
+    if count > limits.max_members:
+        raise ArchiveError(
+            f"refused tar member {member.name!r}: more than {limits.max_members} "
+            "members (limit max_members)",
+            hint=_limit_hint("max_members"),
+        )
 
 
 def _extract_into(archive: Path, temp: Path, limits: ArchiveLimits) -> None:
@@ -301,12 +384,7 @@ def _extract_members(
 ) -> None:
     names = _Names()
     for count, member in enumerate(tar, start=1):
-        if count > limits.max_members:
-            raise ArchiveError(
-                f"refused tar member {member.name!r}: more than {limits.max_members} "
-                "members (limit max_members)",
-                hint=_limit_hint("max_members"),
-            )
+        _check_count(count, member, limits)
         parts = _safe_parts(member)
         if not parts:
             continue  # the archive's own root, "." or "./"

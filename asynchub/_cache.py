@@ -14,18 +14,19 @@ re-hashes everything regardless of markers, to catch later corruption.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import hashlib
 import json
 import logging
 import os
-import tempfile
+import re
+import stat
 from pathlib import Path
 
 import anyio
 
-from .errors import CacheError, DiskFullError, ReadOnlyCacheError
+from ._safe_fs import Folder, open_regular, read_regular
+from .errors import CacheError, DiskFullError, ReadOnlyCacheError, UnsafePathError
 
 __all__ = (
     "STATE_DIR",
@@ -40,18 +41,40 @@ __all__ = (
 STATE_DIR = ".asynchub"
 _log = logging.getLogger("asynchub")
 _HASH_BLOCK = 1024 * 1024
+_MAX_MARKER = 64 * 1024
+#: The shape of a hashed cache name: ``<sha256>_``. Only a file's own name may have
+#: it, and only when its entry has that SHA-256 (see :func:`cache_path`).
+_HASHED_NAME = re.compile(r"^[0-9a-f]{64}_", re.IGNORECASE)
 
 
 def cache_path(root: Path, path: str, sha: str | None) -> Path:
-    """Where a manifest path is cached: ``<root>/<dirs>/<sha>_<name>``."""
+    """Where a manifest path is cached: ``<root>/<dirs>/<sha>_<name>``.
+
+    Names of the form ``<64 hex>_...`` belong to hashed entries (files, and the
+    folders tarballs extract into), so a path is refused (UnsafePathError) when a
+    *folder* segment has that form, or when an entry without a SHA-256 has a file
+    name of that form: otherwise an entry without a hash could name, or write
+    inside, the cache entry of a verified file of another repo.
+    """
     *dirs, name = path.split("/")
+    forged = [d for d in dirs if _HASHED_NAME.match(d)]
+    if sha is None and _HASHED_NAME.match(name):
+        forged.append(name)
+    if forged:
+        raise UnsafePathError(
+            f"unsafe path {path!r}: {forged[0]!r} has the form of a hashed cache "
+            "name ('<sha256>_...') but the entry does not own that hash",
+            hint="a manifest entry may not name another entry's cache files; "
+            "rename the path in the manifest",
+        )
     return root.joinpath(*dirs, f"{sha}_{name}" if sha else name)
 
 
 def sha256_file(path: Path) -> str:
-    """SHA-256 of a file, read in 1 MiB blocks (blocking: call it in a thread)."""
+    """SHA-256 of a regular file, read in 1 MiB blocks (blocking: call it in a
+    thread). A link, FIFO or device at ``path`` raises NotRegularFileError."""
     digest = hashlib.sha256()
-    with open(path, "rb") as file:
+    with os.fdopen(open_regular(path), "rb") as file:
         while block := file.read(_HASH_BLOCK):
             digest.update(block)
     return digest.hexdigest()
@@ -63,18 +86,18 @@ def _marker_path(root: Path, file: Path) -> Path:
 
 
 def _fingerprint(file: Path) -> dict[str, int]:
-    st = file.stat()
+    st = file.lstat()
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ino": st.st_ino}
 
 
 def _marker_matches(root: Path, file: Path, sha: str | None) -> bool:
     try:
-        marker = json.loads(_marker_path(root, file).read_text())
+        marker = json.loads(read_regular(_marker_path(root, file), _MAX_MARKER))
         return bool(
             marker.get("fingerprint") == _fingerprint(file)
             and (sha is None or marker.get("sha256") == sha)
         )
-    except (OSError, ValueError):
+    except (OSError, ValueError, AttributeError, RecursionError):
         return False
 
 
@@ -82,13 +105,21 @@ def _write_marker(root: Path, file: Path, sha: str) -> None:
     record = {"path": str(file.relative_to(root)), "sha256": sha}
     record["fingerprint"] = _fingerprint(file)  # type: ignore[assignment]
     try:
-        write_atomic(_marker_path(root, file), json.dumps(record).encode())
+        write_atomic(_marker_path(root, file), json.dumps(record).encode(), root)
     except OSError:  # a marker is an optimisation; a read-only cache still loads
         _log.debug("could not write verified marker for %s", file, exc_info=True)
 
 
+def is_regular(file: Path) -> bool:
+    """Whether ``file`` itself (not what a link names) is a regular file."""
+    try:
+        return stat.S_ISREG(file.lstat().st_mode)
+    except OSError:
+        return False
+
+
 def _check(root: Path, file: Path, sha: str | None) -> bool:
-    if not file.is_file():
+    if not is_regular(file):  # a link at the final name is never "cached"
         return False
     if _marker_matches(root, file, sha):
         return True
@@ -121,18 +152,14 @@ async def mark_verified(root: Path, file: Path, sha: str) -> None:
     await anyio.to_thread.run_sync(_write_marker, root, file, sha)
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temp file and os.replace (blocking)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+def write_atomic(path: Path, data: bytes, root: Path | None = None) -> None:
+    """Write ``data`` to ``path`` through a temp file and a rename (blocking).
+
+    The folder is opened from ``root`` (default: ``path``'s folder) without
+    following a link below it, and created as needed (:mod:`._safe_fs`).
+    """
+    with Folder.open(root or path.parent, path.parent) as folder:
+        folder.write_atomic(path.name, data)
 
 
 def os_error(exc: OSError, path: Path | str, action: str = "write") -> CacheError:

@@ -33,7 +33,7 @@ from typing import Literal
 
 from ._archive import TEMP_SUFFIX as EXTRACT_SUFFIX
 from ._archive import member_digests
-from ._cache import STATE_DIR, sha256_file
+from ._cache import STATE_DIR, is_regular, sha256_file
 from ._manifest_store import shipped_manifest_bytes
 from ._transfer._lockfile import is_held
 from ._transfer.state import (
@@ -212,10 +212,15 @@ def _verify_item(root: Path, item: CachedItem) -> list[CorruptFile] | None:
         return _verify_extracted(root, item.path)
     if item.sha256 is None:
         return None
-    actual = sha256_file(root / item.path)
+    actual = _digest_or(root / item.path, "not a regular file")
     return (
         [] if actual == item.sha256 else [CorruptFile(item.path, item.sha256, actual)]
     )
+
+
+def _digest_or(path: Path, otherwise: str) -> str:
+    """SHA-256 of a regular file; ``otherwise`` for a link, FIFO or nothing."""
+    return sha256_file(path) if is_regular(path) else otherwise
 
 
 def _verify_extracted(root: Path, relative: str) -> list[CorruptFile] | None:
@@ -234,7 +239,7 @@ def _verify_extracted(root: Path, relative: str) -> list[CorruptFile] | None:
     folder = root / relative
     for name, digest in sorted(expected.items()):
         path = folder / name
-        actual = sha256_file(path) if path.is_file() else "missing"
+        actual = _digest_or(path, "missing")
         if actual != digest:
             return [CorruptFile(relative, digest, actual, member=name)]
     return []

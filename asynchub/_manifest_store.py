@@ -21,6 +21,7 @@ from urllib.parse import unquote, urlsplit
 import anyio
 
 from ._cache import STATE_DIR, write_atomic
+from ._safe_fs import read_regular
 from ._transfer import Engine
 from ._trust import is_allowlisted
 from .config import HubConfig
@@ -166,16 +167,19 @@ class ManifestStore:
     def _read_cached(self, url: str) -> tuple[bytes, str] | None:
         data_path, meta_path = self._paths(url)
         try:
-            meta = json.loads(meta_path.read_text())
-            return data_path.read_bytes(), str(meta.get("etag", ""))
-        except (OSError, ValueError):
+            meta = json.loads(read_regular(meta_path, 64 * 1024))
+            limit = int(self._config.limits.max_manifest_bytes)
+            return read_regular(data_path, limit), str(meta.get("etag", ""))
+        except (OSError, ValueError, AttributeError):
             return None
 
     def _write_cached(self, url: str, data: bytes, etag: str) -> None:
         data_path, meta_path = self._paths(url)
         try:
-            write_atomic(data_path, data)
-            write_atomic(meta_path, json.dumps({"url": url, "etag": etag}).encode())
+            root = self._config.resolved_cache_dir()
+            write_atomic(data_path, data, root)
+            meta = json.dumps({"url": url, "etag": etag}).encode()
+            write_atomic(meta_path, meta, root)
         except OSError:  # caching the manifest is an optimisation
             _log.debug("could not cache manifest of %s", url, exc_info=True)
 

@@ -23,6 +23,7 @@ import anyio
 from ._cache import (
     cache_path,
     ensure_verified,
+    is_regular,
     mark_verified,
     os_error,
     sha256_file,
@@ -40,6 +41,7 @@ from ._mirror_plan import (
     unique_files,
 )
 from ._mirror_report import FileFailure, FileOutcome, MirrorPlan, MirrorReport, Mode
+from ._safe_fs import read_regular
 from ._transfer import Engine, FileSpec, ProgressCallback
 from ._trust import is_allowlisted
 from .config import HubConfig
@@ -254,6 +256,8 @@ async def _is_current(target: Target, file: PlannedFile, rehash: bool) -> bool:
     dest = target.dest_of(file)
     if not rehash:
         return await ensure_verified(target.root, dest, file.sha256)
+    if not await anyio.to_thread.run_sync(is_regular, dest):
+        return False  # a link or FIFO in place of the file: fetch it again
     actual = await anyio.to_thread.run_sync(sha256_file, dest)
     if file.sha256 is not None and actual != file.sha256:
         _log.warning("%s is corrupt (SHA-256 %s): fetching it again", dest, actual)
@@ -376,7 +380,9 @@ async def _fetch_one(
     try:
         dest = target.dest_of(file)
         urls = source.file_urls(file.path)
-        spec = FileSpec(urls, dest, file.sha256, file.size, label=file.path)
+        spec = FileSpec(
+            urls, dest, file.sha256, file.size, label=file.path, root=target.root
+        )
         result = await engine.fetch(spec, progress=progress)
     except AsyncHubError as exc:
         tally.fail(file.path, exc)
@@ -425,9 +431,9 @@ async def _finish_manifest(
 def _write_if_changed(path: Path, data: bytes) -> None:
     """Atomically write a world-readable file, unless it already holds ``data``."""
     try:
-        if path.read_bytes() == data:
+        if read_regular(path, len(data)) == data:  # never blocks on a FIFO
             return
-    except OSError:
+    except (OSError, ValueError):
         pass
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")

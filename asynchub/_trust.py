@@ -17,6 +17,7 @@ import json
 from pathlib import Path
 
 from ._cache import STATE_DIR, write_atomic
+from ._safe_fs import read_regular
 from .config import HubConfig
 from .errors import RepoSpecError
 from .sources import Source, resolve_repo
@@ -32,7 +33,7 @@ def trusted_list_path(config: HubConfig) -> Path:
 def load_persisted(config: HubConfig) -> list[str]:
     """The persisted allow-list (blocking; empty when absent or unreadable)."""
     try:
-        data = json.loads(trusted_list_path(config).read_text())
+        data = json.loads(read_regular(trusted_list_path(config), 1024 * 1024))
     except (OSError, ValueError):
         return []
     return [str(item) for item in data] if isinstance(data, list) else []
@@ -44,7 +45,8 @@ def add_trusted(config: HubConfig, repo: str) -> str:
     current = load_persisted(config)
     if spec not in current:
         current.append(spec)
-        write_atomic(trusted_list_path(config), json.dumps(current, indent=2).encode())
+        data = json.dumps(current, indent=2).encode()
+        write_atomic(trusted_list_path(config), data, config.resolved_cache_dir())
     return spec
 
 

@@ -10,8 +10,9 @@ manifest or archive can reach a Windows device.
 from __future__ import annotations
 
 import re
+import unicodedata
 
-__all__ = ("windows_name_problem",)
+__all__ = ("fold_key", "windows_name_problem")
 
 _DEVICE = re.compile(r"^(CON|PRN|AUX|NUL|COM[0-9¹²³]|LPT[0-9¹²³])$", re.IGNORECASE)
 _FORBIDDEN = frozenset('<>"|?*')
@@ -26,3 +27,16 @@ def windows_name_problem(segment: str) -> str | None:
     if segment.endswith((".", " ")):
         return "a segment ends with a dot or a space (Windows drops it)"
     return None
+
+
+def fold_key(name: str) -> str:
+    """The key two names share when a case-insensitive file system may confuse them.
+
+    ``casefold()`` alone misses pairs that NTFS's upcase table joins: dotless
+    ``ı`` and ``i`` (both upcase to ``I``), ``ſ`` and ``s``. Upper-casing first and
+    then case-folding joins every pair that either mapping joins (NFC first, as
+    APFS and NTFS compare canonically equivalent names alike). It may join more
+    than a given file system does (``ß`` and ``ss``): refusing such a pair is the
+    safe side.
+    """
+    return unicodedata.normalize("NFC", name).upper().casefold()

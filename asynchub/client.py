@@ -27,12 +27,21 @@ import anyio
 
 from . import _sync
 from ._archive import extract_tarball, find_model_folder
-from ._cache import cache_path, ensure_verified, mark_verified
+from ._cache import (
+    cache_path,
+    ensure_verified,
+    is_regular,
+    mark_verified,
+    os_error,
+    sha256_file,
+)
 from ._manifest_store import ManifestStore
 from ._transfer import Engine, FileSpec, ProgressCallback
 from ._trust import is_allowlisted
 from .config import OFFICIAL_REPO, HubConfig
 from .errors import (
+    ArchiveError,
+    AsyncHubError,
     ModelNotFoundError,
     OfflineCacheMissError,
     UntrustedRepoError,
@@ -219,7 +228,7 @@ class AsyncHub:
         )
         if tarball is None:
             return None
-        folder = await self._extract(tarball, force_reload)
+        folder = await self._extract(tarball, meta.model_with_data_sha, force_reload)
         return str(folder)
 
     async def load_composite_model(
@@ -271,7 +280,8 @@ class AsyncHub:
         async with self._filling(dest):
             if not force_reload and await ensure_verified(self.cache_dir, dest, sha):
                 return dest  # another call on this client filled it meanwhile
-            spec = FileSpec(source.file_urls(path), dest, sha, size, label=path)
+            urls = source.file_urls(path)
+            spec = FileSpec(urls, dest, sha, size, label=path, root=self.cache_dir)
             return await self._download(spec)
 
     @contextlib.asynccontextmanager
@@ -321,15 +331,45 @@ class AsyncHub:
             raise UntrustedRepoError(message)
         return await anyio.to_thread.run_sync(self._confirm, message)
 
-    async def _extract(self, tarball: Path, force_reload: bool) -> Path:
+    async def _extract(
+        self, tarball: Path, sha: str | None, force_reload: bool
+    ) -> Path:
+        """Extract (or reuse the proven extraction of) ``tarball``; the model folder.
+
+        An existing folder is reused only if its marker names the tarball's
+        SHA-256 (:func:`~asynchub._archive.extract_tarball`); the folder returned
+        must hold ``model.onnx``.
+        """
         target = tarball.with_name(tarball.name[: -len(".tar.gz")])
         if not tarball.name.endswith(".tar.gz"):
             target = tarball.with_name(tarball.name + ".d")
+        return await anyio.to_thread.run_sync(
+            _extract_sync, tarball, target, sha, force_reload, self.config
+        )
+
+
+def _extract_sync(
+    tarball: Path, target: Path, sha: str | None, force_reload: bool, config: HubConfig
+) -> Path:
+    """In a worker thread: extract, find the model folder; OSErrors mapped."""
+    try:
         if force_reload:
-            await anyio.to_thread.run_sync(_remove_tree, target)
-        limits = self.config.archive
-        await anyio.to_thread.run_sync(extract_tarball, tarball, target, limits)
-        return await anyio.to_thread.run_sync(find_model_folder, target)
+            _remove_tree(target)
+        digest = sha if sha is not None else sha256_file(tarball)
+        extract_tarball(tarball, target, config.archive, archive_sha256=digest)
+        folder = find_model_folder(target)
+    except OSError as exc:
+        if isinstance(exc, AsyncHubError):
+            raise
+        raise os_error(exc, target, "extract into") from exc
+    if not is_regular(folder / "model.onnx"):
+        raise ArchiveError(
+            f"{tarball.name} has no model.onnx in the folder chosen as the model "
+            f"folder ({folder})",
+            hint="the archive does not have the layout of a model with test data "
+            "(<folder>/model.onnx and test_data_set_*); report it to the repo",
+        )
+    return folder
 
 
 def _remove_tree(path: Path) -> None:

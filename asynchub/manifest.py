@@ -24,7 +24,7 @@ from pydantic import (
     field_validator,
 )
 
-from ._windows_names import windows_name_problem
+from ._windows_names import fold_key, windows_name_problem
 from .errors import (
     ManifestParseError,
     ModelNotFoundError,
@@ -326,12 +326,12 @@ def _check_unique(entries: Sequence[ManifestEntry]) -> None:
     paths: set[str] = set()
     for i, entry in enumerate(entries):
         for path in _entry_paths(entry):
-            if path.casefold() in paths:
+            if fold_key(path) in paths:
                 raise ManifestParseError(
                     f"entry {i} ({entry.model!r}) repeats model_path {path!r} (paths "
                     "compare case-insensitively: they collide on macOS and Windows)"
                 )
-            paths.add(path.casefold())
+            paths.add(fold_key(path))
         folded = unicodedata.normalize("NFKC", entry.model).casefold()
         first = names.setdefault((folded, entry.opset_version), entry.model)
         if first != entry.model:

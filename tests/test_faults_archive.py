@@ -133,6 +133,7 @@ async def test_good_archive_extracts_with_normal_modes(
     assert folder == dest / "m"
     assert (folder / "model.onnx").read_bytes() == MODEL
     assert sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*")) == [
+        ".asynchub-tarball.json",  # names the tarball's SHA-256 (issue 9, item 2)
         "m",
         "m/model.onnx",
         "m/test_data_set_0",

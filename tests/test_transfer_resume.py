@@ -208,7 +208,9 @@ async def test_two_processes_racing_for_one_file(
     file_server: FileServer, tmp_path: Path
 ) -> None:
     data = blob(12 * PART)
-    url = file_server.add("/f", data, Behavior(rate=2 * PART))  # 1.5 s in all
+    # 3 s in all: the second child must start (imports, ~1 s on a loaded machine)
+    # while the first still downloads, or it fetches the file itself
+    url = file_server.add("/f", data, Behavior(rate=PART))
     dest = tmp_path / "f"
     args = (url, str(dest), sha(data), str(len(data)), str(PART))
     children = [await spawn(*args)]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from yarl import URL
@@ -112,10 +113,10 @@ def test_lock_retries_when_its_file_is_removed_under_it(
     real_open = _lockfile._open
     calls: list[tuple[int, bool] | None] = []
 
-    def racing_open(p: Path) -> tuple[int, bool] | None:
-        opened = real_open(p)
+    def racing_open(folder: Any, name: str) -> tuple[int, bool] | None:
+        opened = real_open(folder, name)
         if not calls:
-            os.unlink(p)  # the previous holder finishes between open and lock
+            os.unlink(folder.path / name)  # the previous holder finishes meanwhile
         calls.append(opened)
         return opened
 
@@ -165,9 +166,9 @@ def test_no_scan_for_leftovers_without_a_lock_file(
     scans: list[Path] = []
     real = state_module._candidates
 
-    def counting(dest: Path) -> tuple[list[str], list[tuple[float, str]]]:
+    def counting(folder: Any, dest: Path) -> tuple[list[str], list[tuple[float, str]]]:
         scans.append(dest)
-        return real(dest)
+        return real(folder, dest)
 
     monkeypatch.setattr(state_module, "_candidates", counting)
     dest = tmp_path / "f"

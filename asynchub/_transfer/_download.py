@@ -254,6 +254,7 @@ class Download:
     async def _fetch(self, seg: Segment) -> None:
         """Fetch one segment, resuming from ``seg.pos`` after each failure."""
         backoff = Backoff(self.ctx.config.retry)
+        asked_again = 0  # bounded too: a URL may redirect to a failing target forever
         while not seg.done:
             before = seg.pos
             try:
@@ -261,7 +262,8 @@ class Download:
             except TransferError as err:
                 redirected, self.target = self.target != self.url, self.url
                 if not is_retryable(err, backoff.policy):
-                    if redirected:  # e.g. a signed redirect expired: ask the URL
+                    if redirected and asked_again < backoff.policy.attempts:
+                        asked_again += 1  # e.g. a signed redirect expired: ask the URL
                         continue
                     raise
                 if seg.pos > before:

@@ -19,9 +19,10 @@ import os
 import sys
 from pathlib import Path
 
-__all__ = ("TargetLock", "is_held")
+from .._safe_fs import Folder, NotRegularFileError
+from ..errors import CacheError
 
-_BINARY = getattr(os, "O_BINARY", 0)
+__all__ = ("TargetLock", "is_held")
 
 if sys.platform == "win32":
     import msvcrt
@@ -44,44 +45,67 @@ else:
         return True
 
 
+LOCK_TRIES = 8
+"""Opens of one lock file before giving up (it keeps vanishing or is not a file)."""
+
+
 class TargetLock:
     """A held lock file; :meth:`release` exactly once (later calls do nothing)."""
 
-    def __init__(self, path: Path, fd: int, existed: bool) -> None:
-        self.path, self.fd, self.existed = path, fd, existed
+    def __init__(self, folder: Folder, name: str, fd: int, existed: bool) -> None:
+        self.folder, self.name, self.fd, self.existed = folder, name, fd, existed
+
+    @property
+    def path(self) -> Path:
+        return self.folder.path / self.name
 
     @classmethod
     def acquire(cls, path: Path) -> TargetLock | None:
-        """Take the lock without blocking; None while someone else holds it."""
-        while True:
-            opened = _open(path)
+        """:meth:`acquire_in` the folder of ``path``, used by path."""
+        return cls.acquire_in(Folder.by_path(path.parent), path.name)
+
+    @classmethod
+    def acquire_in(cls, folder: Folder, name: str) -> TargetLock | None:
+        """Take the lock without blocking; None while someone else holds it.
+
+        Bounded: a lock file that vanishes between our opens, or a planted link,
+        FIFO or hard link in its place (removed: asynchub never makes one), is
+        tried again at most :data:`LOCK_TRIES` times.
+        """
+        for _ in range(LOCK_TRIES):
+            opened = _open(folder, name)
             if opened is None:
-                continue  # removed between our two opens: try again
+                continue  # removed between our two opens, or not a file: again
             fd, existed = opened
             if not _try_lock(fd):
                 os.close(fd)
                 return None
-            if _still_names(path, fd):
-                return cls(path, fd, existed)
+            if _still_names(folder, name, fd):
+                return cls(folder, name, fd, existed)
             os.close(fd)  # its holder removed it after we opened it
+        raise CacheError(
+            f"cannot lock {folder.path / name}: it keeps vanishing or is not a "
+            "regular file",
+            hint="remove it and check who else writes into the cache folder",
+        )
 
     def release(self, *, remove: bool) -> None:
         """Unlock; ``remove`` deletes the file (nothing left here to resume)."""
         if self.fd < 0:
             return
         if remove and sys.platform != "win32":
-            _unlink(self.path)  # while still locked: see _still_names
+            self.folder.unlink(self.name)  # while still locked: see _still_names
         os.close(self.fd)
         self.fd = -1
         if remove and sys.platform == "win32":
             with contextlib.suppress(OSError):  # Windows: open files stay
-                _unlink(self.path)
+                self.folder.unlink(self.name)
 
 
 def is_held(path: Path) -> bool:
     """True when a live process holds the lock file ``path`` (blocking)."""
     try:
-        fd = os.open(path, os.O_RDWR | _BINARY)
+        fd = Folder.by_path(path.parent).open_file(path.name, os.O_RDWR)
     except OSError:
         return False
     try:
@@ -90,27 +114,25 @@ def is_held(path: Path) -> bool:
         os.close(fd)
 
 
-def _open(path: Path) -> tuple[int, bool] | None:
-    """Open or create ``path``: (fd, whether it existed); None if it just vanished."""
+def _open(folder: Folder, name: str) -> tuple[int, bool] | None:
+    """Open or create the lock: (fd, whether it existed); None to try again."""
     try:
-        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | _BINARY, 0o644), False
+        return folder.open_file(name, os.O_RDWR | os.O_CREAT | os.O_EXCL), False
     except FileExistsError:
         pass
     try:
-        return os.open(path, os.O_RDWR | _BINARY), True
+        return folder.open_file(name, os.O_RDWR), True
     except FileNotFoundError:
+        return None
+    except NotRegularFileError:
+        folder.unlink(name)  # a planted link or FIFO (a folder: unlink raises)
         return None
 
 
-def _still_names(path: Path, fd: int) -> bool:
+def _still_names(folder: Folder, name: str, fd: int) -> bool:
     if sys.platform == "win32":
         return True  # nobody removes a lock file another process has open there
     try:
-        return os.stat(path).st_ino == os.fstat(fd).st_ino
+        return folder.lstat(name).st_ino == os.fstat(fd).st_ino
     except FileNotFoundError:
         return False
-
-
-def _unlink(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()

@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
+import logging
 import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -37,7 +40,7 @@ from ._errors import disk_error, is_retryable
 from ._local import copy_local
 from ._verify import HEAD_SIZE, verify
 from .spec import FileProgress, FileResult, FileSpec, ProgressEvent
-from .state import Partial
+from .state import Partial, activity
 
 __all__ = ("FileJob",)
 
@@ -46,6 +49,12 @@ PROGRESS_INTERVAL = 0.1
 
 LOCK_POLL = (0.05, 1.0)
 """First and longest pause between two tries of a busy lock."""
+
+LOCK_STALL = 120.0
+"""Seconds a lock holder may leave its temporary files unchanged before a waiter
+stops waiting and downloads without the lock (it saves about once a second)."""
+
+_log = logging.getLogger("asynchub")
 
 
 class FileJob:
@@ -86,9 +95,15 @@ class FileJob:
             raise
 
     async def _begin(self) -> tuple[Partial, bool]:
-        """Lock and open the partial without blocking the loop; True if we waited."""
+        """Lock and open the partial without blocking the loop; True if we waited.
+
+        Bounded: while the holder's temporary files change we wait; after
+        :data:`LOCK_STALL` seconds without a change (a hung holder) we go ahead
+        without the lock, which is safe (own temp file, verify, rename).
+        """
         spec, pause, waited = self.spec, LOCK_POLL[0], False
-        args = (spec.dest, spec.urls, spec.sha256, spec.size)
+        args = (spec.dest, spec.urls, spec.sha256, spec.size, spec.root)
+        seen, since = None, time.monotonic()
         while True:
             partial = await self.ctx.run_to_end(Partial.begin, *args)
             if partial is not None:
@@ -96,13 +111,31 @@ class FileJob:
             waited = True
             await anyio.sleep(pause)
             pause = min(pause * 2, LOCK_POLL[1])
+            now_seen = await self.ctx.run(activity, spec.dest)
+            if now_seen != seen:
+                seen, since = now_seen, time.monotonic()
+            elif time.monotonic() - since > LOCK_STALL:
+                _log.warning(
+                    "%s: the lock holder made no progress for %.0f s; "
+                    "downloading without the lock",
+                    spec.dest,
+                    LOCK_STALL,
+                )
+                partial = await self.ctx.run_to_end(
+                    functools.partial(Partial.begin, *args, locked=False)
+                )
+                assert partial is not None
+                return partial, True
 
     async def _reuse_after_wait(self) -> FileResult | None:
         """Another process just fetched this file: keep it if it verifies."""
         spec = self.spec
-        if spec.sha256 is None or not spec.dest.is_file():
+        if spec.sha256 is None:
             return None
-        digest, size = await self.ctx.run(_hash_file, spec.dest)
+        found = await self.ctx.run(_hash_file, spec.dest)
+        if found is None:
+            return None
+        digest, size = found
         if digest != spec.sha256.lower() or spec.size not in (None, size):
             return None
         return FileResult(spec.dest, digest, size, spec.dest.as_uri(), 0)
@@ -235,8 +268,12 @@ def _most_telling(errors: list[AsyncHubError]) -> AsyncHubError:
     return errors[0]
 
 
-def _hash_file(path: Any) -> tuple[str, int]:
-    return sha256_file(path), os.path.getsize(path)
+def _hash_file(path: Path) -> tuple[str, int] | None:
+    """Digest and size of a regular file at ``path`` (a link or FIFO: None)."""
+    try:
+        return sha256_file(path), os.lstat(path).st_size
+    except OSError:
+        return None
 
 
 def _seal(

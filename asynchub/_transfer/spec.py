@@ -38,6 +38,9 @@ class FileSpec:
             (the digest of what arrived is then reported in the result).
         size: Expected size in bytes, or None when unknown.
         label: Human name for progress and errors (usually the ``model_path``).
+        root: The cache (or mirror) root ``dest`` lies in: no folder between it
+            and ``dest`` may be a link (checked as the folder is opened). None:
+            only ``dest``'s own folder is trusted as given.
     """
 
     urls: tuple[str, ...]
@@ -45,6 +48,7 @@ class FileSpec:
     sha256: str | None = None
     size: int | None = None
     label: str = ""
+    root: Path | None = None
 
 
 @dataclass(frozen=True)

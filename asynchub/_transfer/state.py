@@ -31,6 +31,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .._safe_fs import Folder, NotRegularFileError
+from ..errors import CacheError
 from ._lockfile import TargetLock
 from .hashing import Assembler, Intervals
 
@@ -42,6 +44,7 @@ __all__ = (
     "TEMP_SUFFIXES",
     "Partial",
     "ResumeState",
+    "activity",
     "fsync_dir",
     "lock_path",
     "may_be_owned",
@@ -61,9 +64,11 @@ host, or named by an older version), is taken for an orphan."""
 STALE_FOREIGN_SECONDS = 600.0
 """A partial owned by another host is claimed only after this long untouched."""
 
+MAX_STATE_BYTES = 1024 * 1024
+"""A sidecar larger than this is damaged (or planted): never read into memory."""
+
 _HOST = socket.gethostname()
 _HOST_TAG = hashlib.sha256(_HOST.encode()).hexdigest()[:6]
-_BINARY = getattr(os, "O_BINARY", 0)  # Windows: no newline translation
 _LIVE_TOKENS: set[str] = set()
 
 
@@ -86,12 +91,12 @@ def lock_path(dest: Path) -> Path:
     return dest.with_name(dest.name + LOCK_SUFFIX)
 
 
-def _part(dest: Path, token: str) -> Path:
-    return dest.with_name(f"{dest.name}.{token}{PART_SUFFIX}")
+def _part(dest: Path, token: str) -> str:
+    return f"{dest.name}.{token}{PART_SUFFIX}"
 
 
-def _state(dest: Path, token: str) -> Path:
-    return dest.with_name(f"{dest.name}.{token}{STATE_SUFFIX}")
+def _state(dest: Path, token: str) -> str:
+    return f"{dest.name}.{token}{STATE_SUFFIX}"
 
 
 class Partial:
@@ -99,7 +104,9 @@ class Partial:
 
     Open with :meth:`begin` (lock, then :meth:`open`); then exactly one of
     :meth:`commit`, :meth:`keep` or :meth:`discard`, which also release the lock.
-    All methods do blocking I/O and run in worker threads.
+    All methods do blocking I/O and run in worker threads. Every name is used
+    relative to ``folder``, opened from the cache root without following links
+    (:mod:`asynchub._safe_fs`).
     """
 
     def __init__(
@@ -109,9 +116,11 @@ class Partial:
         state: ResumeState,
         fd: int,
         lock: TargetLock | None = None,
+        folder: Folder | None = None,
     ) -> None:
         self.dest, self.token, self.state, self.fd = dest, token, state, fd
         self.lock = lock
+        self.folder = folder if folder is not None else Folder.by_path(dest.parent)
         self.assembler = Assembler(fd, Intervals(state.done))
         self.resumed = self.assembler.covered()
         self.others_left = False  # leftovers of live owners: keep the lock file
@@ -121,28 +130,44 @@ class Partial:
 
     @property
     def part_path(self) -> Path:
-        return _part(self.dest, self.token)
+        return self.dest.with_name(_part(self.dest, self.token))
 
     @property
     def state_path(self) -> Path:
-        return _state(self.dest, self.token)
+        return self.dest.with_name(_state(self.dest, self.token))
 
     @classmethod
     def begin(
-        cls, dest: Path, urls: tuple[str, ...], sha256: str | None, size: int | None
+        cls,
+        dest: Path,
+        urls: tuple[str, ...],
+        sha256: str | None,
+        size: int | None,
+        root: Path | None = None,
+        *,
+        locked: bool = True,
     ) -> Partial | None:
-        """Lock ``dest`` and open its partial; None while another holds the lock."""
+        """Lock ``dest`` and open its partial; None while another holds the lock.
+
+        The folder is opened from ``root`` (default: ``dest``'s folder) without
+        following links, created as needed. ``locked=False`` skips the lock (a
+        waiter that gave up on a holder that makes no progress).
+        """
+        folder = Folder.open(root or dest.parent, dest.parent)
         try:
-            lock = TargetLock.acquire(lock_path(dest))
-        except FileNotFoundError:  # cheaper than a mkdir per file when it exists
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            lock = TargetLock.acquire(lock_path(dest))
-        if lock is None:
-            return None
-        try:
-            return cls.open(dest, urls, sha256, size, lock=lock)
+            name = lock_path(dest).name
+            lock = TargetLock.acquire_in(folder, name) if locked else None
+            if lock is None and locked:
+                folder.close()
+                return None
+            try:
+                return cls.open(dest, urls, sha256, size, lock=lock, folder=folder)
+            except BaseException:
+                if lock is not None:
+                    lock.release(remove=False)
+                raise
         except BaseException:
-            lock.release(remove=False)
+            folder.close()
             raise
 
     @classmethod
@@ -153,26 +178,37 @@ class Partial:
         sha256: str | None,
         size: int | None,
         lock: TargetLock | None = None,
+        folder: Folder | None = None,
     ) -> Partial:
         """Claim the best previous partial for ``dest`` that fits, else start empty.
 
-        With a ``lock`` that was just created, nobody left a partial: no scan.
+        With a ``lock`` that was just created, nobody left a partial: no scan. A
+        claimed part that is not a regular file with one link (a planted link,
+        hard link or FIFO) is removed, never opened.
         """
-        if lock is None:
-            dest.parent.mkdir(parents=True, exist_ok=True)
+        if folder is None:
+            folder = Folder.open(dest.parent, dest.parent)
         scan = lock is None or lock.existed
         claimed, others = (None, False)
         if scan:
-            claimed, others = _claim_previous(dest, urls, sha256, size)
+            claimed, others = _claim_previous(folder, dest, urls, sha256, size)
+        fd = -1
+        if claimed is not None:
+            token, state = claimed
+            try:
+                fd = folder.open_file(_part(dest, token), os.O_RDWR)
+            except (NotRegularFileError, FileNotFoundError):
+                folder.unlink(_part(dest, token))
+                folder.unlink(_state(dest, token))
+                claimed = None
+            else:
+                size_now = os.fstat(fd).st_size
+                state.done = Intervals(state.done).clip(size_now).as_list()
         if claimed is None:
             token, state = _new_token(), ResumeState(urls[0], sha256)
-            flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | _BINARY
-            fd = os.open(_part(dest, token), flags, 0o644)
-        else:
-            token, state = claimed
-            fd = os.open(_part(dest, token), os.O_RDWR | _BINARY)
-            state.done = Intervals(state.done).clip(os.fstat(fd).st_size).as_list()
-        partial = cls(dest, token, state, fd, lock)
+            flags = os.O_RDWR | os.O_CREAT | os.O_EXCL
+            fd = folder.open_file(_part(dest, token), flags, 0o644)
+        partial = cls(dest, token, state, fd, lock, folder)
         partial.others_left = others
         partial.saved = claimed is not None
         return partial
@@ -189,7 +225,7 @@ class Partial:
         with self._save_lock:
             self.state.done = self.assembler.snapshot()
             self.state.pid, self.state.host = os.getpid(), _HOST
-            _write_state(self.state_path, self.state)
+            _write_state(self.folder, _state(self.dest, self.token), self.state)
             self.saved = True
 
     def sync_data(self) -> None:
@@ -207,10 +243,31 @@ class Partial:
         os.ftruncate(self.fd, size)  # nothing beyond the verified bytes
         if fsync:
             os.fsync(self.fd)
-        self._close()
-        os.replace(self.part_path, self.dest)
+        ours = os.fstat(self.fd)
+        if os.name == "nt":  # Windows renames no open file; elsewhere the open fd
+            self._close()  # keeps our inode (and its number) from being reused
+        try:
+            self.folder.rename(_part(self.dest, self.token), self.dest.name)
+            self._check_final(ours)
+        finally:
+            self._close()
         self._remove_state()
         self._unlock(remove=not self.others_left)
+
+    def _check_final(self, ours: os.stat_result) -> None:
+        """The final name must hold the very file we wrote (not a swapped-in link)."""
+        try:
+            now = self.folder.lstat(self.dest.name)
+        except FileNotFoundError:
+            now = None
+        identity = None if now is None else (now.st_ino, now.st_dev, now.st_mode)
+        if identity != (ours.st_ino, ours.st_dev, ours.st_mode):
+            if now is not None:
+                self.folder.unlink(self.dest.name)
+            raise CacheError(
+                f"{self.dest} was replaced while it was being written",
+                hint="another process writes into the cache folder; keep it private",
+            )
 
     def keep(self) -> None:
         """Leave the partial, its sidecar and the lock file for a later run."""
@@ -222,7 +279,7 @@ class Partial:
     def discard(self) -> None:
         """Remove the partial and its sidecar."""
         self._close()
-        _unlink(self.part_path)
+        self.folder.unlink(_part(self.dest, self.token))
         self._remove_state()
         self._unlock(remove=not self.others_left)
 
@@ -234,15 +291,22 @@ class Partial:
 
     def _remove_state(self) -> None:
         if self.saved:
-            _unlink(self.state_path)
+            self.folder.unlink(_state(self.dest, self.token))
 
     def _unlock(self, *, remove: bool) -> None:
-        if self.lock is not None:
-            self.lock.release(remove=remove)
+        try:
+            if self.lock is not None:
+                self.lock.release(remove=remove)
+        finally:
+            self.folder.close()
 
 
 def _claim_previous(
-    dest: Path, urls: tuple[str, ...], sha256: str | None, size: int | None
+    folder: Folder,
+    dest: Path,
+    urls: tuple[str, ...],
+    sha256: str | None,
+    size: int | None,
 ) -> tuple[tuple[str, ResumeState] | None, bool]:
     """Claim every dead partial of ``dest``; keep the one that fits, remove the rest.
 
@@ -251,12 +315,12 @@ def _claim_previous(
     about a second of starting): nothing to resume, so it goes once its owner,
     named in its token, is gone (a live owner matters where locks do nothing).
     """
-    states, parts = _candidates(dest)
-    _remove_orphans(dest, parts, set(states))
+    states, parts = _candidates(folder, dest)
+    _remove_orphans(folder, dest, parts, set(states))
     best: tuple[str, ResumeState] | None = None
     others = False
-    for old in states:
-        claimed = _claim(dest, old)
+    for old in states:  # a finite listing: every candidate is tried once
+        claimed = _claim(folder, dest, old)
         if claimed is None:
             others = True
             continue
@@ -264,34 +328,35 @@ def _claim_previous(
         if best is None and _fits(state, urls, sha256, size):
             best = claimed
         else:
-            _unlink(_part(dest, token))
-            _unlink(_state(dest, token))
+            folder.unlink(_part(dest, token))
+            folder.unlink(_state(dest, token))
     return best, others
 
 
-def _candidates(dest: Path) -> tuple[list[str], list[tuple[float, str]]]:
+def _candidates(
+    folder: Folder, dest: Path
+) -> tuple[list[str], list[tuple[float, str]]]:
     """Tokens of ``dest``'s sidecars, newest first, and of its parts (with mtime)."""
     prefix = dest.name + "."
     states: list[tuple[float, str]] = []
     parts: list[tuple[float, str]] = []
     with contextlib.suppress(OSError):
-        for entry in os.scandir(dest.parent):
-            name = entry.name
+        for name in folder.names():
             if not name.startswith(prefix):
                 continue
             for suffix, found in ((STATE_SUFFIX, states), (PART_SUFFIX, parts)):
                 token = name[len(prefix) : -len(suffix)]
                 if name.endswith(suffix) and token and "." not in token:
-                    found.append((_mtime(entry.path), token))
+                    found.append((folder.mtime(name), token))
     return [token for _, token in sorted(states, reverse=True)], parts
 
 
 def _remove_orphans(
-    dest: Path, parts: list[tuple[float, str]], with_state: set[str]
+    folder: Folder, dest: Path, parts: list[tuple[float, str]], with_state: set[str]
 ) -> None:
     for mtime, token in parts:
         if token not in with_state and not _token_owner_alive(token, mtime):
-            _unlink(_part(dest, token))
+            folder.unlink(_part(dest, token))
 
 
 def _new_token() -> str:
@@ -318,28 +383,28 @@ def _token_pid(token: str) -> int | None:
     return int(pid, 16)
 
 
-def _claim(dest: Path, old: str) -> tuple[str, ResumeState] | None:
+def _claim(folder: Folder, dest: Path, old: str) -> tuple[str, ResumeState] | None:
     """Atomically rename a dead owner's state and part to a fresh token."""
-    state = _read_state(_state(dest, old))
-    if state is not None and _owner_alive(state, old, _state(dest, old)):
+    state = _read_state(folder, _state(dest, old))
+    if state is not None and _owner_alive(state, old, folder, _state(dest, old)):
         return None
     new = _new_token()
     try:
-        os.rename(_state(dest, old), _state(dest, new))
+        folder.rename(_state(dest, old), _state(dest, new))
     except FileNotFoundError:
         return None  # another process won
     try:
-        os.rename(_part(dest, old), _part(dest, new))
+        folder.rename(_part(dest, old), _part(dest, new))
     except FileNotFoundError:
-        _unlink(_state(dest, new))
+        folder.unlink(_state(dest, new))
         return None
-    state = _read_state(_state(dest, new))
+    state = _read_state(folder, _state(dest, new))
     return (new, state) if state is not None else (new, ResumeState("", None))
 
 
-def _owner_alive(state: ResumeState, token: str, path: Path) -> bool:
+def _owner_alive(state: ResumeState, token: str, folder: Folder, name: str) -> bool:
     if state.host != _HOST:
-        return time.time() - _mtime(str(path)) < STALE_FOREIGN_SECONDS
+        return time.time() - folder.mtime(name) < STALE_FOREIGN_SECONDS
     if state.pid == os.getpid():
         return token in _LIVE_TOKENS
     return _pid_alive(state.pid)
@@ -360,6 +425,18 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def activity(dest: Path) -> tuple[tuple[str, int, int], ...]:
+    """Sizes and mtimes of ``dest``'s temporary files: changes while a holder works."""
+    prefix, seen = dest.name + ".", []
+    with contextlib.suppress(OSError), os.scandir(dest.parent) as entries:
+        for entry in entries:
+            if entry.name.startswith(prefix) and entry.name.endswith(TEMP_SUFFIXES):
+                with contextlib.suppress(OSError):
+                    st = entry.stat(follow_symlinks=False)
+                    seen.append((entry.name, st.st_size, st.st_mtime_ns))
+    return tuple(sorted(seen))
+
+
 def may_be_owned(path: Path) -> bool:
     """Whether a live process may still own the part or sidecar ``path``.
 
@@ -371,15 +448,16 @@ def may_be_owned(path: Path) -> bool:
     suffix = PART_SUFFIX if name.endswith(PART_SUFFIX) else STATE_SUFFIX
     stem = name[: -len(suffix)]
     token = stem.rpartition(".")[2]
-    state_path = path.with_name(stem + STATE_SUFFIX)
-    state = _read_state(state_path)
+    folder = Folder.by_path(path.parent)
+    state_name = stem + STATE_SUFFIX
+    state = _read_state(folder, state_name)
     if state is not None:
         ours = state.host == _HOST and state.pid == os.getpid()
-        return ours or _owner_alive(state, token, state_path)
-    if state_path.exists():  # unreadable: being written, or damaged
-        return time.time() - _mtime(str(state_path)) < ORPHAN_GRACE
+        return ours or _owner_alive(state, token, folder, state_name)
+    if os.path.lexists(path.with_name(state_name)):  # being written, or damaged
+        return time.time() - folder.mtime(state_name) < ORPHAN_GRACE
     ours = _token_pid(token) == os.getpid()
-    return ours or _token_owner_alive(token, _mtime(str(path)))
+    return ours or _token_owner_alive(token, folder.mtime(name))
 
 
 def _fits(
@@ -390,31 +468,49 @@ def _fits(
     return size is None or state.total == size
 
 
-def _read_state(path: Path) -> ResumeState | None:
+def _read_state(folder: Folder, name: str) -> ResumeState | None:
+    """The sidecar ``name``, or None when it is missing, not a regular file, too
+    large, or any field has the wrong type (a damaged or planted sidecar)."""
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        fd = folder.open_file(name, os.O_RDONLY, writing=False)
+        with os.fdopen(fd, "rb") as file:
+            data = file.read(MAX_STATE_BYTES + 1)
+        if len(data) > MAX_STATE_BYTES:
+            return None
+        raw = json.loads(data.decode("utf-8"))
         raw["done"] = [(int(a), int(b)) for a, b in raw.get("done", [])]
-        return ResumeState(**raw)
-    except (OSError, ValueError, TypeError, KeyError):
+        state = ResumeState(**raw)
+    except (OSError, ValueError, TypeError, KeyError, RecursionError):
         return None
+    return state if _well_typed(state) else None
 
 
-def _write_state(path: Path, state: ResumeState) -> None:
-    tmp = path.with_name(path.name[: -len(STATE_SUFFIX)] + STATE_TMP_SUFFIX)
-    tmp.write_text(json.dumps(asdict(state)), encoding="utf-8")
-    os.replace(tmp, path)
+def _well_typed(state: ResumeState) -> bool:
+    """Every field has the type it is used as (a pid must be a positive int...)."""
+    optional_str = (state.sha256, state.etag, state.last_modified)
+    return (
+        isinstance(state.url, str)
+        and isinstance(state.host, str)
+        and all(v is None or isinstance(v, str) for v in optional_str)
+        and _is_int(state.pid)
+        and state.pid > 0
+        and (state.total is None or (_is_int(state.total) and state.total >= 0))
+        and all(0 <= a <= b for a, b in state.done)
+    )
 
 
-def _mtime(path: str) -> float:
-    try:
-        return os.stat(path).st_mtime
-    except OSError:
-        return 0.0
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _unlink(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
+def _write_state(folder: Folder, name: str, state: ResumeState) -> None:
+    tmp = name[: -len(STATE_SUFFIX)] + STATE_TMP_SUFFIX
+    folder.unlink(tmp)  # ours from an earlier save, or planted: never opened
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    fd = folder.open_file(tmp, flags, 0o644)
+    with os.fdopen(fd, "wb") as file:
+        file.write(json.dumps(asdict(state)).encode("utf-8"))
+    folder.rename(tmp, name)
 
 
 def fsync_dir(folder: Path) -> None:
