@@ -3,7 +3,9 @@
 Redirects are followed here, not by aiohttp, because aiohttp follows https→http
 downgrades. Rules: at most ``limits.max_redirects`` hops; only ``http``/``https``
 targets (never ``file:``); no https→http downgrade; ``Authorization``, ``Cookie`` and
-``Proxy-Authorization`` are dropped when the origin (scheme, host, port) changes.
+``Proxy-Authorization`` are dropped when the origin (scheme, host, port) changes;
+``~/.netrc`` credentials go only to the origin of the URL asked for (a redirect to
+another port of the same host gets none: any local user can listen on one).
 """
 
 from __future__ import annotations
@@ -96,9 +98,10 @@ class Http:
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """Open a GET of ``url`` after redirects; the caller checks the status."""
         current, sent = _check_scheme(URL(url), url), dict(headers or {})
+        origin = current.origin()
         for _ in range(self.max_redirects + 1):
             await self._wait_for_host(current)
-            response = await self._send(current, sent)
+            response = await self._send(current, sent, current.origin() == origin)
             self._note_pause(current, response)
             location = response.headers.get("Location")
             if response.status not in _REDIRECTS or not location:
@@ -131,9 +134,11 @@ class Http:
             origin = url.origin()
             self._paused[origin] = max(until, self._paused.get(origin, 0.0))
 
-    async def _send(self, url: URL, headers: dict[str, str]) -> aiohttp.ClientResponse:
+    async def _send(
+        self, url: URL, headers: dict[str, str], netrc: bool
+    ) -> aiohttp.ClientResponse:
         proxy, proxy_headers = self.env.proxy_for(url)
-        sent = self._with_netrc(url, headers)
+        sent = self._with_netrc(url, headers) if netrc else headers
         if proxy_headers and url.scheme == "http":  # no CONNECT: the proxy reads these
             sent = {**sent, **proxy_headers}
         try:
