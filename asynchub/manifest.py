@@ -4,7 +4,9 @@ Every entry of the official manifest parses; unknown keys (such as ``extra_ports
 are kept. A malformed entry raises :class:`~asynchub.errors.ManifestParseError`
 naming the entry and field, and any ``model_path`` that could leave the cache or
 mirror folder raises :class:`~asynchub.errors.UnsafePathError` before anything
-touches the disk or builds a URL.
+touches the disk or builds a URL. Sizes (``model_bytes``, ``model_with_data_bytes``)
+are integers from 0 to :data:`MAX_FILE_BYTES` (1 TiB); a larger claim is a
+ManifestParseError naming the entry.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Annotated, Any
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -33,6 +36,7 @@ from .errors import (
 )
 
 __all__ = (
+    "MAX_FILE_BYTES",
     "IoPort",
     "IoPorts",
     "Manifest",
@@ -46,6 +50,8 @@ _DRIVE = re.compile(r"^[A-Za-z]:")
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 _VERSION = re.compile(r"^\d+(\.\d+){0,3}$")
 _MAX_PATH = 1024
+MAX_FILE_BYTES = 2**40
+"""The largest size (1 TiB) a manifest may claim for one file."""
 _MAX_SEGMENT = 255
 
 
@@ -118,7 +124,35 @@ def _tarball(value: str) -> str:
     return value
 
 
+def _size_not_bool(value: object) -> object:
+    if isinstance(value, bool):  # JSON true would otherwise become 1 byte
+        raise ValueError("must be an integer, not a boolean")
+    return value
+
+
+def _bounded_size(value: int) -> int:
+    if value < 0:
+        raise ValueError("must not be negative")
+    if value > MAX_FILE_BYTES:
+        raise ValueError(
+            f"claims {_digits(value)} bytes, more than asynchub's maximum of "
+            f"1 TiB ({MAX_FILE_BYTES} bytes) per file"
+        )
+    return value
+
+
+def _digits(value: int) -> str:
+    """A huge number shortened for a message (10**400 has 401 digits)."""
+    text = str(value) if value.bit_length() < 4000 else "a 1000+ digit number of"
+    return text if len(text) <= 24 else f"{text[:6]}...({len(text)} digits)"
+
+
 SafePath = Annotated[str, AfterValidator(_safe_path)]
+FileSize = Annotated[
+    int, BeforeValidator(_size_not_bool), AfterValidator(_bounded_size)
+]
+"""A file size from a manifest: 0 to :data:`MAX_FILE_BYTES` (1 TiB), so no size a
+manifest claims can make asynchub plan, allocate or format something huge."""
 TarballPath = Annotated[str, AfterValidator(_safe_path), AfterValidator(_tarball)]
 Sha256 = Annotated[str, AfterValidator(_sha)]
 
@@ -144,12 +178,12 @@ class Metadata(_Open):
     """The ``metadata`` object of an entry; every field is optional, extras kept."""
 
     model_sha: Sha256 | None = None
-    model_bytes: int | None = Field(default=None, ge=0)
+    model_bytes: FileSize | None = None
     tags: list[str] = Field(default_factory=list)
     io_ports: IoPorts | None = None
     model_with_data_path: TarballPath | None = None
     model_with_data_sha: Sha256 | None = None
-    model_with_data_bytes: int | None = Field(default=None, ge=0)
+    model_with_data_bytes: FileSize | None = None
 
 
 class ManifestEntry(_Open):

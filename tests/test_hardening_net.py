@@ -8,12 +8,19 @@ and after its fix.
 
 from __future__ import annotations
 
+import json
+import os
 import random
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
 
 from asynchub import AsyncHub
+from asynchub.errors import ManifestParseError
+from asynchub.manifest import MAX_FILE_BYTES, Manifest
 
 from .fault_servers import (
     FaultServer,
@@ -76,3 +83,126 @@ async def test_netrc_credentials_come_back_when_a_redirect_returns_to_origin(
         await _download(home, clean_env)
         assert other.log("/hop")[0].header("authorization") is None
         assert home.log("/back/a.onnx")[0].header("authorization") is not None
+
+
+# item 3: sizes claimed by the manifest or the server ---------------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _run(args: list[str], **env: str) -> subprocess.CompletedProcess[str]:
+    """Run ``python args...`` from the repo root with ``env`` added."""
+    full = {**os.environ, **env, "PYTHONPATH": str(REPO)}
+    return subprocess.run(
+        [sys.executable, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+        env=full,
+    )
+
+
+def _cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return _run(["-m", "asynchub", *args], **env)
+
+
+@pytest.mark.parametrize("field", ["model_bytes", "model_with_data_bytes"])
+@pytest.mark.parametrize("value", [10**400, MAX_FILE_BYTES + 1, 10**14])
+def test_manifest_sizes_are_bounded_and_name_the_entry(field: str, value: int) -> None:
+    item = entry("huge", "a/huge.onnx", DATA, metadata={field: value})
+    if field == "model_with_data_bytes":
+        item["metadata"]["model_with_data_path"] = "a/huge.tar.gz"
+    text = json.dumps([entry("ok", "a/ok.onnx", DATA), item])
+    with pytest.raises(ManifestParseError, match=rf"'huge'.*{field}.*1 TiB"):
+        Manifest.parse(text)
+
+
+def test_manifest_size_at_the_maximum_is_accepted() -> None:
+    item = entry("big", "a/big.onnx", DATA, metadata={"model_bytes": MAX_FILE_BYTES})
+    (parsed,) = Manifest.parse(json.dumps([item]))
+    assert parsed.metadata.model_bytes == MAX_FILE_BYTES
+
+
+@pytest.mark.parametrize("command", ["list", "mirror"])
+def test_cli_huge_size_is_a_clear_error_not_overflow(
+    command: str, clean_env: Path, tmp_path: Path
+) -> None:
+    with FaultServer() as server:
+        item = entry("a", PATH, DATA, metadata={"model_bytes": 10**400})
+        repo = server.hub({PATH: DATA}, entries=[item])
+        args = [command, "--repo", repo]
+        if command == "mirror":
+            args.append(str(tmp_path / "out"))
+        done = _cli(*args, ONNX_HOME=str(clean_env.parent))
+    assert done.returncode != 0
+    assert "OverflowError" not in done.stderr and "Traceback" not in done.stderr
+    assert "model_bytes" in done.stderr and "1 TiB" in done.stderr
+
+
+_CLAIM_SCRIPT = textwrap.dedent(
+    """
+    import asyncio, resource, sys, time
+    from pathlib import Path
+    from asynchub._transfer import Engine, FileSpec
+    from asynchub.errors import AsyncHubError
+    from tests.fault_servers import FaultServer, fast_config, serve
+
+    CLAIM = int(sys.argv[2])
+    DATA = bytes(50_000)
+
+    async def lying(ctx):  # a 206 whose Content-Range claims a CLAIM-byte file
+        await ctx.head(206, {"Content-Range": f"bytes 0-16777215/{CLAIM}",
+                             "Content-Length": "16777216", "ETag": '"v1"'})
+        await ctx.body(DATA)
+
+    def rss() -> int:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+
+    async def main(mode: str, cache: Path) -> None:
+        with FaultServer() as srv:
+            srv.route("/f", lying if mode == "server" else serve(DATA))
+            config = fast_config(cache)
+            async with Engine(config) as engine:
+                base, start = rss(), time.monotonic()
+                spec = FileSpec((srv.url("/f"),), cache / "f.bin", None, CLAIM)
+                try:
+                    await engine.fetch(spec)
+                except AsyncHubError as err:
+                    print("ERR", type(err).__name__)
+                print("MIB", rss() - base, "S", round(time.monotonic() - start, 2))
+
+    asyncio.run(main(sys.argv[1], Path(sys.argv[3])))
+    """
+)
+
+
+@pytest.mark.parametrize("mode", ["manifest", "server"])
+def test_claimed_size_does_not_allocate(mode: str, tmp_path: Path) -> None:
+    """A 10**14-byte claim (by the caller's spec, or by the server's Content-Range)
+    on a 50 KB file: memory and time do not depend on it (before: 915 MiB)."""
+    claim = str(10**14)
+    done = _run(["-c", _CLAIM_SCRIPT, mode, claim, str(tmp_path)])
+    assert done.returncode == 0, done.stderr
+    words = done.stdout.split()
+    assert words[0] == "ERR", done.stdout
+    grew, seconds = int(words[words.index("MIB") + 1]), float(words[-1])
+    assert grew < 40, done.stdout
+    assert seconds < 20, done.stdout
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_lazy_parts_cut_exactly_like_the_eager_plan(seed: int) -> None:
+    from asynchub._transfer._download import Parts, _count_parts, _split_ranges
+
+    rng = random.Random(seed)
+    edges = sorted(rng.sample(range(1, 10_000), 2 * rng.randint(0, 6)))
+    gaps = list(zip(edges[::2], edges[1::2], strict=True))
+    part = rng.randint(1, 700)
+    parts = Parts(part)
+    parts.extend(gaps)
+    got = []
+    while (seg := parts.pop()) is not None:
+        got.append((seg.start, seg.end))
+    assert got == _split_ranges(gaps, part)
+    assert _count_parts(gaps, part) == len(got)
