@@ -14,6 +14,7 @@ import random
 import subprocess
 import sys
 import textwrap
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -206,3 +207,158 @@ def test_lazy_parts_cut_exactly_like_the_eager_plan(seed: int) -> None:
         got.append((seg.start, seg.end))
     assert got == _split_ranges(gaps, part)
     assert _count_parts(gaps, part) == len(got)
+
+
+# item 4: asynchub serve's If-Range and Range edge cases ------------------------------
+
+SERVED = bytes(range(256)) * 40  # 10240 bytes
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Path:
+    root = tmp_path / "served"
+    root.mkdir()
+    (root / "m.onnx").write_bytes(SERVED)
+    old = 1_600_000_000  # Last-Modified well in the past: a strong-ish date
+    os.utime(root / "m.onnx", (old, old))
+    (root / "ONNX_HUB_MANIFEST.json").write_text("[]")
+    return root
+
+
+async def _ask(
+    url: str, headers: dict[str, str], method: str = "GET"
+) -> tuple[int, Mapping[str, str], bytes]:
+    import aiohttp
+
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(method, url, headers=headers) as response,
+    ):
+        body = await response.read()
+        return response.status, response.headers.copy(), body
+
+
+async def _validators(url: str) -> tuple[str, str]:
+    _, headers, _ = await _ask(url, {})
+    return headers["ETag"], headers["Last-Modified"]
+
+
+_RANGE = "bytes=100-199"
+
+
+@pytest.mark.parametrize(
+    ("if_range", "expect"),
+    [
+        ("{etag}", 206),  # the current strong ETag
+        ('"0-0"', 200),  # another (older) ETag
+        ("W/{etag}", 200),  # weak: never for If-Range
+        ("garbage", 200),
+        ("{lm}", 206),  # exactly the Last-Modified date
+        ("Wed, 21 Oct 2099 07:28:00 GMT", 200),  # later date: not an exact match
+        ("Sun, 06 Nov 1994 08:49:37 GMT", 200),  # earlier date
+    ],
+)
+async def test_serve_if_range_follows_rfc9110(
+    served: Path, if_range: str, expect: int
+) -> None:
+    from asynchub._serve import serving
+
+    async with serving(served) as base:
+        url = base + "m.onnx"
+        etag, lm = await _validators(url)
+        value = if_range.format(etag=etag, lm=lm)
+        status, headers, body = await _ask(url, {"Range": _RANGE, "If-Range": value})
+    assert status == expect
+    if expect == 206:
+        assert body == SERVED[100:200]
+        assert headers["Content-Range"] == f"bytes 100-199/{len(SERVED)}"
+    else:
+        assert body == SERVED and "Content-Range" not in headers
+
+
+@pytest.mark.parametrize(
+    ("range_value", "expect", "body"),
+    [
+        ("bytes=-0", 416, b""),
+        ("bytes=0-9,20-29", 200, SERVED),  # several ranges: the whole file
+        ("items=0-9", 200, SERVED),  # unknown unit: ignored
+        ("bytes=9-3", 200, SERVED),  # invalid spec: ignored (RFC 9110 §14.2)
+        ("bytes=" + "9" * 5000 + "-", 200, SERVED),  # no int() of 5000 digits
+        ("bytes=-100", 206, SERVED[-100:]),
+        ("BYTES=10-19", 206, SERVED[10:20]),  # the unit is case-insensitive
+        (f"bytes={len(SERVED)}-", 416, b""),
+    ],
+)
+async def test_serve_range_edge_cases(
+    served: Path, range_value: str, expect: int, body: bytes
+) -> None:
+    from asynchub._serve import serving
+
+    async with serving(served) as base:
+        status, headers, got = await _ask(base + "m.onnx", {"Range": range_value})
+    assert (status, got) == (expect, body)
+    if expect == 416:
+        assert headers["Content-Range"] == f"bytes */{len(SERVED)}"
+
+
+async def test_serve_head_with_range_has_the_headers_of_the_200(served: Path) -> None:
+    from asynchub._serve import serving
+
+    async with serving(served) as base:
+        url = base + "m.onnx"
+        plain = await _ask(url, {}, "HEAD")
+        ranged = await _ask(url, {"Range": "bytes=0-9"}, "HEAD")
+    assert ranged[0] == plain[0] == 200
+    assert ranged[1]["Content-Length"] == str(len(SERVED))
+    assert "Content-Range" not in ranged[1]
+
+
+def test_serve_with_curl_never_splices_after_the_file_changed(
+    served: Path, tmp_path: Path
+) -> None:
+    """curl resumes with the old ETag after the file changed: it must get the new
+    file whole (200), not a 206 tail of the new content after its old head."""
+    import shutil
+
+    curl = shutil.which("curl")
+    if curl is None:
+        pytest.skip("curl is not installed")
+    import anyio
+
+    from asynchub._serve import serving
+
+    async def main() -> tuple[str, str]:
+        async with serving(served) as base:
+            url = base + "m.onnx"
+            etag, _ = await _validators(url)
+            (served / "m.onnx").write_bytes(b"N" * len(SERVED))  # a new version
+            out = tmp_path / "curl.out"
+
+            def run() -> str:
+                done = subprocess.run(
+                    [
+                        curl,
+                        "-s",
+                        "-o",
+                        str(out),
+                        "-w",
+                        "%{http_code}",
+                        "-H",
+                        "Range: bytes=100-",
+                        "-H",
+                        f"If-Range: {etag}",
+                        url,
+                    ],
+                    capture_output=True,
+                    text=True,
+                    timeout=30,
+                    check=True,
+                )
+                return done.stdout
+
+            code = await anyio.to_thread.run_sync(run)
+            return code, out.read_bytes().decode()
+
+    code, body = anyio.run(main)
+    assert code == "200"
+    assert body == "N" * len(SERVED)
