@@ -24,6 +24,7 @@ from asynchub.errors import ManifestParseError
 from asynchub.manifest import MAX_FILE_BYTES, Manifest
 
 from .fault_servers import (
+    Ctx,
     FaultServer,
     entry,
     fast_config,
@@ -362,3 +363,128 @@ def test_serve_with_curl_never_splices_after_the_file_changed(
     code, body = anyio.run(main)
     assert code == "200"
     assert body == "N" * len(SERVED)
+
+
+# item 5: terminal injection through manifest and network text -----------------------
+
+_HOSTILE = [
+    "evil[/bar]",
+    "[link=file:///etc/passwd]click[/link]",
+    "\x1b]0;pwned\x07\x1b[2J",
+    "\u202eevil-bidi",
+    "\x9b31mc1",
+    ":warning:",
+    "[bold red]loud",
+]
+_RAW_CONTROL = ("\x1b]", "\x1b[2J", "\x07", "\u202e", "\x9b", "\x1b]8;")
+
+
+def _assert_inert(text: str) -> None:
+    for bad in _RAW_CONTROL:
+        assert bad not in text, (bad, text)
+    assert "⚠" not in text  # rich emoji codes are text too
+
+
+def _hostile_hub(server: FaultServer, **meta: object) -> str:
+    ports = {"inputs": [{"name": "x\x1b[2J[/x]", "type": "t\u202e", "shape": [1]}]}
+    item = entry("a", PATH, DATA, metadata={"tags": _HOSTILE, "io_ports": ports})
+    return server.hub({PATH: DATA}, entries=[item])
+
+
+@pytest.mark.parametrize("color", ["", "1"])
+@pytest.mark.parametrize("command", ["list", "info"])
+def test_cli_renders_manifest_text_as_inert_plain_text(
+    command: str, color: str, clean_env: Path
+) -> None:
+    """Markup, emoji codes, OSC/CSI sequences, C1 and BIDI controls in tags and io
+    port names are printed as visible text (before: ``evil[/bar]`` exited 1 with
+    MarkupError; with a forced terminal the link became a hyperlink)."""
+    with FaultServer() as server:
+        repo = _hostile_hub(server)
+        args = [command, "--repo", repo] + (["a"] if command == "info" else [])
+        env = {"ONNX_HOME": str(clean_env.parent)}
+        if color:
+            env["FORCE_COLOR"] = "1"
+        done = _cli(*args, **env)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout + done.stderr
+    _assert_inert(out)
+    if command == "list":
+        assert "evil[/bar]" in out and "[link=file:///etc/passwd]click" in out
+        assert "\\x1b]0;pwned" in out and "\\u202e" in out and ":warning:" in out
+    else:
+        assert "x\\x1b[2J[/x]" in out
+
+
+def test_cli_refuses_a_model_name_outside_the_rule(clean_env: Path) -> None:
+    with FaultServer() as server:
+        item = entry("evil\x1b]0;pwned\x07[/bar]", PATH, DATA)
+        repo = server.hub({PATH: DATA}, entries=[item])
+        done = _cli("list", "--repo", repo, ONNX_HOME=str(clean_env.parent))
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr and "MarkupError" not in done.stderr
+    assert "model name" in done.stderr
+    _assert_inert(done.stdout + done.stderr)
+
+
+async def _hostile_reason(ctx: Ctx) -> None:
+    ctx.log.status = 403
+    ctx.writer.write(
+        b"HTTP/1.1 403 \x1b]0;pwned\x07\x1b[2J[/x]\xc2\x9b\r\n"
+        b"Content-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    await ctx.writer.drain()
+
+
+def test_cli_escapes_text_the_server_sends_in_errors(clean_env: Path) -> None:
+    """A reason phrase is network text too: it reaches the error line escaped."""
+    hostile = _hostile_reason
+    with FaultServer() as server:
+        repo = server.hub({PATH: DATA})
+        server.route(ROUTE, hostile)
+        done = _cli(
+            "download", "a", "--yes", "--repo", repo, ONNX_HOME=str(clean_env.parent)
+        )
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr
+    assert "\\x1b]0;pwned" in done.stderr
+    _assert_inert(done.stdout + done.stderr)
+
+
+@pytest.mark.parametrize(
+    "manifest",
+    [
+        "/work/shared/data/onnx_hub_manifest.json",
+        "asynchub/data/ONNX_HUB_MANIFEST.json",
+    ],
+)
+def test_every_real_model_name_follows_the_rule(manifest: str) -> None:
+    path = REPO / manifest if not manifest.startswith("/") else Path(manifest)
+    if not path.is_file():
+        pytest.skip(f"{path} is not on this machine")
+    parsed = Manifest.parse(path.read_bytes())
+    assert len(parsed) >= 184
+
+
+def test_mirror_report_and_progress_lines_stay_inert(
+    clean_env: Path, tmp_path: Path
+) -> None:
+    with FaultServer() as server:
+        repo = server.hub({PATH: DATA})
+        server.route(ROUTE, _hostile_reason)
+        report = tmp_path / "report.json"
+        done = _cli(
+            "mirror",
+            str(tmp_path / "out"),
+            "--yes",
+            "--repo",
+            repo,
+            "--report",
+            str(report),
+            ONNX_HOME=str(clean_env.parent),
+        )
+    assert done.returncode != 0
+    _assert_inert(done.stdout + done.stderr)
+    text = report.read_bytes().decode("utf-8")
+    _assert_inert(text)
+    assert "pwned" in text and json.loads(text)["failed"]
