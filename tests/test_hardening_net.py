@@ -488,3 +488,372 @@ def test_mirror_report_and_progress_lines_stay_inert(
     text = report.read_bytes().decode("utf-8")
     _assert_inert(text)
     assert "pwned" in text and json.loads(text)["failed"]
+
+
+# item 8: a black-holed network fails in a bounded time, and says what it waits for ---
+
+
+class BlackHole:
+    """A port on 127.0.0.1 that never answers HTTP.
+
+    ``silent``: listens (backlog 64) and never accepts: the kernel completes the
+    handshake, the request is sent, and no byte ever comes back.
+    ``dropping``: listens with backlog 0 and its queue filled by one connection of
+    our own, so the kernel drops every further SYN: connecting never finishes.
+    """
+
+    def __init__(self, kind: str) -> None:
+        import socket
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(0 if kind == "dropping" else 64)
+        self.port = self.sock.getsockname()[1]
+        self.filler: socket.socket | None = None
+        if kind == "dropping":
+            self.filler = socket.create_connection(("127.0.0.1", self.port), 2)
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        if self.filler is not None:
+            self.filler.close()
+        self.sock.close()
+
+
+@pytest.fixture(params=["silent", "dropping"])
+def black_hole(request: pytest.FixtureRequest) -> object:
+    hole = BlackHole(request.param)
+    yield hole
+    hole.close()
+
+
+def _deadline_config(cache: Path, **timeouts: float) -> object:
+    from asynchub.config import RetryPolicy, Timeouts
+
+    values = {"connect": 0.3, "read": 0.3, "first_byte": 1.5, "notice": 0.4}
+    values.update(timeouts)
+    return fast_config(
+        cache,
+        timeouts=Timeouts(**values),
+        retry=RetryPolicy(attempts=1000, backoff_base=0.05, backoff_max=0.1),
+    )
+
+
+async def test_a_file_from_a_black_hole_fails_within_the_first_byte_deadline(
+    black_hole: BlackHole, clean_env: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """1000 attempts allowed, yet the file fails when its first-byte deadline
+    (1.5 s) passes, with 'still waiting' warnings every 0.4 s meanwhile."""
+    import logging
+    import time
+
+    from asynchub._transfer import Engine, FileSpec
+    from asynchub.errors import TransferTimeoutError
+
+    spec = FileSpec((f"{black_hole.base}/a.onnx",), clean_env / "a.onnx", label="a")
+    caplog.set_level(logging.WARNING, "asynchub")
+    start = time.monotonic()
+    async with Engine(_deadline_config(clean_env)) as engine:  # type: ignore[arg-type]
+        with pytest.raises(TransferTimeoutError, match=r"first byte.*1\.5 s") as err:
+            await engine.fetch(spec)
+    elapsed = time.monotonic() - start
+    assert 1.4 <= elapsed < 3.0
+    assert "ASYNCHUB_FIRST_BYTE_TIMEOUT" in (err.value.hint or "")
+    notes = [
+        r.getMessage() for r in caplog.records if "still waiting" in r.getMessage()
+    ]
+    assert 2 <= len(notes) <= 5
+    assert f"127.0.0.1:{black_hole.port}" in notes[0] and "'a'" in notes[0]
+
+
+async def test_a_manifest_from_a_black_hole_fails_within_the_deadline(
+    black_hole: BlackHole, clean_env: Path
+) -> None:
+    import time
+
+    from asynchub.errors import AsyncHubError
+
+    start = time.monotonic()
+    async with AsyncHub(_deadline_config(clean_env)) as hub:  # type: ignore[arg-type]
+        with pytest.raises(AsyncHubError):
+            await hub.list_models(repo=black_hole.base + "/hub/")
+    assert time.monotonic() - start < 3.0
+
+
+async def test_retry_budget_in_time_stops_a_stream_of_failures(
+    clean_env: Path,
+) -> None:
+    """A server that answers 503 at once, forever: 1000 attempts are allowed, the
+    time budget (1 s) stops it."""
+    import time
+
+    from asynchub._transfer import Engine, FileSpec
+    from asynchub.config import RetryPolicy
+    from asynchub.errors import HTTPStatusError
+
+    from .fault_servers import status
+
+    with FaultServer() as server:
+        server.route("/a.onnx", status(503))
+        spec = FileSpec((server.url("/a.onnx"),), clean_env / "a.onnx")
+        retry = RetryPolicy(
+            attempts=1000, backoff_base=0.05, backoff_max=0.05, budget=1.0
+        )
+        start = time.monotonic()
+        async with Engine(fast_config(clean_env, retry=retry)) as engine:
+            with pytest.raises(HTTPStatusError):
+                await engine.fetch(spec)
+        elapsed = time.monotonic() - start
+    assert 0.9 <= elapsed < 2.5
+    assert 5 < len(server.requests) < 200
+
+
+async def test_connect_timeout_hint_names_the_connect_setting(clean_env: Path) -> None:
+    from asynchub._transfer import Engine, FileSpec
+    from asynchub.config import RetryPolicy
+    from asynchub.errors import TransferTimeoutError
+
+    hole = BlackHole("dropping")
+    try:
+        spec = FileSpec((f"{hole.base}/a.onnx",), clean_env / "a.onnx")
+        config = fast_config(clean_env, retry=RetryPolicy(attempts=1))
+        config = config.model_copy(
+            update={"timeouts": config.timeouts.model_copy(update={"connect": 0.3})}
+        )
+        async with Engine(config) as engine:
+            with pytest.raises(TransferTimeoutError, match="connect") as err:
+                await engine.fetch(spec)
+    finally:
+        hole.close()
+    assert "ASYNCHUB_CONNECT_TIMEOUT" in (err.value.hint or "")
+    assert "ASYNCHUB_READ_TIMEOUT" not in (err.value.hint or "")
+
+
+def test_hub_load_on_a_black_holed_network_is_bounded(
+    black_hole: BlackHole, clean_env: Path
+) -> None:
+    """The issue's case through the public API in a subprocess: every endpoint is
+    a black hole; ``hub.load('mnist')`` fails within the configured bound and the
+    CLI-less caller still sees the 'still waiting' warnings on stderr."""
+    import time
+
+    env = {
+        "ONNX_HOME": str(clean_env.parent),
+        "ASYNCHUB_CONNECT_TIMEOUT": "0.3",
+        "ASYNCHUB_READ_TIMEOUT": "0.3",
+        "ASYNCHUB_FIRST_BYTE_TIMEOUT": "1.5",
+        "ASYNCHUB_RETRY_BUDGET": "1.0",
+    }
+    for name in ("GITHUB_RAW", "GITHUB_MEDIA", "HF_ENDPOINT", "GITHUB_API"):
+        env[f"ASYNCHUB_{name}"] = black_hole.base
+    code = (
+        "import logging; logging.basicConfig()\n"
+        "from asynchub import hub\n"
+        "try:\n    hub.load('mnist')\n"
+        "except Exception as e:\n    print('ERR', type(e).__name__, e)\n"
+    )
+    start = time.monotonic()
+    done = _run(["-c", code], **env)
+    elapsed = time.monotonic() - start
+    assert "ERR" in done.stdout, done.stdout + done.stderr
+    assert elapsed < 12, (elapsed, done.stdout, done.stderr)
+    assert "still waiting" in done.stderr
+
+
+# item 9: offline mode: zero requests from every public function and CLI command ---
+
+
+def _offline_hub(server: FaultServer, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A hub with a model and test data; every endpoint points at ``server`` so
+    any request, for the official zoo too, is counted there."""
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        info = tarfile.TarInfo("a/model.onnx")
+        info.size = len(DATA)
+        tar.addfile(info, io.BytesIO(DATA))
+    tarball = buf.getvalue()
+    tar_path = "vision/tiny/a.tar.gz"
+    meta = {
+        "model_with_data_path": tar_path,
+        "model_with_data_sha": __import__("hashlib").sha256(tarball).hexdigest(),
+        "model_with_data_bytes": len(tarball),
+    }
+    item = entry("a", PATH, DATA, metadata=meta)
+    repo = server.hub({PATH: DATA, tar_path: tarball}, entries=[item])
+    for name in ("GITHUB_RAW", "GITHUB_MEDIA", "HF_ENDPOINT", "GITHUB_API"):
+        monkeypatch.setenv(f"ASYNCHUB_{name}", server.base)
+    return repo
+
+
+def _offline_calls(repo: str, dest: Path) -> dict[str, object]:
+    """Every public network-capable call, by name, as a zero-argument callable."""
+    from asynchub import hub
+    from asynchub.mirror import download, mirror
+
+    return {
+        "hub.list_models": lambda: hub.list_models(repo),
+        "hub.list_models(official)": lambda: hub.list_models(),
+        "hub.get_model_info": lambda: hub.get_model_info("a", repo),
+        "hub.load": lambda: hub.load("a", repo, silent=True),
+        "hub.load(official)": lambda: hub.load("mnist"),
+        "hub.download_model_with_test_data": lambda: hub.download_model_with_test_data(
+            "a", repo, silent=True
+        ),
+        "hub.load_composite_model": lambda: hub.load_composite_model(
+            "a", "a", network_repo=repo, preprocessing_repo=repo, silent=True
+        ),
+        "mirror.mirror": lambda: mirror(dest, repo, silent=True),
+        "mirror.mirror(official)": lambda: mirror(dest / "o", latest_only=True),
+        "mirror.download": lambda: download(repo, silent=True),
+        "mirror.download(official)": lambda: download(models=["mnist"]),
+    }
+
+
+async def _async_calls(repo: str, dest: Path) -> dict[str, object]:
+    """AsyncHub's methods and the engine itself, as coroutine factories."""
+    from asynchub._transfer import Engine, FileSpec
+    from asynchub.config import HubConfig
+
+    config = HubConfig.from_env()
+
+    async def on_hub(method: str, *args: object, **kwargs: object) -> object:
+        async with AsyncHub(config) as client:
+            return await getattr(client, method)(*args, **kwargs)
+
+    async def engine_fetch() -> object:
+        async with Engine(config) as engine:
+            return await engine.fetch(FileSpec((repo + PATH,), dest / "x.onnx"))
+
+    async def engine_get() -> object:
+        async with Engine(config) as engine:
+            return await engine.get_bytes(repo + "ONNX_HUB_MANIFEST.json")
+
+    return {
+        "AsyncHub.manifest": lambda: on_hub("manifest", repo),
+        "AsyncHub.resolve": lambda: on_hub("resolve", repo),
+        "AsyncHub.list_models": lambda: on_hub("list_models", repo),
+        "AsyncHub.get_model_info": lambda: on_hub("get_model_info", "a", repo),
+        "AsyncHub.download_model": lambda: on_hub(
+            "download_model", "a", repo, silent=True
+        ),
+        "AsyncHub.load": lambda: on_hub("load", "a", repo, silent=True),
+        "AsyncHub.download_model_with_test_data": lambda: on_hub(
+            "download_model_with_test_data", "a", repo, silent=True
+        ),
+        "AsyncHub.load_composite_model": lambda: on_hub(
+            "load_composite_model", "a", "a", repo, repo, silent=True
+        ),
+        "Engine.fetch": engine_fetch,
+        "Engine.get_bytes": engine_get,
+    }
+
+
+def _kind(err: BaseException) -> str:
+    """The asynchub error's class name; a task group's group (the composite
+    loader runs two loads at once) is unwrapped to its first error."""
+    from asynchub.errors import AsyncHubError
+
+    while (inner := getattr(err, "exceptions", None)) is not None:
+        err = inner[0]
+    assert isinstance(err, AsyncHubError), repr(err)
+    return type(err).__name__
+
+
+def test_offline_mode_sends_zero_requests_from_every_public_function(
+    clean_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The manifest is cached online once; then with ASYNCHUB_OFFLINE=1 every call
+    either answers from the cache/shipped copy or fails clearly, and the counting
+    server sees not one request (before: download and mirror fetched files)."""
+    import anyio
+
+    from asynchub import _defaults, hub
+
+    with FaultServer() as server:
+        repo = _offline_hub(server, monkeypatch)
+        hub.list_models(repo)  # online: caches the manifest
+        assert server.requests
+        server.requests.clear()
+        monkeypatch.setenv("ASYNCHUB_OFFLINE", "1")
+        _defaults.reset()
+        outcomes: dict[str, str] = {}
+        for name, call in _offline_calls(repo, tmp_path / "m").items():
+            try:
+                call()  # type: ignore[operator]
+                outcomes[name] = "ok"
+            except Exception as err:  # noqa: BLE001 - classified below
+                outcomes[name] = _kind(err)
+            assert server.requests == [], (name, server.requests[:1])
+
+        async def run_async() -> None:
+            for name, make in (await _async_calls(repo, tmp_path)).items():
+                try:
+                    await make()  # type: ignore[operator]
+                    outcomes[name] = "ok"
+                except Exception as err:  # noqa: BLE001 - classified below
+                    outcomes[name] = _kind(err)
+                assert server.requests == [], (name, server.requests[:1])
+
+        anyio.run(run_async)
+        _defaults.reset()
+    assert len(outcomes) == 21
+    assert outcomes["hub.list_models"] == "ok"  # the cached manifest
+    assert outcomes["hub.load"] == "OfflineCacheMissError"
+    assert outcomes["Engine.fetch"] == "OfflineCacheMissError"
+    assert outcomes["mirror.mirror"] in ("MirrorError", "ok")
+
+
+_OFFLINE_COMMANDS = {
+    "list": ["list", "--repo", "{repo}"],
+    "list(official)": ["list"],
+    "info": ["info", "a", "--repo", "{repo}"],
+    "download": ["download", "a", "--yes", "--repo", "{repo}"],
+    "download(official)": ["download", "mnist"],
+    "download --all --with-data": [
+        "download",
+        "--all",
+        "--with-data",
+        "--yes",
+        "--repo",
+        "{repo}",
+    ],
+    "mirror": ["mirror", "{dest}", "--yes", "--repo", "{repo}"],
+    "mirror(official)": ["mirror", "{dest}/o", "--latest-only"],
+    "cache ls": ["cache", "ls"],
+    "cache verify": ["cache", "verify"],
+    "cache prune": ["cache", "prune"],
+    "cache du": ["cache", "du"],
+    "trust list": ["trust", "list"],
+}
+
+
+def test_offline_mode_sends_zero_requests_from_every_cli_command(
+    clean_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``serve`` and ``demo`` are left out: one is a server, the other runs its own
+    hub on 127.0.0.1 with its own settings by design; ``manifest build`` reads a
+    local folder only."""
+    from asynchub import _defaults, hub
+
+    with FaultServer() as server:
+        repo = _offline_hub(server, monkeypatch)
+        hub.list_models(repo)
+        _defaults.reset()
+        server.requests.clear()
+        env = {k: v for k, v in os.environ.items() if k.startswith("ASYNCHUB_")}
+        env.update(ASYNCHUB_OFFLINE="1", ONNX_HOME=str(clean_env.parent))
+        codes = {}
+        for name, args in _OFFLINE_COMMANDS.items():
+            filled = [a.format(repo=repo, dest=tmp_path / "m") for a in args]
+            done = _cli(*filled, **env)
+            assert "Traceback" not in done.stderr, (name, done.stderr)
+            assert server.requests == [], (name, server.requests[:1], done.stderr)
+            codes[name] = done.returncode
+    assert codes["list"] == 0 and codes["cache ls"] == 0
+    assert codes["download"] != 0  # not cached: a clear offline error

@@ -157,11 +157,13 @@ class Download:
         pending: set[concurrent.futures.Future[Any]],
         on_bytes: Callable[[int], None],
         on_reset: Callable[[], None],
+        on_answer: Callable[[], None] = lambda: None,
     ) -> None:
         self.ctx, self.spec, self.url, self.partial = ctx, spec, url, partial
         self.use_ranges = use_ranges
         self.pending = pending
         self.on_bytes, self.on_reset = on_bytes, on_reset
+        self.on_answer = on_answer  # the server answered (the first-byte deadline)
         self.queue = Parts(self.limits.part_size)
         self.planned = False
         self._ready = asyncio.Event()  # set once the probe has fixed the plan
@@ -278,6 +280,7 @@ class Download:
     async def _attempt(self, seg: Segment) -> None:
         try:
             async with self.ctx.http.get(self.target, self._headers(seg)) as response:
+                self.on_answer()
                 skip = await self._accept(response, seg)
                 self.target = str(response.url)
                 await self._stream(response, seg, skip)

@@ -6,6 +6,11 @@ targets (never ``file:``); no https→http downgrade; ``Authorization``, ``Cooki
 ``Proxy-Authorization`` are dropped when the origin (scheme, host, port) changes;
 ``~/.netrc`` credentials go only to the origin of the URL asked for (a redirect to
 another port of the same host gets none: any local user can listen on one).
+
+Offline mode (``HubConfig.offline``, ``ASYNCHUB_OFFLINE=1``) is enforced here, in
+:meth:`Http.get`, the one place every request of the package goes through: it
+raises :class:`~asynchub.errors.OfflineCacheMissError` before any connection is
+opened, whichever caller (load, download, mirror, a manifest, a commit pin) asked.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import anyio
 from yarl import URL
 
 from ..config import HubConfig
-from ..errors import RedirectError, TransferError
+from ..errors import OfflineCacheMissError, RedirectError, TransferError
 from ._errors import NETWORK_EXCEPTIONS, network_error
 from ._netenv import NetEnv
 from .retry import parse_retry_after
@@ -85,8 +90,11 @@ class Http:
         max_redirects: int,
         max_pause: float = 300.0,
         env: NetEnv | None = None,
+        *,
+        offline: bool = False,
     ) -> None:
         self.session = session
+        self.offline = offline
         self.env = env if env is not None else NetEnv()
         self.max_redirects = max_redirects
         self.max_pause = max_pause
@@ -97,6 +105,10 @@ class Http:
         self, url: str, headers: Mapping[str, str] | None = None
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """Open a GET of ``url`` after redirects; the caller checks the status."""
+        if self.offline:
+            raise OfflineCacheMissError(
+                f"offline mode: {url} is not fetched (it is not in the cache)"
+            )
         current, sent = _check_scheme(URL(url), url), dict(headers or {})
         origin = current.origin()
         for _ in range(self.max_redirects + 1):
