@@ -857,3 +857,117 @@ def test_offline_mode_sends_zero_requests_from_every_cli_command(
             codes[name] = done.returncode
     assert codes["list"] == 0 and codes["cache ls"] == 0
     assert codes["download"] != 0  # not cached: a clear offline error
+
+
+# attacking the mechanisms again: sizes, Retry-After, redirects, floods, long lines --
+
+
+def _raw(head: bytes, body: bytes = b"") -> object:
+    """A handler that writes ``head`` (status line and headers) and ``body``."""
+
+    async def handler(ctx: Ctx) -> None:
+        ctx.log.status = int(head.split(b" ", 2)[1])
+        ctx.writer.write(head + b"\r\nConnection: close\r\n\r\n" + body)
+        await ctx.writer.drain()
+
+    return handler
+
+
+_DIGITS = b"9" * 5000  # int() of more than 4300 digits raises ValueError
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 0-9/" + _DIGITS,
+        b"HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 0-" + _DIGITS + b"/20",
+        b"HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */" + _DIGITS,
+        b"HTTP/1.1 200 OK\r\nContent-Length: " + _DIGITS,
+        b"HTTP/1.1 200 OK\r\nContent-Length: 1000000000000000000000000000000",
+        b"HTTP/1.1 200 OK\r\nContent-Length: -5",
+        b"HTTP/1.1 200 OK\r\n" + b"".join(b"X-%d: v\r\n" % i for i in range(5000)),
+        b"HTTP/1.1 200 OK\r\nX-Long: " + b"a" * 200_000,
+        b"HTTP/1.1 503 " + b"r" * 200_000,
+        b"HTTP/1.1 503 Busy\r\nRetry-After: " + _DIGITS,
+        b"HTTP/1.1 503 Busy\r\nRetry-After: -30",
+        b"HTTP/1.1 503 Busy\r\nRetry-After: Fri, 31 Dec 99999 23:59:59 GMT",
+    ],
+    ids=[
+        "cr-total-5000-digits",
+        "cr-last-5000-digits",
+        "416-total-5000-digits",
+        "content-length-5000-digits",
+        "content-length-1e30",
+        "content-length-negative",
+        "5000-headers",
+        "200kb-header-line",
+        "200kb-reason",
+        "retry-after-5000-digits",
+        "retry-after-negative",
+        "retry-after-year-99999",
+    ],
+)
+async def test_hostile_response_heads_fail_clearly_and_quickly(
+    head: bytes, clean_env: Path
+) -> None:
+    """Each hostile head gives an asynchub error (no ValueError, OverflowError or
+    aiohttp exception escapes), in bounded time and memory, with nothing cached."""
+    import time
+    import tracemalloc
+
+    from asynchub._transfer import Engine, FileSpec
+    from asynchub.config import RetryPolicy
+    from asynchub.errors import AsyncHubError
+
+    with FaultServer() as server:
+        server.route("/f", _raw(head, b"x" * 10))  # type: ignore[arg-type]
+        spec = FileSpec((server.url("/f"),), clean_env / "f.bin", None, 20)
+        tracemalloc.start()
+        start = time.monotonic()
+        try:
+            retry = RetryPolicy(
+                attempts=4, backoff_base=0.01, backoff_max=0.05, max_retry_after=1.0
+            )
+            async with Engine(fast_config(clean_env, retry=retry)) as engine:
+                with pytest.raises(AsyncHubError):
+                    await engine.fetch(spec)
+                with pytest.raises(AsyncHubError):
+                    await engine.get_bytes(server.url("/f"), max_bytes=1024)
+        finally:
+            peak = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+        elapsed = time.monotonic() - start
+    assert elapsed < 15
+    assert peak < 64 * 2**20
+    assert not (clean_env / "f.bin").exists()
+
+
+@pytest.mark.parametrize(
+    "value", ["-1", "1e9", "9" * 5000, "inf", "nan", "\x00", "Fri, 31 Dec 99999 1"]
+)
+def test_retry_after_garbage_never_raises_and_is_capped(value: str) -> None:
+    from asynchub._transfer.retry import Backoff, parse_retry_after
+    from asynchub.config import RetryPolicy
+
+    parsed = parse_retry_after(value)
+    assert parsed is None or parsed >= 0
+    delay = Backoff(RetryPolicy(max_retry_after=5)).delay(parsed)
+    assert 0 <= delay <= 5
+
+
+async def test_redirect_loop_between_two_servers_stops_at_the_cap(
+    clean_env: Path,
+) -> None:
+    from asynchub._transfer import Engine, FileSpec
+    from asynchub.config import Limits
+    from asynchub.errors import RedirectError
+
+    with FaultServer() as a, FaultServer() as b:
+        a.route("/loop", redirect(b.url("/loop")))
+        b.route("/loop", redirect(a.url("/loop")))
+        spec = FileSpec((a.url("/loop"),), clean_env / "f.bin")
+        config = fast_config(clean_env, limits=Limits(max_redirects=5))
+        async with Engine(config) as engine:
+            with pytest.raises(RedirectError, match="more than 5 times"):
+                await engine.fetch(spec)
+        assert len(a.requests) + len(b.requests) == 6  # not retried

@@ -46,8 +46,10 @@ READ_BUFSIZE = 256 * 1024
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _CREDENTIALS = ("Authorization", "Cookie", "Proxy-Authorization")
-_CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
-_UNSATISFIED = re.compile(r"bytes\s+\*/(\d+)")
+# At most 19 digits (any file size fits): int() of a 5000-digit value a server
+# sends would raise ValueError (Python's 4300-digit limit) instead of a clean error.
+_CONTENT_RANGE = re.compile(r"bytes\s+(\d{1,19})-(\d{1,19})/(\d{1,19}|\*)")
+_UNSATISFIED = re.compile(r"bytes\s+\*/(\d{1,19})")
 
 
 def make_session(config: HubConfig) -> aiohttp.ClientSession:
