@@ -971,3 +971,38 @@ async def test_redirect_loop_between_two_servers_stops_at_the_cap(
             with pytest.raises(RedirectError, match="more than 5 times"):
                 await engine.fetch(spec)
         assert len(a.requests) + len(b.requests) == 6  # not retried
+
+
+def test_serve_access_log_escapes_what_clients_send(tmp_path: Path) -> None:
+    """``asynchub serve`` logs each request's User-Agent: a BIDI override, a C1
+    control and markup from a client reach its terminal escaped (another sink)."""
+    import socket
+    import time
+
+    (tmp_path / "ONNX_HUB_MANIFEST.json").write_text("[]")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    full = {**os.environ, "PYTHONPATH": str(REPO)}
+    args = [sys.executable, "-m", "asynchub", "serve", str(tmp_path), "--port"]
+    proc = subprocess.Popen(
+        [*args, str(port)], stderr=subprocess.PIPE, text=True, cwd=REPO, env=full
+    )
+    try:
+        for _ in range(100):
+            try:
+                conn = socket.create_connection(("127.0.0.1", port), 1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        with conn:
+            agent = "a\u202eevil\u009b[/x]:warning:"
+            request = f"GET /x HTTP/1.1\r\nHost: h\r\nUser-Agent: {agent}\r\n"
+            conn.sendall((request + "Connection: close\r\n\r\n").encode())
+            assert conn.recv(12).startswith(b"HTTP/1.1 404")
+        time.sleep(0.3)
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=10)
+    assert "a\\u202eevil\\x9b[/x]:warning:" in err
+    _assert_inert(err)
