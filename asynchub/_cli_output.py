@@ -27,8 +27,10 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from ._mirror_plan import format_bytes
+from ._text import plain
 from ._transfer import (
     FileFailed,
     FileProgress,
@@ -50,8 +52,11 @@ class Output:
     def __init__(self, *, quiet: bool = False) -> None:
         self.quiet = quiet
         tty = sys.stdout.isatty()
-        self.out = Console(file=sys.stdout, width=None if tty else _WIDE)
-        self.err = Console(file=sys.stderr, width=None if tty else _WIDE)
+        # No markup, emoji codes or highlighting anywhere: text from manifests and
+        # servers is printed as the characters it is (see asynchub._text).
+        inert: dict[str, Any] = {"markup": False, "emoji": False, "highlight": False}
+        self.out = Console(file=sys.stdout, width=None if tty else _WIDE, **inert)
+        self.err = Console(file=sys.stderr, width=None if tty else _WIDE, **inert)
         self.interactive = tty and sys.stderr.isatty()
 
     @property
@@ -62,18 +67,16 @@ class Output:
 
     def result(self, text: str) -> None:
         """A line of the command's result (stdout); shown even with --quiet."""
-        self.out.print(text, markup=False, highlight=False, soft_wrap=True)
+        self.out.print(_line(text), soft_wrap=True)
 
     def note(self, text: str) -> None:
         """A line of commentary (stderr); hidden with --quiet."""
         if not self.quiet:
-            self.err.print(text, markup=False, highlight=False, soft_wrap=True)
+            self.err.print(_line(text), soft_wrap=True)
 
     def error(self, text: str) -> None:
         """One line saying what went wrong and what to do (stderr, always)."""
-        self.err.print(
-            f"asynchub: error: {text}", markup=False, highlight=False, soft_wrap=True
-        )
+        self.err.print(_line(f"asynchub: error: {text}"), soft_wrap=True)
 
     def json(self, value: Any) -> None:
         """One JSON document (stdout)."""
@@ -93,7 +96,7 @@ class Output:
                 header, justify="right" if right else "left", overflow="fold"
             )
         for row in rows:
-            table.add_row(*(str(cell) for cell in row))
+            table.add_row(*(Text(plain(str(cell))) for cell in row))
         self.out.print(table)
 
 
@@ -158,7 +161,7 @@ class ProgressDisplay:
         self._seen.setdefault(event.label, 0)
         if self._bars is not None:
             self._tasks[event.label] = self._bars.add_task(
-                _short(event.label), total=event.total
+                _short(plain(event.label)), total=event.total
             )
 
     def _advance(self, label: str, done: int) -> None:
@@ -199,6 +202,11 @@ def _make_bars(console: Console) -> Progress:
     )
 
 
+def _line(text: str) -> Text:
+    """A message as inert text: non-printable characters escaped, no markup."""
+    return Text(plain(text, newlines=True))
+
+
 def _short(label: str, width: int = 40) -> str:
     return label if len(label) <= width else "…" + label[-(width - 1) :]
 
@@ -228,9 +236,7 @@ class ConsoleLogHandler(logging.Handler):
             message = record.getMessage()
             if not record.name.startswith("aiohttp"):
                 message = f"asynchub: {record.levelname.lower()}: {message}"
-            self._output.err.print(
-                message, markup=False, highlight=False, soft_wrap=True
-            )
+            self._output.err.print(_line(message), soft_wrap=True)
         except Exception:
             self.handleError(record)
 

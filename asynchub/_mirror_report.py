@@ -7,6 +7,7 @@ what ``--report FILE`` writes as JSON.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Literal
 
@@ -120,8 +121,10 @@ class MirrorReport(BaseModel):
         )
 
     def to_json(self) -> str:
-        """The report as indented JSON, computed fields included."""
-        return self.model_dump_json(indent=2)
+        """The report as indented JSON, computed fields included; ASCII only, so
+        error text a server sent cannot carry raw control characters to a terminal
+        that shows the file."""
+        return json.dumps(self.model_dump(mode="json"), indent=2)
 
     def summary(self) -> str:
         """One line for people: fetched, skipped, failed, size, speed, time."""

@@ -4,7 +4,18 @@ A hub is a folder with ``ONNX_HUB_MANIFEST.json`` and the files it lists; any st
 server can host one, and this is a small one for a laptop, a CI job or a LAN. Files
 are served by aiohttp's ``FileResponse``: ``Range`` (resumable, multi-connection
 downloads), strong ``ETag`` and ``Last-Modified``, ``If-None-Match`` (the client
-revalidates manifests with it), ``If-Range`` and ``HEAD``.
+revalidates manifests with it) and ``HEAD``. ``Range`` and ``If-Range`` are decided
+here first, because ``FileResponse`` reads ``If-Range`` as a date only (a client
+resuming with an old ETag got a 206 tail of the new file, and spliced):
+
+- ``If-Range`` (RFC 9110 §13.1.5): a range is served only if its value is the
+  current strong ETag, or an HTTP-date exactly equal to ``Last-Modified`` of a file
+  last modified at least a second ago; a weak, other or garbage value gets ``200``
+  with the whole file;
+- one ``bytes=`` range is served (``bytes=-0`` and a start past the end: ``416``
+  with ``Content-Range: bytes */size``); several ranges, an unknown unit or an
+  invalid range get ``200`` with the whole file (RFC 9110 §14.2 lets a server
+  ignore ``Range``); ``HEAD`` with ``Range`` gets the headers of the ``200``.
 
 Only regular files inside the folder are served: paths that are not safe relative
 paths, hidden names (``.asynchub/`` state, temporary files) and symbolic links that
@@ -13,8 +24,12 @@ lead outside the folder are refused. It binds 127.0.0.1 unless told otherwise.
 
 from __future__ import annotations
 
+import email.utils
 import logging
+import os
+import re
 import socket
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -30,6 +45,7 @@ from .sources import MANIFEST_NAME
 __all__ = ("build_app", "serve_forever", "serving")
 
 _ROOT = web.AppKey("root", Path)
+_ONE_RANGE = re.compile(r"bytes=(?:(\d{1,18})-(\d{0,18})|-(\d{1,18}))", re.IGNORECASE)
 _INDEX = (
     "This is an asynchub hub. Its manifest is /{manifest}; use it with "
     "asynchub list --repo {url}\n"
@@ -105,7 +121,67 @@ async def _handle(request: web.Request) -> web.StreamResponse:
     if relative == "":
         url = str(request.url.origin()) + "/"
         return web.Response(text=_INDEX.format(manifest=MANIFEST_NAME, url=url))
-    return web.FileResponse(_resolve(root, relative))
+    path = _resolve(root, relative)
+    return await _ranged(request, path)
+
+
+async def _ranged(request: web.Request, path: Path) -> web.StreamResponse:
+    """Decide Range and If-Range here (see the module docs), then serve the file."""
+    if "Range" not in request.headers:
+        return web.FileResponse(path)
+    try:
+        stat = await anyio.to_thread.run_sync(os.stat, path)
+    except OSError:
+        raise web.HTTPNotFound(text="404: Not Found\n") from None
+    kind = _range_kind(request, stat.st_size)
+    if kind == "ignore" or not _if_range_holds(request, stat):
+        headers = _without(request, ("range", "if-range"))
+    elif kind == "unsatisfiable":
+        content_range = {"Content-Range": f"bytes */{stat.st_size}"}
+        return web.Response(status=416, headers=content_range)
+    else:  # one satisfiable range: aiohttp serves it
+        headers = _without(request, ("if-range",))
+    response = web.FileResponse(path)
+    await response.prepare(request.clone(headers=headers))
+    return response
+
+
+def _without(request: web.Request, names: tuple[str, ...]) -> dict[str, str]:
+    return {k: v for k, v in request.headers.items() if k.lower() not in names}
+
+
+def _range_kind(request: web.Request, size: int) -> str:
+    """``serve`` one valid ``bytes=`` range; ``unsatisfiable`` (416) for ``bytes=-0``
+    or a start at or past the end; ``ignore`` HEAD, several ranges, other units,
+    junk (RFC 9110 §14.2)."""
+    match = _ONE_RANGE.fullmatch(request.headers["Range"].strip())
+    if request.method != "GET" or match is None:
+        return "ignore"
+    first, last, suffix = match.groups()
+    if suffix is not None:
+        return "unsatisfiable" if int(suffix) == 0 else "serve"
+    if last and int(last) < int(first):
+        return "ignore"
+    return "unsatisfiable" if int(first) >= size else "serve"
+
+
+def _if_range_holds(request: web.Request, stat: os.stat_result) -> bool:
+    """RFC 9110 §13.1.5: true without If-Range, or when it names this version."""
+    value = request.headers.get("If-Range")
+    if value is None:
+        return True
+    value = value.strip()
+    if value.startswith('"'):
+        return value == f'"{stat.st_mtime_ns:x}-{stat.st_size:x}"'
+    if value.startswith("W/"):
+        return False
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return False
+    last_modified = email.utils.formatdate(stat.st_mtime, usegmt=True)
+    strong = time.time() - stat.st_mtime >= 1.0  # §8.8.2.2: a second before now
+    return strong and when.tzinfo is not None and value == last_modified
 
 
 def _resolve(root: Path, relative: str) -> Path:

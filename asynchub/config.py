@@ -19,6 +19,9 @@ Environment variables read by :meth:`HubConfig.from_env`:
 ``ASYNCHUB_PIN_REFS``          ``0`` to use GitHub refs as given (no commit pinning)
 ``ASYNCHUB_CONNECT_TIMEOUT``   seconds to open a connection
 ``ASYNCHUB_READ_TIMEOUT``      seconds a read may stall before it is retried
+``ASYNCHUB_FIRST_BYTE_TIMEOUT`` seconds a file or manifest may wait for its server's
+                               first answer, connects and retries included
+``ASYNCHUB_RETRY_BUDGET``      seconds one stream may keep retrying without a byte
 ``ASYNCHUB_MAX_CONNECTIONS``   total connection cap
 ``ASYNCHUB_FSYNC``             ``0`` to skip fsync before the atomic rename
 =============================  ====================================================
@@ -53,20 +56,36 @@ class _Frozen(BaseModel):
 
 
 class Timeouts(_Frozen):
-    """Connect and stall timeouts in seconds; there is deliberately no total timeout.
+    """Timeouts in seconds; there is deliberately no total timeout.
 
     A total timeout would kill a large download that is making progress (aiohttp's
     default is 300 s); wrap a call in ``anyio.fail_after`` if you want a deadline.
+
+    ``first_byte`` bounds how long one file (or manifest) waits for its server to
+    answer at all, across connects, retries and mirror URLs: on a black-holed
+    network (SYNs dropped, or a port that accepts and never answers) a call fails
+    with TransferTimeoutError after ``first_byte`` seconds, and a "still waiting"
+    warning is logged every ``notice`` seconds (at most ``first_byte / 4``) until
+    then. Once any answer came,
+    ``read`` (stalls) and :class:`RetryPolicy` (``attempts``, ``budget``) apply.
     """
 
     connect: float = Field(default=15.0, gt=0)
     read: float = Field(default=30.0, gt=0)
+    first_byte: float = Field(default=60.0, gt=0)
+    notice: float = Field(default=10.0, gt=0)
 
 
 class RetryPolicy(_Frozen):
-    """Exponential backoff with full jitter; ``attempts`` resets when bytes arrive."""
+    """Exponential backoff with full jitter; ``attempts`` resets when bytes arrive.
+
+    ``budget`` bounds the same stream in time: it stops retrying once ``budget``
+    seconds passed since its start or its last byte (a wait that would end past it,
+    such as a long ``Retry-After``, is not started), whatever ``attempts`` says.
+    """
 
     attempts: int = Field(default=6, ge=1)
+    budget: float = Field(default=120.0, gt=0)
     backoff_base: float = Field(default=0.5, ge=0)
     backoff_max: float = Field(default=30.0, ge=0)
     retry_statuses: frozenset[int] = frozenset({408, 429, 500, 502, 503, 504})
@@ -188,8 +207,12 @@ def _env_nested(env: Mapping[str, str]) -> dict[str, object]:
         timeouts["connect"] = env["ASYNCHUB_CONNECT_TIMEOUT"]
     if env.get("ASYNCHUB_READ_TIMEOUT"):
         timeouts["read"] = env["ASYNCHUB_READ_TIMEOUT"]
+    if env.get("ASYNCHUB_FIRST_BYTE_TIMEOUT"):
+        timeouts["first_byte"] = env["ASYNCHUB_FIRST_BYTE_TIMEOUT"]
     if timeouts:
         values["timeouts"] = timeouts
+    if env.get("ASYNCHUB_RETRY_BUDGET"):
+        values["retry"] = {"budget": env["ASYNCHUB_RETRY_BUDGET"]}
     if env.get("ASYNCHUB_MAX_CONNECTIONS"):
         values["limits"] = {"max_connections": env["ASYNCHUB_MAX_CONNECTIONS"]}
     return values

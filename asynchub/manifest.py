@@ -4,7 +4,9 @@ Every entry of the official manifest parses; unknown keys (such as ``extra_ports
 are kept. A malformed entry raises :class:`~asynchub.errors.ManifestParseError`
 naming the entry and field, and any ``model_path`` that could leave the cache or
 mirror folder raises :class:`~asynchub.errors.UnsafePathError` before anything
-touches the disk or builds a URL.
+touches the disk or builds a URL. Sizes (``model_bytes``, ``model_with_data_bytes``)
+are integers from 0 to :data:`MAX_FILE_BYTES` (1 TiB); a larger claim is a
+ManifestParseError naming the entry.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Annotated, Any
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -33,6 +36,7 @@ from .errors import (
 )
 
 __all__ = (
+    "MAX_FILE_BYTES",
     "IoPort",
     "IoPorts",
     "Manifest",
@@ -46,6 +50,8 @@ _DRIVE = re.compile(r"^[A-Za-z]:")
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 _VERSION = re.compile(r"^\d+(\.\d+){0,3}$")
 _MAX_PATH = 1024
+MAX_FILE_BYTES = 2**40
+"""The largest size (1 TiB) a manifest may claim for one file."""
 _MAX_SEGMENT = 255
 
 
@@ -54,7 +60,8 @@ def check_relative_path(path: str) -> str:
 
     Refused: empty, absolute, drive letters, backslashes, ``//host``, empty, ``.`` or
     ``..`` segments (also percent-encoded), hidden segments (``.git``, asynchub's own
-    ``.asynchub`` state), ``:``, control characters, non-NFC text, over-long paths,
+    ``.asynchub`` state), ``:``, control and format characters (anything
+    ``str.isprintable`` refuses: C0/C1, BIDI overrides), non-NFC text, over-long paths,
     and names Windows cannot hold (``CON``, ``nul.onnx``, ``<>"|?*``, a trailing dot
     or space), so a manifest or mirror that works on one system works on all, and
     no file name ever opens a Windows device.
@@ -70,8 +77,8 @@ def _path_problem(path: str) -> str | None:
         return "it is empty"
     if len(path) > _MAX_PATH:
         return f"it is longer than {_MAX_PATH} characters"
-    if any(ord(c) < 32 or ord(c) == 127 for c in path):
-        return "it contains a control character"
+    if not path.isprintable():  # C0/C1 controls, BIDI and other format characters
+        return "it contains a control character (or a format one, like a BIDI mark)"
     if "\\" in path:
         return "it contains a backslash"
     if path.startswith("/") or _DRIVE.match(path):
@@ -118,7 +125,67 @@ def _tarball(value: str) -> str:
     return value
 
 
+def _size_not_bool(value: object) -> object:
+    if isinstance(value, bool):  # JSON true would otherwise become 1 byte
+        raise ValueError("must be an integer, not a boolean")
+    return value
+
+
+def _bounded_size(value: int) -> int:
+    if value > MAX_FILE_BYTES:
+        raise ValueError(
+            f"claims {_digits(value)} bytes, more than asynchub's maximum of "
+            f"1 TiB ({MAX_FILE_BYTES} bytes) per file"
+        )
+    return value
+
+
+def _digits(value: int) -> str:
+    """A huge number shortened for a message (10**400 has 401 digits)."""
+    text = str(value) if value.bit_length() < 4000 else "a 1000+ digit number of"
+    return text if len(text) <= 24 else f"{text[:6]}...({len(text)} digits)"
+
+
+_NAME_PUNCTUATION = frozenset(" ._-()+,'&@#~=!")
+_MAX_NAME = 256
+
+
+def _model_name(value: str) -> str:
+    if not value[0].isalnum() or value != value.rstrip():
+        raise ValueError("a model name starts with a letter or digit, ends unspaced")
+    bad = sorted({c for c in value if not _name_char(c)})
+    if bad:
+        shown = ", ".join(repr(c) for c in bad[:5])
+        raise ValueError(
+            f"a model name holds letters, digits, spaces and "
+            f"{''.join(sorted(_NAME_PUNCTUATION - {' '}))} only, not {shown}"
+        )
+    return value
+
+
+def _name_char(char: str) -> bool:
+    """A letter, digit or combining mark (``e`` + U+0301) of any script, or one of
+    the allowed punctuation marks."""
+    if char.isalnum() or char in _NAME_PUNCTUATION:
+        return True
+    return unicodedata.category(char).startswith("M")
+
+
+ModelName = Annotated[
+    str, Field(min_length=1, max_length=_MAX_NAME), AfterValidator(_model_name)
+]
+"""A model name: 1 to 256 characters, letters, digits and combining marks of any
+script, spaces and
+``. _ - ( ) + , ' & @ # ~ = !``, starting with a letter or digit, no trailing space.
+No control, format (BIDI) or markup (``[]``) character can reach a terminal or a
+table through a name; every name of the official zoo follows the rule."""
+
 SafePath = Annotated[str, AfterValidator(_safe_path)]
+FileSize = Annotated[
+    int, BeforeValidator(_size_not_bool), Field(ge=0), AfterValidator(_bounded_size)
+]
+"""A file size from a manifest: 0 to :data:`MAX_FILE_BYTES` (1 TiB), so no size a
+manifest claims can make asynchub plan, allocate or format something huge."""
 TarballPath = Annotated[str, AfterValidator(_safe_path), AfterValidator(_tarball)]
 Sha256 = Annotated[str, AfterValidator(_sha)]
 
@@ -144,18 +211,18 @@ class Metadata(_Open):
     """The ``metadata`` object of an entry; every field is optional, extras kept."""
 
     model_sha: Sha256 | None = None
-    model_bytes: int | None = Field(default=None, ge=0)
+    model_bytes: FileSize | None = None
     tags: list[str] = Field(default_factory=list)
     io_ports: IoPorts | None = None
     model_with_data_path: TarballPath | None = None
     model_with_data_sha: Sha256 | None = None
-    model_with_data_bytes: int | None = Field(default=None, ge=0)
+    model_with_data_bytes: FileSize | None = None
 
 
 class ManifestEntry(_Open):
     """One entry of ``ONNX_HUB_MANIFEST.json``."""
 
-    model: str = Field(min_length=1, max_length=256)
+    model: ModelName
     model_path: SafePath
     onnx_version: str | None = None
     opset_version: int = Field(ge=1, le=10_000)

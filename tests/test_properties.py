@@ -197,6 +197,8 @@ def test_part_plan_covers_the_gaps_exactly(
 
 
 NAME = st.from_regex(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,15}", fullmatch=True)
+MODEL_NAME = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,15}", fullmatch=True)
+"""Model names start with a letter or digit (manifest.ModelName)."""
 REF_SEGMENT = st.from_regex(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,10}", fullmatch=True)
 REF = st.lists(REF_SEGMENT, min_size=1, max_size=3).map("/".join)
 CONFIG = HubConfig(
@@ -281,7 +283,9 @@ SHA = st.from_regex(r"[0-9a-f]{64}", fullmatch=True)
 @st.composite
 def entries(draw: st.DrawFn) -> list[dict[str, Any]]:
     count = draw(st.integers(0, 6))
-    names = draw(st.lists(NAME, min_size=count, max_size=count, unique_by=str.casefold))
+    names = draw(
+        st.lists(MODEL_NAME, min_size=count, max_size=count, unique_by=str.casefold)
+    )
     paths = draw(
         st.lists(SAFE_PATH, min_size=count, max_size=count, unique_by=str.casefold)
     )

@@ -76,6 +76,14 @@ def network_error(exc: BaseException, url: str) -> TransferError:
     """The asynchub error for an exception raised while talking to ``url``."""
     if isinstance(exc, (aiohttp.ClientSSLError, ssl.SSLError)):
         return TLSError(f"TLS verification failed for {url}: {exc}", url=url)
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return TransferTimeoutError(
+            f"could not connect to {url} within the connect timeout",
+            url=url,
+            hint="the host does not answer connection attempts (a firewall or a "
+            "dropped route?); raise ASYNCHUB_CONNECT_TIMEOUT, or check the network "
+            "and proxy settings",
+        )
     if isinstance(exc, asyncio.TimeoutError):
         return TransferTimeoutError(
             f"{url} sent no bytes within the timeout ({type(exc).__name__})", url=url

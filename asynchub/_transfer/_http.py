@@ -3,7 +3,14 @@
 Redirects are followed here, not by aiohttp, because aiohttp follows https→http
 downgrades. Rules: at most ``limits.max_redirects`` hops; only ``http``/``https``
 targets (never ``file:``); no https→http downgrade; ``Authorization``, ``Cookie`` and
-``Proxy-Authorization`` are dropped when the origin (scheme, host, port) changes.
+``Proxy-Authorization`` are dropped when the origin (scheme, host, port) changes;
+``~/.netrc`` credentials go only to the origin of the URL asked for (a redirect to
+another port of the same host gets none: any local user can listen on one).
+
+Offline mode (``HubConfig.offline``, ``ASYNCHUB_OFFLINE=1``) is enforced here, in
+:meth:`Http.get`, the one place every request of the package goes through: it
+raises :class:`~asynchub.errors.OfflineCacheMissError` before any connection is
+opened, whichever caller (load, download, mirror, a manifest, a commit pin) asked.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ import anyio
 from yarl import URL
 
 from ..config import HubConfig
-from ..errors import RedirectError, TransferError
+from ..errors import OfflineCacheMissError, RedirectError, TransferError
 from ._errors import NETWORK_EXCEPTIONS, network_error
 from ._netenv import NetEnv
 from .retry import parse_retry_after
@@ -39,8 +46,10 @@ READ_BUFSIZE = 256 * 1024
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _CREDENTIALS = ("Authorization", "Cookie", "Proxy-Authorization")
-_CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
-_UNSATISFIED = re.compile(r"bytes\s+\*/(\d+)")
+# At most 19 digits (any file size fits): int() of a 5000-digit value a server
+# sends would raise ValueError (Python's 4300-digit limit) instead of a clean error.
+_CONTENT_RANGE = re.compile(r"bytes\s+(\d{1,19})-(\d{1,19})/(\d{1,19}|\*)")
+_UNSATISFIED = re.compile(r"bytes\s+\*/(\d{1,19})")
 
 
 def make_session(config: HubConfig) -> aiohttp.ClientSession:
@@ -83,8 +92,11 @@ class Http:
         max_redirects: int,
         max_pause: float = 300.0,
         env: NetEnv | None = None,
+        *,
+        offline: bool = False,
     ) -> None:
         self.session = session
+        self.offline = offline
         self.env = env if env is not None else NetEnv()
         self.max_redirects = max_redirects
         self.max_pause = max_pause
@@ -95,10 +107,15 @@ class Http:
         self, url: str, headers: Mapping[str, str] | None = None
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """Open a GET of ``url`` after redirects; the caller checks the status."""
+        if self.offline:
+            raise OfflineCacheMissError(
+                f"offline mode: {url} is not fetched (it is not in the cache)"
+            )
         current, sent = _check_scheme(URL(url), url), dict(headers or {})
+        origin = current.origin()
         for _ in range(self.max_redirects + 1):
             await self._wait_for_host(current)
-            response = await self._send(current, sent)
+            response = await self._send(current, sent, current.origin() == origin)
             self._note_pause(current, response)
             location = response.headers.get("Location")
             if response.status not in _REDIRECTS or not location:
@@ -131,9 +148,11 @@ class Http:
             origin = url.origin()
             self._paused[origin] = max(until, self._paused.get(origin, 0.0))
 
-    async def _send(self, url: URL, headers: dict[str, str]) -> aiohttp.ClientResponse:
+    async def _send(
+        self, url: URL, headers: dict[str, str], netrc: bool
+    ) -> aiohttp.ClientResponse:
         proxy, proxy_headers = self.env.proxy_for(url)
-        sent = self._with_netrc(url, headers)
+        sent = self._with_netrc(url, headers) if netrc else headers
         if proxy_headers and url.scheme == "http":  # no CONNECT: the proxy reads these
             sent = {**sent, **proxy_headers}
         try:

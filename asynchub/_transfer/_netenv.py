@@ -11,8 +11,10 @@ and passes ``proxy`` and ``auth`` per request with the same rules:
   host, authenticate to the proxy; ``https://`` proxies are not supported by
   aiohttp and are ignored with a warning, as aiohttp does;
 - ``$NETRC`` or ``~/.netrc`` (``~/_netrc`` on Windows) credentials go to the host
-  they name and only to it (each redirect hop looks its own host up), never when
-  the request already has credentials.
+  they name, and only on requests to the origin (scheme, host, port) of the URL
+  asked for: a redirect elsewhere, even to another port of the same host, gets
+  none (:class:`~._http.Http` decides); never when the request already has
+  credentials.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ from ..config import HubConfig
 from ..errors import AsyncHubError, TransferError, UnexpectedContentError
 from ._admission import Admission
 from ._context import Context
+from ._deadline import until_answered
 from ._errors import is_retryable, status_error
 from ._http import Http, iter_body, make_session
 from ._local import local_path
@@ -99,7 +100,13 @@ class Engine:
         limits, retry = self.config.limits, self.config.retry
         loop = asyncio.get_running_loop()
         env = await loop.run_in_executor(executor, NetEnv.read)
-        http = Http(self._session, limits.max_redirects, retry.max_retry_after, env)
+        http = Http(
+            self._session,
+            limits.max_redirects,
+            retry.max_retry_after,
+            env,
+            offline=self.config.offline,
+        )
         self._ctx = Context(self.config, http, executor)
         return self
 
@@ -214,10 +221,22 @@ class Engine:
         limit = max_bytes if max_bytes is not None else self._manifest_cap()
         if url.startswith("file:"):
             return await self.ctx.run(_read_local, url, limit)
+        answered = asyncio.Event()
+        work = self._get_retrying(url, headers, limit, answered)
+        timeouts = self.config.timeouts
+        return await until_answered(work, answered, timeouts, url, lambda: url)
+
+    async def _get_retrying(
+        self,
+        url: str,
+        headers: Mapping[str, str] | None,
+        limit: int,
+        answered: asyncio.Event,
+    ) -> BytesResponse:
         backoff = Backoff(self.config.retry)
         while True:
             try:
-                return await self._get_once(url, headers, limit)
+                return await self._get_once(url, headers, limit, answered)
             except TransferError as err:
                 if not is_retryable(err, backoff.policy):
                     raise
@@ -227,9 +246,14 @@ class Engine:
         return int(self.config.limits.max_manifest_bytes)
 
     async def _get_once(
-        self, url: str, headers: Mapping[str, str] | None, limit: int
+        self,
+        url: str,
+        headers: Mapping[str, str] | None,
+        limit: int,
+        answered: asyncio.Event,
     ) -> BytesResponse:
         async with self.ctx.http.get(url, headers) as response:
+            answered.set()
             if response.status not in _BYTES_STATUSES:
                 after = parse_retry_after(response.headers.get("Retry-After"))
                 raise status_error(response.status, response.reason, url, after)

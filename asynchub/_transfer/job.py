@@ -29,12 +29,14 @@ from ..errors import (
     CacheError,
     IncompleteTransferError,
     IntegrityError,
+    OfflineCacheMissError,
     RemoteFileNotFoundError,
     TransferError,
     UnexpectedContentError,
 )
 from ._aio import drain
 from ._context import Context
+from ._deadline import until_answered
 from ._download import Download, Restart, Tail
 from ._errors import disk_error, is_retryable
 from ._local import copy_local
@@ -70,6 +72,8 @@ class FileJob:
         self.bodies = 0  # bodies the last download was assembled from
         self.tail: Tail | None = None  # the last batch, written when sealing
         self._last_event = 0.0
+        self.answered = asyncio.Event()  # a server answered: see ._deadline
+        self.url = spec.urls[0] if spec.urls else ""  # the URL being tried
 
     async def run(self) -> FileResult:
         """Fetch, verify and rename; raise an AsyncHubError on failure."""
@@ -89,7 +93,13 @@ class FileJob:
                 await self.ctx.run_to_end(partial.discard)
                 return reused
             self.done = partial.resumed
-            return await self._try_urls(partial)
+            return await until_answered(
+                self._try_urls(partial),
+                self.answered,
+                self.ctx.config.timeouts,
+                self.spec.label or self.spec.dest.name,
+                lambda: self.url,
+            )
         except BaseException as exc:
             await self._settle(partial, exc)
             raise
@@ -152,6 +162,7 @@ class FileJob:
     async def _try_urls(self, partial: Partial) -> FileResult:
         errors: list[AsyncHubError] = []
         for url in self.spec.urls:
+            self.url = url
             try:
                 return await self._from_url(url, partial)
             except (TransferError, IntegrityError) as err:
@@ -187,6 +198,7 @@ class FileJob:
 
     async def _fetch_and_verify(self, url: str, partial: Partial) -> FileResult:
         if url.startswith("file:"):
+            self.answered.set()  # no network: the deadline does not apply
             total: int | None = await copy_local(
                 self.ctx.run, url, partial.assembler, self._on_bytes
             )
@@ -206,6 +218,7 @@ class FileJob:
                 pending=self.pending,
                 on_bytes=self._on_bytes,
                 on_reset=self._on_reset,
+                on_answer=self.answered.set,
             )
             try:
                 total = await download.run()
@@ -254,6 +267,8 @@ class FileJob:
 
 def _resumable(exc: BaseException, ctx: Context) -> bool:
     if isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt)):
+        return True
+    if isinstance(exc, OfflineCacheMissError):  # nothing was tried: keep its bytes
         return True
     if isinstance(exc, (RemoteFileNotFoundError, CacheError)):
         return False

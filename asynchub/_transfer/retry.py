@@ -2,7 +2,9 @@
 
 One :class:`Backoff` follows one stream of requests (a part, a manifest GET). Each
 failure costs one attempt; ``reset()`` is called whenever bytes arrive, so a long
-download over a flaky link is not killed by a few unrelated blips.
+download over a flaky link is not killed by a few unrelated blips. The stream also
+has a budget in time (``RetryPolicy.budget``, from its start or last byte), so many
+cheap failures (instant 503s) cannot retry for longer than that either.
 """
 
 from __future__ import annotations
@@ -47,10 +49,12 @@ class Backoff:
         self.policy = policy
         self.failures = 0
         self._rng = rng
+        self._since = time.monotonic()
 
     def reset(self) -> None:
         """Bytes arrived: the next failure starts a fresh budget."""
         self.failures = 0
+        self._since = time.monotonic()
 
     def delay(self, retry_after: float | None = None) -> float:
         """Seconds to sleep before the next attempt (after ``failures`` failures)."""
@@ -67,4 +71,7 @@ class Backoff:
         if self.failures >= self.policy.attempts:
             raise err
         retry_after = err.retry_after if isinstance(err, RetryableStatusError) else None
-        await anyio.sleep(self.delay(retry_after))
+        delay = self.delay(retry_after)
+        if time.monotonic() - self._since + delay > self.policy.budget:
+            raise err
+        await anyio.sleep(delay)

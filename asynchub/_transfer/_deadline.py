@@ -1,0 +1,96 @@
+"""The first-byte deadline: how long one file or manifest may wait for an answer.
+
+A black-holed network (SYNs dropped, or a port that accepts and never answers)
+used to fail only after every retry of every URL had timed out, minutes later and
+silently. :func:`until_answered` runs the work in a child task and bounds the time
+until the server's first answer (any HTTP response, even a 503): connects, retries
+and mirror URLs all count against ``Timeouts.first_byte``. While nothing has
+answered it logs a "still waiting" warning every ``Timeouts.notice`` seconds (at
+most a quarter of ``first_byte``, so a short deadline still says why) naming
+what waits and for which host. Once an answer came it no longer interferes:
+stalls and retries are bounded by ``read`` and ``RetryPolicy`` then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+from yarl import URL
+
+from ..config import Timeouts
+from ..errors import TransferTimeoutError
+
+__all__ = ("until_answered",)
+
+_log = logging.getLogger("asynchub")
+T = TypeVar("T")
+
+
+async def until_answered(
+    work: Coroutine[Any, Any, T],
+    answered: asyncio.Event,
+    timeouts: Timeouts,
+    label: str,
+    url: Callable[[], str],
+) -> T:
+    """Await ``work``; fail it if ``answered`` is not set within ``first_byte`` s.
+
+    ``url()`` names the URL being tried now (for the notes and the error).
+    """
+    child = asyncio.ensure_future(work)
+    loop = asyncio.get_running_loop()
+    limit = timeouts.first_byte
+    every = min(timeouts.notice, limit / 4)  # a short deadline still gets notes
+    end = loop.time() + limit
+    try:
+        while not child.done():
+            if answered.is_set():
+                return await child
+            left = end - loop.time()
+            if left <= 0:
+                await _cancel(child)
+                raise _timeout(label, url(), limit)
+            await asyncio.wait({child}, timeout=min(left, every))
+            if not child.done() and not answered.is_set() and end - loop.time() > 0:
+                _log.warning(
+                    "still waiting for %r: no answer from %s after %.0f s "
+                    "(connecting or waiting for the response; gives up after %g s)",
+                    label,
+                    _host(url()),
+                    limit - (end - loop.time()),
+                    limit,
+                )
+        return child.result()
+    except asyncio.CancelledError:
+        await _cancel(child)
+        raise
+
+
+def _timeout(label: str, url: str, limit: float) -> TransferTimeoutError:
+    return TransferTimeoutError(
+        f"no first byte of {label!r} from {_host(url)} within {limit:g} s",
+        url=url,
+        hint="the network or the server does not answer (a firewall, a dropped "
+        "route, a proxy?); raise ASYNCHUB_FIRST_BYTE_TIMEOUT to wait longer, or "
+        "run again later",
+    )
+
+
+def _host(url: str) -> str:
+    parsed = URL(url)
+    return f"{parsed.host}:{parsed.port}" if parsed.host else url
+
+
+async def _cancel(task: asyncio.Future[Any]) -> None:
+    """Cancel ``task`` and wait for its cleanup, absorbing its outcome."""
+    task.cancel()
+    while not task.done():
+        try:
+            await asyncio.wait([task])
+        except asyncio.CancelledError:
+            continue
+    if not task.cancelled():
+        task.exception()  # retrieved
