@@ -14,6 +14,14 @@ from .hub_server import HubServer
 
 _NOWHERE = "http://127.0.0.1:9"  # the discard port: connections are refused at once
 _OUR_VARS = ("ONNX_HOME", "XDG_CACHE_HOME", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
+_HF_VARS = (
+    "HF_ENDPOINT",
+    "HF_TOKEN",
+    "HUGGING_FACE_HUB_TOKEN",
+    "HF_TOKEN_PATH",
+    "HF_HOME",
+    "HF_HUB_OFFLINE",
+)
 
 
 @pytest.fixture
@@ -28,12 +36,13 @@ def clean_env(
     """No asynchub/onnx variables leak in, every endpoint points at a closed local
     port unless a test sets it, and the cache is a fresh temp folder."""
     for name in list(os.environ):
-        if name.startswith("ASYNCHUB_") or name.upper() in _OUR_VARS:
+        if name.startswith("ASYNCHUB_") or name.upper() in (*_OUR_VARS, *_HF_VARS):
             monkeypatch.delenv(name, raising=False)
     for name in ("GITHUB_RAW", "GITHUB_MEDIA", "HF_ENDPOINT", "GITHUB_API"):
         monkeypatch.setenv(f"ASYNCHUB_{name}", _NOWHERE)  # no test reaches the internet
     home = tmp_path_factory.mktemp("onnx_home")
     monkeypatch.setenv("ONNX_HOME", str(home))
+    monkeypatch.setenv("HF_HOME", str(home / "huggingface"))  # no real token file
     _defaults.reset()
     yield home / "hub"
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import time
 from collections import deque
 from collections.abc import Callable
@@ -30,6 +31,7 @@ import aiohttp
 
 from ..config import Limits
 from ..errors import (
+    HTTPStatusError,
     IncompleteTransferError,
     IntegrityError,
     TransferError,
@@ -50,7 +52,17 @@ from .retry import Backoff, parse_retry_after
 from .spec import FileSpec
 from .state import Partial
 
-__all__ = ("SAVE_INTERVAL", "Download", "Restart", "Segment", "Tail")
+_log = logging.getLogger("asynchub")
+
+__all__ = (
+    "SAVE_INTERVAL",
+    "SHED_STATUSES",
+    "Download",
+    "Restart",
+    "Segment",
+    "Tail",
+    "sheds_connection",
+)
 
 SAVE_INTERVAL = 1.0
 """Seconds between resume-state saves while bytes arrive."""
@@ -60,6 +72,23 @@ LOW_SPEED_BYTES = 1024
 
 FLUSH_INTERVAL = 0.5
 """A batch is written after this many seconds even if not full (slow links)."""
+
+
+SHED_STATUSES = frozenset({403})
+"""Answers to an extra ranged connection that mean "fewer connections, please"
+(a CDN that allows a few ranged connections per client refuses the rest with 403)."""
+
+
+def sheds_connection(err: TransferError, others: int) -> bool:
+    """Whether a part's worker should stop and leave its range to the ``others``
+    still running, instead of failing the file: the one place that decides it."""
+    return (
+        others > 0 and isinstance(err, HTTPStatusError) and err.status in SHED_STATUSES
+    )
+
+
+class _Shed(Exception):
+    """This worker stops; its unfinished range went back to the queue."""
 
 
 class Restart(Exception):
@@ -239,6 +268,8 @@ class Download:
             while self.queue:
                 await self._fetch(self.queue.popleft())
                 self._write_back()
+        except _Shed:
+            self.workers -= 1
         finally:
             self.active -= 1
 
@@ -263,6 +294,9 @@ class Download:
                 if not is_retryable(err, backoff.policy):
                     if redirected:  # e.g. a signed redirect expired: ask the URL
                         continue
+                    if self.planned and sheds_connection(err, self.active - 1):
+                        self._requeue(seg)
+                        raise _Shed from err
                     raise
                 if seg.pos > before:
                     backoff.reset()
@@ -270,6 +304,15 @@ class Download:
                 continue
             if not seg.done and seg.pos == before:
                 await backoff.wait_or_raise(self._short(seg))
+
+    def _requeue(self, seg: Segment) -> None:
+        """Give the rest of ``seg`` to the workers that are still fetching."""
+        _log.info(
+            "%s refused an extra ranged connection; continuing with %d",
+            self.url,
+            self.active - 1,
+        )
+        self.queue.appendleft(Segment(seg.pos, seg.end, seg.pos))
 
     def _short(self, seg: Segment) -> IncompleteTransferError:
         return IncompleteTransferError(

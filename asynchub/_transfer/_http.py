@@ -26,6 +26,7 @@ from .retry import parse_retry_after
 
 __all__ = (
     "ContentRange",
+    "bearer_tokens",
     "Http",
     "Validator",
     "iter_body",
@@ -83,8 +84,12 @@ class Http:
         max_redirects: int,
         max_pause: float = 300.0,
         env: NetEnv | None = None,
+        bearer: Mapping[URL, str] | None = None,
     ) -> None:
         self.session = session
+        # origin -> "Bearer …": a hub token goes to its own host only, so it is
+        # added per request (never carried across a redirect to a CDN)
+        self.bearer = dict(bearer or {})
         self.env = env if env is not None else NetEnv()
         self.max_redirects = max_redirects
         self.max_pause = max_pause
@@ -148,11 +153,24 @@ class Http:
             raise network_error(exc, str(url)) from exc
 
     def _with_netrc(self, url: URL, headers: dict[str, str]) -> dict[str, str]:
-        """Add netrc credentials, unless the request already carries some."""
+        """Add the hub token for this exact origin, else netrc credentials, unless
+        the request already carries some."""
         if url.user is not None or any(k.title() == "Authorization" for k in headers):
             return headers
-        value = self.env.authorization_for(url)
+        value = self.bearer.get(url.origin()) or self.env.authorization_for(url)
         return headers if value is None else {**headers, "Authorization": value}
+
+
+def bearer_tokens(config: HubConfig) -> dict[URL, str]:
+    """``{origin: "Bearer …"}`` for the Hugging Face endpoint when a token is set."""
+    if config.hf_token is None:
+        return {}
+    token = config.hf_token.get_secret_value()
+    try:
+        origin = URL(config.hf_endpoint).origin()
+    except ValueError:
+        return {}
+    return {origin: f"Bearer {token}"}
 
 
 def _check_scheme(url: URL, original: str) -> URL:

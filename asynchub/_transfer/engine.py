@@ -25,7 +25,7 @@ from ..errors import AsyncHubError, TransferError, UnexpectedContentError
 from ._admission import Admission
 from ._context import Context
 from ._errors import is_retryable, status_error
-from ._http import Http, iter_body, make_session
+from ._http import Http, bearer_tokens, iter_body, make_session
 from ._local import local_path
 from ._netenv import NetEnv
 from .job import FileJob
@@ -99,7 +99,13 @@ class Engine:
         limits, retry = self.config.limits, self.config.retry
         loop = asyncio.get_running_loop()
         env = await loop.run_in_executor(executor, NetEnv.read)
-        http = Http(self._session, limits.max_redirects, retry.max_retry_after, env)
+        http = Http(
+            self._session,
+            limits.max_redirects,
+            retry.max_retry_after,
+            env,
+            bearer=bearer_tokens(self.config),
+        )
         self._ctx = Context(self.config, http, executor)
         return self
 
