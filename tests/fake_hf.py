@@ -285,8 +285,8 @@ class FakeHF:
         response.content_length = end - start
         await response.prepare(request)
         for pos in range(start, end, _CHUNK):
-            await response.write(data[pos : min(end, pos + _CHUNK)])
             await asyncio.sleep(self.chunk_delay)  # ranged connections overlap
+            await response.write(data[pos : min(end, pos + _CHUNK)])
         await response.write_eof()
         return response
 

@@ -79,12 +79,20 @@ SHED_STATUSES = frozenset({403})
 (a CDN that allows a few ranged connections per client refuses the rest with 403)."""
 
 
-def sheds_connection(err: TransferError, others: int) -> bool:
-    """Whether a part's worker should stop and leave its range to the ``others``
-    still running, instead of failing the file: the one place that decides it."""
-    return (
-        others > 0 and isinstance(err, HTTPStatusError) and err.status in SHED_STATUSES
-    )
+def sheds_connection(err: TransferError, others: int, shed: int) -> str | None:
+    """What a part's worker does when the host refuses its request: the one place
+    that decides it.
+
+    ``"shed"``: stop, and leave the range to the ``others`` still running (the host
+    refuses extra connections); ``"retry"``: the last worker of a host that already
+    refused extras (``shed`` > 0) waits and tries again, since the host may still
+    count a connection that just closed; None: not a refusal, fail as usual.
+    """
+    if not isinstance(err, HTTPStatusError) or err.status not in SHED_STATUSES:
+        return None
+    if others > 0:
+        return "shed"
+    return "retry" if shed > 0 else None
 
 
 class _Shed(Exception):
@@ -196,6 +204,7 @@ class Download:
         self._ready = asyncio.Event()  # set once the probe has fixed the plan
         self.workers = 1
         self.active = 0  # workers still running
+        self.shed = 0  # workers stopped because the host refused extra connections
         self.restarts = 0
         self.bodies = 0  # responses whose body was used (more than one: spliced)
         self._last_save = time.monotonic()
@@ -270,6 +279,7 @@ class Download:
                 self._write_back()
         except _Shed:
             self.workers -= 1
+            self.shed += 1
         finally:
             self.active -= 1
 
@@ -294,16 +304,23 @@ class Download:
                 if not is_retryable(err, backoff.policy):
                     if redirected:  # e.g. a signed redirect expired: ask the URL
                         continue
-                    if self.planned and sheds_connection(err, self.active - 1):
+                    action = self._refused(err)
+                    if action == "shed":
                         self._requeue(seg)
                         raise _Shed from err
-                    raise
+                    if action is None:
+                        raise
                 if seg.pos > before:
                     backoff.reset()
                 await backoff.wait_or_raise(err)
                 continue
             if not seg.done and seg.pos == before:
                 await backoff.wait_or_raise(self._short(seg))
+
+    def _refused(self, err: TransferError) -> str | None:
+        if not self.planned:
+            return None
+        return sheds_connection(err, self.active - 1, self.shed)
 
     def _requeue(self, seg: Segment) -> None:
         """Give the rest of ``seg`` to the workers that are still fetching."""
