@@ -12,6 +12,7 @@ hub (``base``):
   CDN URL with ``X-Repo-Commit``, ``X-Linked-Size``, ``X-Linked-Etag``; plain files
   are served directly with ``X-Repo-Commit``.
 A gated repo answers ``401`` everywhere without ``Authorization: Bearer TOKEN``.
+``lying_etag = True`` advertises a wrong SHA-256 in ``X-Linked-Etag``;
 ``burst_429 = N`` makes the next N hub requests answer ``429`` with ``Retry-After``.
 
 CDN (``cdn_base``): ``/{sha}?expires=T&sig=S`` serves the blob with ``Range``;
@@ -66,6 +67,7 @@ class FakeHF:
         self.ttl = 3600.0
         self.max_ranged: int | None = None
         self.burst_429 = 0
+        self.lying_etag = False  # resolve advertises a wrong SHA-256
         self.chunk_delay = 0.001
         self.retry_after = "0.2"
         self.violations: list[str] = []
@@ -218,7 +220,7 @@ class FakeHF:
         headers.update(
             {
                 "X-Linked-Size": str(len(data)),
-                "X-Linked-Etag": f'"{sha}"',
+                "X-Linked-Etag": f'"{"0" * 64 if self.lying_etag else sha}"',
                 "Location": self.signed_url(sha),
             }
         )

@@ -16,6 +16,7 @@ from asynchub import AsyncHub, Hub, HubConfig
 from asynchub.config import Limits, RetryPolicy, Timeouts
 from asynchub.errors import (
     HubAuthError,
+    IntegrityError,
     OfflineCacheMissError,
     RepoSpecError,
 )
@@ -67,6 +68,7 @@ def fake(_fake: FakeHF, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHF]:
     _fake.requests.clear()
     _fake.violations.clear()
     _fake.ttl, _fake.max_ranged, _fake.burst_429 = 3600.0, None, 0
+    _fake.lying_etag = False
     _fake.chunk_delay, _fake.expired, _fake.refused_ranged = 0.001, 0, 0
     monkeypatch.setenv("ASYNCHUB_HF_ENDPOINT", _fake.base)
     yield _fake
@@ -283,6 +285,17 @@ async def test_a_cdn_refusing_a_third_ranged_connection_gets_fewer(
     assert fake.refused_ranged > 0
 
 
+async def test_an_advertised_sha_that_disagrees_is_refused(
+    fake: FakeHF, clean_env: Path
+) -> None:
+    fake.lying_etag = True
+    async with AsyncHub(_config()) as hub:
+        with pytest.raises(IntegrityError, match="advertises SHA-256 0000"):
+            await hub.load("mnist", "hf://onnxmodelzoo/mnist-8")
+    assert fake.cdn_requests() == []  # refused before a byte was fetched
+    assert not list(clean_env.glob("*mnist-8.onnx"))
+
+
 async def test_429_bursts_are_waited_out(fake: FakeHF) -> None:
     fake.burst_429 = 3
     async with AsyncHub(_config()) as hub:
@@ -333,3 +346,75 @@ def test_cli_lists_and_downloads_an_hf_repo(fake: FakeHF, clean_env: Path) -> No
     )
     assert fetched.returncode == 0, fetched.stderr
     assert list(clean_env.glob("*_mnist-8.onnx"))
+
+
+# the official zoo, honestly ---------------------------------------------------------
+TAR_13 = "vision/classification/tinynet/model/tinynet-13.tar.gz"
+
+
+@pytest.fixture
+def zoo_without_archive(
+    tmp_path: Path, example_hub: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Path]:
+    """The official zoo's layouts (GitHub raw, LFS media, HF mirror) served by one
+    server from a copy of the example hub that lacks one test-data archive."""
+    import shutil
+
+    from .hub_server import HubServer
+
+    root = tmp_path / "zoo"
+    shutil.copytree(example_hub, root)
+    (root / TAR_13).unlink()
+    server = HubServer(root).start()
+    for name, value in server.env().items():
+        monkeypatch.setenv(name, value)
+    yield root
+    server.stop()
+
+
+async def test_an_archive_no_source_serves_gets_its_own_error(
+    zoo_without_archive: Path,
+) -> None:
+    from asynchub.errors import ArchiveUnavailableError, RemoteFileNotFoundError
+
+    async with AsyncHub(_config()) as hub:
+        with pytest.raises(ArchiveUnavailableError) as info:
+            await hub.download_model_with_test_data("TinyNet", opset=13)
+        assert await hub.load("TinyNet", opset=13) is not None  # load still works
+        assert await hub.download_model_with_test_data("TinyNet", opset=17)
+    assert isinstance(info.value, RemoteFileNotFoundError)
+    text = str(info.value)
+    assert "not on the Hugging Face mirror" in text and "GitHub LFS" in text
+    assert "load() still works" in text
+
+
+async def test_mirror_counts_unavailable_archives_apart(
+    zoo_without_archive: Path, tmp_path: Path
+) -> None:
+    report = await amirror(tmp_path / "m", config=_config(), with_data=True)
+    assert report.ok and report.failed == []
+    assert [u.path for u in report.unavailable] == [TAR_13]
+    assert report.files_unavailable == 1
+    assert "unavailable upstream 1" in report.summary()
+    report.raise_for_failures()  # unavailable files are not failures
+
+
+def test_cli_mirror_exits_0_when_only_archives_are_unavailable(
+    zoo_without_archive: Path, tmp_path: Path
+) -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "asynchub",
+            "mirror",
+            str(tmp_path / "m"),
+        ],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"{TAR_13}: unavailable upstream" in done.stderr

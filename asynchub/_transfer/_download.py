@@ -23,7 +23,7 @@ import concurrent.futures
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -338,12 +338,28 @@ class Download:
 
     async def _attempt(self, seg: Segment) -> None:
         try:
-            async with self.ctx.http.get(self.target, self._headers(seg)) as response:
+            get = self.ctx.http.get(self.target, self._headers(seg), self._linked)
+            async with get as response:
                 skip = await self._accept(response, seg)
                 self.target = str(response.url)
                 await self._stream(response, seg, skip)
         finally:
             await self._settle(seg)
+
+    def _linked(self, headers: Mapping[str, str]) -> None:
+        """Refuse a redirect whose ``X-Linked-Etag`` (a Hugging Face ``resolve``
+        advertising the file's SHA-256) disagrees with the expected digest, before
+        a byte of the file is fetched."""
+        advertised = linked_sha256(headers)
+        expected = self.spec.sha256
+        if advertised and expected and advertised != expected.lower():
+            raise IntegrityError(
+                f"{self.url} advertises SHA-256 {advertised} for "
+                f"{self.spec.label or self.spec.dest.name}, expected {expected}",
+                path=str(self.spec.dest),
+                expected=expected,
+                actual=advertised,
+            )
 
     def _headers(self, seg: Segment) -> dict[str, str]:
         if seg.whole and seg.pos == 0:
@@ -549,6 +565,16 @@ class Download:
         if now - self._last_save >= SAVE_INTERVAL:
             self._last_save = now
             self.pending.add(self.ctx.submit(self.partial.save))
+
+
+def linked_sha256(headers: Mapping[str, str]) -> str | None:
+    """The SHA-256 in an ``X-Linked-Etag`` header, if it holds one (LFS files)."""
+    value = headers.get("X-Linked-Etag", "").strip()
+    value = value.removeprefix("W/").strip('"').lower()
+    return value if len(value) == 64 and all(c in HEX for c in value) else None
+
+
+HEX = frozenset("0123456789abcdef")
 
 
 def _ends(seg: Segment, batch: Batch) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -97,9 +97,16 @@ class Http:
 
     @asynccontextmanager
     async def get(
-        self, url: str, headers: Mapping[str, str] | None = None
+        self,
+        url: str,
+        headers: Mapping[str, str] | None = None,
+        on_redirect: Callable[[Mapping[str, str]], None] | None = None,
     ) -> AsyncIterator[aiohttp.ClientResponse]:
-        """Open a GET of ``url`` after redirects; the caller checks the status."""
+        """Open a GET of ``url`` after redirects; the caller checks the status.
+
+        ``on_redirect`` sees the headers of every redirect before it is followed
+        (and may raise to refuse it).
+        """
         current, sent = _check_scheme(URL(url), url), dict(headers or {})
         for _ in range(self.max_redirects + 1):
             await self._wait_for_host(current)
@@ -113,6 +120,8 @@ class Http:
                     response.release()
                 return
             response.release()
+            if on_redirect is not None:
+                on_redirect(response.headers)
             current, sent = _next_hop(current, location, sent, url)
         raise RedirectError(
             f"{url} redirected more than {self.max_redirects} times", url=url
