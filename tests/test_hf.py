@@ -254,6 +254,27 @@ async def test_gated_repo_needs_a_token_sent_to_the_hub_only(
     assert fake.cdn_requests()  # the CDN got no token (checked by the fixture)
 
 
+async def test_a_wrong_token_is_never_shown(
+    fake: FakeHF, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    wrong = "hf_wrong_token_that_must_stay_secret"
+    monkeypatch.setenv("HF_TOKEN", wrong)
+    with caplog.at_level(logging.DEBUG):
+        async with AsyncHub(_config()) as hub:
+            with pytest.raises(HubAuthError) as info:
+                await hub.list_models("hf://acme/gated")
+        with pytest.raises(HubAuthError) as mirrored:
+            await amirror(
+                Path(os.environ["ONNX_HOME"]) / "m",
+                "hf://acme/gated",
+                config=_config(),
+                silent=True,
+            )
+    assert info.value.status == 401
+    assert wrong not in str(info.value) + str(mirrored.value) + caplog.text
+    assert "Authorization" not in caplog.text
+
+
 @pytest.mark.parametrize("name", ["HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"])
 def test_token_from_the_environment(
     fake: FakeHF, monkeypatch: pytest.MonkeyPatch, name: str
