@@ -71,6 +71,7 @@ class FakeHF:
         self.chunk_delay = 0.001
         self.retry_after = "0.2"
         self.violations: list[str] = []
+        self.ranges: list[str] = []  # the Range header of each CDN request
         self.requests: list[tuple[str, str, str]] = []  # (server, method, path_qs)
         self.refused_ranged = 0
         self.expired = 0
@@ -239,6 +240,7 @@ class FakeHF:
 
     async def _cdn(self, request: web.Request) -> web.StreamResponse:
         self.requests.append(("cdn", request.method, request.path_qs))
+        self.ranges.append(request.headers.get("Range", ""))
         if "Authorization" in request.headers:
             self.violations.append(request.path_qs)
             return web.Response(status=400, text="Authorization sent to the CDN")

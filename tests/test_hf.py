@@ -44,8 +44,11 @@ def _fake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeHF]:
     legacy = {f"validated/{p}": d for p, d in files.items()}
     legacy["Computer_Vision/resnet18_Opset18_timm/resnet18_Opset18_timm.onnx"] = tiny
     legacy["Computer_Vision/misc/model.onnx"] = tiny  # no opset in the name
+    legacy["Computer_Vision/misc/broken.onnx"] = b"not a model"  # nor in its bytes
+    legacy["Natural_Language_Processing/x/onnx/model.onnx"] = big_model()
     legacy["README.md"] = b"# legacy models\n"
-    fake.add("onnxmodelzoo/legacy_models", FakeRepo(legacy, COMMIT_A, {"README.md"}))
+    plain = {"README.md", "Computer_Vision/misc/broken.onnx"}
+    fake.add("onnxmodelzoo/legacy_models", FakeRepo(legacy, COMMIT_A, plain))
     fake.add(
         "onnxmodelzoo/mnist-8",
         FakeRepo({"mnist-8.onnx": tiny, "README.md": b"# mnist\n"}, COMMIT_B),
@@ -66,6 +69,7 @@ def _fake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeHF]:
 @pytest.fixture
 def fake(_fake: FakeHF, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHF]:
     _fake.requests.clear()
+    _fake.ranges.clear()
     _fake.violations.clear()
     _fake.ttl, _fake.max_ranged, _fake.burst_429 = 3600.0, None, 0
     _fake.lying_etag = False
@@ -144,6 +148,36 @@ def test_listing_shaped_like_the_real_one_builds_a_manifest() -> None:
     assert len(listing.skipped) == 2  # model.onnx (no opset), ../evil (unsafe)
 
 
+def _opset_by_windows(data: bytes) -> int | None:
+    """What the ranged reads see: windows of the file, as scan() asks for them."""
+    from asynchub.sources.hf_opset import WINDOW, scan
+
+    offset = 0
+    for _ in range(3):
+        window = data[offset : offset + WINDOW]
+        found = scan(window, offset)
+        if found.opset is not None or found.resume is None or len(window) < WINDOW:
+            return found.opset
+        offset = found.resume
+    return None
+
+
+def test_the_opset_is_read_from_a_few_windows_of_the_model() -> None:
+    import onnx
+    from onnx import helper
+
+    assert _opset_by_windows(big_model()) == 13  # graph > one window: two reads
+    model = onnx.load_from_string(big_model(1000))
+    model.opset_import[0].version = 17
+    model.opset_import.insert(0, helper.make_opsetid("com.microsoft", 1))
+    model.doc_string = "x" * 200_000  # a field before the graph, longer than a window
+    assert _opset_by_windows(model.SerializeToString()) == 17
+    del model.opset_import[1]  # only a custom domain: no default opset
+    assert _opset_by_windows(model.SerializeToString()) is None
+    assert _opset_by_windows(b"<html>not a model</html>") is None
+    assert _opset_by_windows(b"") is None
+
+
 def test_next_link_and_repo_strings() -> None:
     assert (
         next_link('<https://h/api/x?cursor=2>; rel="next"')
@@ -186,8 +220,19 @@ async def test_list_models_paginates_then_works_offline(
     assert ("tinynet", 13) in names and ("tinynet", 17) in names
     assert ("resnet18_timm", 18) in names
     assert ("TinyMLP-preproc", 18) in names
-    assert not any(m.model_path.endswith("/model.onnx") for m in models)
-    assert "model.onnx: no opset in its name" in caplog.text
+    # no opset in the name: read from the model (the big one needs a second window
+    # after its graph); the stem repeats, so the names are the paths
+    assert ("Computer_Vision/misc/model", 13) in names
+    assert ("Natural_Language_Processing/x/onnx/model", 13) in names
+    assert "broken.onnx: no opset in its name or its header" in caplog.text
+    windows = [r for r in fake.ranges if r.startswith("bytes=")]
+    assert "bytes=0-65535" in windows  # the head of each unnamed model
+    assert any(not r.startswith("bytes=0-") for r in windows)  # after the big graph
+    assert len(windows) <= 2 * 2  # two LFS models, at most two windows each
+    big = next(m for m in models if m.model.endswith("onnx/model"))
+    assert big.metadata["model_bytes"] == len(
+        fake.repos["onnxmodelzoo/legacy_models"].files[big.model_path]
+    )
     assert {m.model for m in tagged} == {"tinytext", "echo-qa"}
     tiny = next(m for m in models if m.model == "tinynet" and m.opset == 13)
     assert tiny.metadata["model_with_data_path"].endswith("tinynet-13.tar.gz")

@@ -49,7 +49,7 @@ _log = logging.getLogger("asynchub")
 WORKER_THREADS = 8
 """Threads that write and hash (hashlib and file I/O release the GIL)."""
 
-_BYTES_STATUSES = frozenset({200, 304, 404, 410})
+_BYTES_STATUSES = frozenset({200, 206, 304, 404, 410})
 
 
 class _Flight:
@@ -213,9 +213,10 @@ class Engine:
     ) -> BytesResponse:
         """GET a small body (a manifest) into memory, with retries.
 
-        Returns for 200, 304, 404 and 410; raises a TransferError subclass for any
-        other status (after retries when it is retryable) and when the body is
-        larger than ``max_bytes`` (default ``limits.max_manifest_bytes``).
+        Returns for 200, 206 (when a Range was asked), 304, 404 and 410; raises a
+        TransferError subclass for any other status (after retries when it is
+        retryable) and when the body is larger than ``max_bytes`` (default
+        ``limits.max_manifest_bytes``).
         """
         limit = max_bytes if max_bytes is not None else self._manifest_cap()
         if url.startswith("file:"):

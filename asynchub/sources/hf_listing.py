@@ -12,8 +12,11 @@ Rules (documented in the README):
   (the zoo's legacy names: ``mnist-8.onnx`` is ``mnist`` at opset 8,
   ``resnet50-v1-12-int8.onnx`` is ``resnet50-v1-int8`` at 12), or a ``_Opset<N>``
   token anywhere in the stem (``resnet18_Opset18_timm.onnx`` is ``resnet18_timm`` at
-  18). A file whose name gives no opset is **left out** (never guessed) and
-  reported in :attr:`Listing.skipped`;
+  18). For a file whose name gives no opset (``onnx/model.onnx``), the caller may
+  read the opset from the model itself (:mod:`.hf_opset`) and pass it in
+  ``opsets``; its name is then the file's stem, or its path without ``.onnx`` when
+  several such files share a stem. Otherwise the file is **left out** (never
+  guessed) and reported in :attr:`Listing.skipped`;
 - SHA-256 and size come from the LFS metadata; a file without it (a plain git
   file) keeps its size but has no SHA-256, so it is checked by size only and the
   download logs that it could not be verified;
@@ -34,7 +37,14 @@ from typing import Any
 from ..errors import UnsafePathError
 from ..manifest import Manifest, ManifestEntry, check_relative_path
 
-__all__ = ("Listing", "TreeFile", "build_manifest", "next_link", "parse_name")
+__all__ = (
+    "Listing",
+    "TreeFile",
+    "build_manifest",
+    "next_link",
+    "parse_name",
+    "unnamed",
+)
 
 _LEGACY = re.compile(r"^(?P<name>.+?)-(?P<opset>\d{1,4})(?P<suffix>(?:-[A-Za-z]\w*)*)$")
 _OPSET_TOKEN = re.compile(r"[_-]Opset(?P<opset>\d{1,4})(?=$|[_.-])", re.IGNORECASE)
@@ -100,15 +110,52 @@ def next_link(value: str | None) -> str | None:
     return match["url"] if match else None
 
 
-def build_manifest(listing: Listing) -> Manifest:
-    """The manifest of every ``.onnx`` file the rules above accept."""
+def unnamed(listing: Listing) -> list[TreeFile]:
+    """The safe ``.onnx`` files whose name gives no opset (sorted by path)."""
+    found = []
+    for path in sorted(listing.files):
+        name = path.rsplit("/", 1)[-1]
+        if path.endswith(".onnx") and parse_name(name) is None and _safe(path):
+            found.append(listing.files[path])
+    return found
+
+
+def _safe(path: str) -> bool:
+    try:
+        check_relative_path(path)
+    except UnsafePathError:
+        return False
+    return True
+
+
+def _unnamed_names(paths: Iterable[str]) -> dict[str, str]:
+    """The stem of each path, or the path without ``.onnx`` if the stem repeats."""
+    stems = {p: p.rsplit("/", 1)[-1][: -len(".onnx")] for p in paths}
+    counts: dict[str, int] = {}
+    for stem in stems.values():
+        counts[stem.casefold()] = counts.get(stem.casefold(), 0) + 1
+    return {
+        p: stem if counts[stem.casefold()] == 1 else p[: -len(".onnx")]
+        for p, stem in stems.items()
+    }
+
+
+def build_manifest(
+    listing: Listing, opsets: Mapping[str, int] | None = None
+) -> Manifest:
+    """The manifest of every ``.onnx`` file the rules above accept; ``opsets``
+    gives the opset read from the model of files whose name has none."""
+    read = dict(opsets or {})
+    names = _unnamed_names(read)
     entries: list[ManifestEntry] = []
     seen: dict[tuple[str, int], str] = {}
     paths: set[str] = set()
     for path in sorted(listing.files):
         if not path.endswith(".onnx"):
             continue
-        entry = _entry(listing, listing.files[path])
+        file = listing.files[path]
+        given = (names[path], read[path]) if path in read else None
+        entry = _entry(listing, file, given)
         if entry is None:
             continue
         name = unicodedata.normalize("NFKC", entry.model).casefold()
@@ -127,15 +174,17 @@ def _paths(entry: ManifestEntry) -> list[str]:
     return [entry.model_path, *([tarball] if tarball else [])]
 
 
-def _entry(listing: Listing, file: TreeFile) -> ManifestEntry | None:
+def _entry(
+    listing: Listing, file: TreeFile, given: tuple[str, int] | None
+) -> ManifestEntry | None:
     try:
         check_relative_path(file.path)
     except UnsafePathError as exc:
         listing.skipped.append(f"{file.path!r}: {exc.message}")
         return None
-    named = parse_name(file.path.rsplit("/", 1)[-1])
+    named = parse_name(file.path.rsplit("/", 1)[-1]) or given
     if named is None:
-        listing.skipped.append(f"{file.path}: no opset in its name")
+        listing.skipped.append(f"{file.path}: no opset in its name or its header")
         return None
     name, opset = named
     from .._hubbuild import folder_tags  # imports onnx: only when a listing is built

@@ -16,6 +16,8 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 from urllib.parse import urljoin, urlsplit
 
+import anyio
+
 from ..config import HubConfig
 from ..errors import (
     HTTPStatusError,
@@ -28,7 +30,8 @@ from ..errors import (
 from . import hf
 from ._source import MANIFEST_NAME, Source
 from .github import is_commit
-from .hf_listing import Listing, build_manifest, next_link
+from .hf_listing import Listing, TreeFile, build_manifest, next_link, unnamed
+from .hf_opset import WINDOW, scan
 
 if TYPE_CHECKING:
     from .._transfer import Engine
@@ -39,6 +42,15 @@ _log = logging.getLogger("asynchub")
 
 MAX_LISTED_FILES = 200_000
 """A listing longer than this is refused (memory never grows with a claimed size)."""
+
+MAX_HEADER_READS = 64
+"""Files without an opset in their name whose opset is read from the model (a few
+ranged reads each); any more are left out, with a warning."""
+
+HEADER_READERS = 8
+"""Models read at once for their opset."""
+
+_WINDOWS_PER_FILE = 3
 
 ReadCached = Callable[[str], Awaitable[tuple[bytes, str] | None]]
 WriteCached = Callable[[str, bytes], Awaitable[None]]
@@ -166,7 +178,8 @@ async def _fresh(
     repo_id = hf.parse(spec)[0]
     commit = pinned.file_bases[0].rstrip("/").rsplit("/", 1)[-1]
     listing = await _listing(engine, hf.tree_url(repo_id, commit, config), spec)
-    manifest = build_manifest(listing)
+    opsets = await _read_opsets(engine, pinned, unnamed(listing))
+    manifest = build_manifest(listing, opsets)
     if listing.skipped:
         _log.warning(
             "%s: %d .onnx files left out of the manifest built from its listing "
@@ -176,6 +189,55 @@ async def _fresh(
             "; ".join(listing.skipped[:3]),
         )
     return manifest.to_json().encode()
+
+
+async def _read_opsets(
+    engine: Engine, pinned: Source, files: list[TreeFile]
+) -> dict[str, int]:
+    """The opset of each model whose name has none, read from its bytes."""
+    opsets: dict[str, int] = {}
+    limiter = anyio.CapacityLimiter(HEADER_READERS)
+
+    async def read(file: TreeFile) -> None:
+        async with limiter:
+            opset = await _opset_of(engine, pinned.file_urls(file.path)[0], file.size)
+        if opset is not None:
+            opsets[file.path] = opset
+
+    async with anyio.create_task_group() as group:
+        for file in files[:MAX_HEADER_READS]:
+            group.start_soon(read, file)
+    if len(files) > MAX_HEADER_READS:
+        _log.warning(
+            "%d models have no opset in their name; only the first %d were read",
+            len(files),
+            MAX_HEADER_READS,
+        )
+    return opsets
+
+
+async def _opset_of(engine: Engine, url: str, size: int | None) -> int | None:
+    """At most a few 64 KiB ranged reads; None when the opset cannot be read."""
+    offset = 0
+    for _ in range(_WINDOWS_PER_FILE):
+        if size is not None and offset >= size:
+            return None
+        headers = {"Range": f"bytes={offset}-{offset + WINDOW - 1}"}
+        try:
+            response = await engine.get_bytes(url, headers, max_bytes=WINDOW)
+        except TransferError as exc:
+            _log.debug("could not read the opset of %s: %s", url, exc)
+            return None
+        if response.status not in (200, 206):
+            return None
+        base = 0 if response.status == 200 else offset  # 200: the whole (small) file
+        found = scan(response.body, base)
+        if found.opset is not None:
+            return found.opset
+        if found.resume is None or len(response.body) < WINDOW:
+            return None
+        offset = found.resume
+    return None
 
 
 async def _listing(engine: Engine, url: str, spec: str) -> Listing:
