@@ -249,6 +249,16 @@ async def test_list_models_paginates_then_works_offline(
     assert fake.requests == []
 
 
+def test_info_and_test_data_from_an_hf_repo_sync(fake: FakeHF, clean_env: Path) -> None:
+    with Hub(_config(), confirm=None) as hub:
+        info = hub.get_model_info("TinyNet", ZOO, opset=17)
+        folder = hub.download_model_with_test_data("tinynet", ZOO, opset=13)
+    assert info.model_path.endswith("tinynet-17.onnx") and info.opset == 17
+    assert folder is not None
+    assert (Path(folder) / "model.onnx").is_file()
+    assert list(Path(folder).glob("test_data_set_0/input_0.pb"))
+
+
 async def test_warm_list_reads_no_listing_and_load_works_offline(
     fake: FakeHF, monkeypatch: pytest.MonkeyPatch
 ) -> None:
