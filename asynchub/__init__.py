@@ -12,11 +12,13 @@ from typing import TYPE_CHECKING, Any
 from .config import ArchiveLimits, HubConfig, Limits, RetryPolicy, Timeouts
 from .errors import (
     ArchiveError,
+    ArchiveUnavailableError,
     AsyncHubError,
     CacheError,
     ConfigError,
     DiskFullError,
     HTTPStatusError,
+    HubAuthError,
     IncompleteTransferError,
     IntegrityError,
     ManifestError,
@@ -101,6 +103,7 @@ __version__ = "0.1.0"
 __all__ = (
     "ArchiveError",
     "ArchiveLimits",
+    "ArchiveUnavailableError",
     "AsyncHub",
     "AsyncHubError",
     "CacheError",
@@ -116,6 +119,7 @@ __all__ = (
     "FileVerified",
     "HTTPStatusError",
     "Hub",
+    "HubAuthError",
     "HubConfig",
     "IncompleteTransferError",
     "IntegrityError",

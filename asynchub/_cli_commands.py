@@ -180,6 +180,8 @@ def _finish(args: argparse.Namespace, out: Output, report: MirrorReport) -> int:
         out.json(report.model_dump(mode="json"))
     else:
         _print_outcome(out, report)
+    for gone in report.unavailable:  # not failures: exit 0 if nothing else failed
+        out.note(f"asynchub: warning: {gone.path}: {gone.message} ({gone.hint})")
     if report.failed:
         for failure in report.failed:
             hint = f" ({failure.hint})" if failure.hint else ""

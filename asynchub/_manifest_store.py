@@ -32,7 +32,7 @@ from .errors import (
     UntrustedRepoError,
 )
 from .manifest import Manifest
-from .sources import Source, github
+from .sources import Source, github, hf_manifest
 
 __all__ = ("ManifestStore", "shipped_manifest_bytes")
 
@@ -73,8 +73,13 @@ class ManifestStore:
         if hit and time.monotonic() - hit[0] < self.MEMO_SECONDS:
             return hit[1], hit[2]
         await self._check_strict_trust(source)
-        pinned = await self._pin(source)
-        data = await self._load(source, pinned)
+        if source.kind == "hf":
+            data, pinned = await hf_manifest.load(
+                self._engine, self._config, source, self._read_async, self._write_async
+            )
+        else:
+            pinned = await self._pin(source)
+            data = await self._load(source, pinned)
         manifest = Manifest.parse(data, source=pinned.manifest_url)
         self._memo[source.manifest_url] = (time.monotonic(), manifest, pinned)
         return manifest, pinned
@@ -158,6 +163,12 @@ class ManifestStore:
         raise ManifestNotFoundError(
             f"Could not find manifest at {source.manifest_url}: {message}"
         ) from exc
+
+    async def _read_async(self, key: str) -> tuple[bytes, str] | None:
+        return await anyio.to_thread.run_sync(self._read_cached, key)
+
+    async def _write_async(self, key: str, data: bytes) -> None:
+        await anyio.to_thread.run_sync(self._write_cached, key, data, "")
 
     def _paths(self, url: str) -> tuple[Path, Path]:
         key = hashlib.sha256(url.encode()).hexdigest()[:32]

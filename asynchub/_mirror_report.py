@@ -74,6 +74,7 @@ class MirrorReport(BaseModel):
     done: list[FileOutcome]
     skipped: list[FileOutcome]
     failed: list[FileFailure]
+    unavailable: list[FileFailure] = []
     elapsed: float
     manifest_written: bool = False
 
@@ -103,8 +104,15 @@ class MirrorReport(BaseModel):
 
     @computed_field  # type: ignore[prop-decorator]
     @property
+    def files_unavailable(self) -> int:
+        """Official test-data archives no source serves (not failures: a rerun
+        cannot fetch them either)."""
+        return len(self.unavailable)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
     def ok(self) -> bool:
-        """True when no file failed."""
+        """True when no file failed (files unavailable upstream do not count)."""
         return not self.failed
 
     def raise_for_failures(self) -> None:
@@ -135,6 +143,8 @@ class MirrorReport(BaseModel):
             f"{verb} {count} files ({format_bytes(size)}), "
             f"skipped {len(self.skipped)}, failed {len(self.failed)}"
         )
+        if self.unavailable:
+            line += f", unavailable upstream {len(self.unavailable)}"
         if not self.dry_run:
             speed = format_bytes(self.throughput)
             line += f" in {self.elapsed:.1f} s ({speed}/s)"

@@ -46,9 +46,11 @@ from ._transfer import Engine, FileSpec, ProgressCallback
 from ._trust import is_allowlisted
 from .config import HubConfig
 from .errors import (
+    ArchiveUnavailableError,
     AsyncHubError,
     DiskFullError,
     ManifestError,
+    RemoteFileNotFoundError,
     UntrustedRepoError,
 )
 from .manifest import Manifest, ManifestEntry
@@ -116,10 +118,16 @@ class _Tally:
     done: list[FileOutcome] = field(default_factory=list)
     skipped: list[FileOutcome] = field(default_factory=list)
     failed: list[FileFailure] = field(default_factory=list)
+    unavailable: list[FileFailure] = field(default_factory=list)
 
-    def fail(self, path: str, exc: AsyncHubError) -> None:
-        _log.info("%s failed: %s", path, exc)
-        self.failed.append(
+    def fail(self, path: str, exc: AsyncHubError, official: bool = False) -> None:
+        gone = unavailable_upstream(path, exc, official)
+        if gone is not None:
+            _log.warning("%s: %s", path, gone.message)
+            exc = gone
+        else:
+            _log.info("%s failed: %s", path, exc)
+        (self.unavailable if gone is not None else self.failed).append(
             FileFailure(
                 path=path,
                 error=type(exc).__name__,
@@ -348,6 +356,25 @@ class _Markers:
                 await anyio.to_thread.run_sync(write_markers, self.root, batch)
 
 
+def unavailable_upstream(
+    path: str, exc: AsyncHubError, official: bool
+) -> ArchiveUnavailableError | None:
+    """The official zoo's test-data archive that every source answered 404 for.
+
+    Such files are reported apart from failures (a rerun cannot fetch them: they
+    are not on the Hugging Face mirror and GitHub LFS stopped serving them).
+    """
+    if not official or not path.endswith(".tar.gz"):
+        return None
+    if not isinstance(exc, RemoteFileNotFoundError):
+        return None
+    return ArchiveUnavailableError(
+        "unavailable upstream: every source answered 404",
+        status=exc.status,
+        url=exc.url,
+    )
+
+
 async def _fetch_all(
     engine: Engine,
     source: Source,
@@ -385,7 +412,7 @@ async def _fetch_one(
         )
         result = await engine.fetch(spec, progress=progress)
     except AsyncHubError as exc:
-        tally.fail(file.path, exc)
+        tally.fail(file.path, exc, source.official)
         return
     except OSError as exc:  # the disk refused this file; the others may still fit
         tally.fail(file.path, os_error(exc, target.dest_of(file)))
@@ -473,6 +500,7 @@ def _report(
         done=sorted(tally.done, key=lambda f: f.path),
         skipped=tally.skipped,
         failed=sorted(tally.failed, key=lambda f: f.path),
+        unavailable=sorted(tally.unavailable, key=lambda f: f.path),
         elapsed=elapsed,
         manifest_written=written,
     )

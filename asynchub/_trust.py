@@ -61,6 +61,8 @@ def is_allowlisted(source: Source, config: HubConfig) -> bool:
     """True when ``source`` may be used without asking (blocking: reads the list)."""
     if source.official and source.trusted_by_default:
         return True
+    if source.kind == "hf" and source.trusted_by_default and config.trust == "compat":
+        return True  # hf://onnxmodelzoo/*@main, the ONNX project's own account
     if source.kind == "local" and config.trust == "compat":
         return True
     listed = [*config.trusted_repos, *load_persisted(config)]

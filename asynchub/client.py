@@ -41,13 +41,16 @@ from ._trust import is_allowlisted
 from .config import OFFICIAL_REPO, HubConfig
 from .errors import (
     ArchiveError,
+    ArchiveUnavailableError,
     AsyncHubError,
+    HTTPStatusError,
     ModelNotFoundError,
     OfflineCacheMissError,
+    RemoteFileNotFoundError,
     UntrustedRepoError,
 )
 from .manifest import Manifest, ModelInfo
-from .sources import Source, resolve_repo
+from .sources import Source, hf_manifest, resolve_repo
 
 if TYPE_CHECKING:  # onnx (and numpy) cost 0.1 s to import: only when a model loads
     import onnx
@@ -218,14 +221,17 @@ class AsyncHub:
                 f"{info.model} (opset {info.opset}) has no model_with_data archive",
                 hint="use load() for the model alone",
             )
-        tarball = await self._cached_file(
-            source,
-            meta.model_with_data_path,
-            meta.model_with_data_sha,
-            meta.model_with_data_bytes,
-            force_reload,
-            silent,
-        )
+        try:
+            tarball = await self._cached_file(
+                source,
+                meta.model_with_data_path,
+                meta.model_with_data_sha,
+                meta.model_with_data_bytes,
+                force_reload,
+                silent,
+            )
+        except RemoteFileNotFoundError as err:
+            raise _unavailable(source, meta.model_with_data_path, err) from err
         if tarball is None:
             return None
         folder = await self._extract(tarball, meta.model_with_data_sha, force_reload)
@@ -282,7 +288,12 @@ class AsyncHub:
                 return dest  # another call on this client filled it meanwhile
             urls = source.file_urls(path)
             spec = FileSpec(urls, dest, sha, size, label=path, root=self.cache_dir)
-            return await self._download(spec)
+            try:
+                return await self._download(spec)
+            except HTTPStatusError as err:
+                if source.kind == "hf" and err.status == 401:  # a 403 may be the CDN's
+                    raise hf_manifest.auth_error(err, source.spec) from None
+                raise
 
     @contextlib.asynccontextmanager
     async def _filling(self, dest: Path) -> AsyncIterator[None]:
@@ -370,6 +381,20 @@ def _extract_sync(
             "(<folder>/model.onnx and test_data_set_*); report it to the repo",
         )
     return folder
+
+
+def _unavailable(
+    source: Source, path: str, err: RemoteFileNotFoundError
+) -> RemoteFileNotFoundError:
+    """Every source of the official zoo answered 404 for a test-data archive."""
+    if not source.official:
+        return err
+    return ArchiveUnavailableError(
+        f"{path} is not available upstream: every source answered 404 "
+        f"({len(source.file_bases)} tried)",
+        status=err.status,
+        url=err.url,
+    )
 
 
 def _remove_tree(path: Path) -> None:

@@ -14,7 +14,16 @@ Environment variables read by :meth:`HubConfig.from_env`:
 ``ASYNCHUB_TRUSTED_REPOS``     comma-separated repos to trust besides onnx/models:main
 ``ASYNCHUB_GITHUB_RAW``        base of raw files (GitHub Enterprise, mirrors, tests)
 ``ASYNCHUB_GITHUB_MEDIA``      base of Git LFS media files
-``ASYNCHUB_HF_ENDPOINT``       Hugging Face endpoint for the official zoo's files
+``ASYNCHUB_HF_ENDPOINT``       Hugging Face endpoint (``hf://`` repos, the official
+                               zoo's files)
+``HF_ENDPOINT``                alias of ``ASYNCHUB_HF_ENDPOINT`` (which wins)
+``HF_TOKEN``                   Hugging Face token, sent as ``Bearer`` to the
+                               endpoint's host only (never to the CDN it redirects to)
+``HUGGING_FACE_HUB_TOKEN``     older name of ``HF_TOKEN`` (``HF_TOKEN`` wins)
+``HF_TOKEN_PATH``              token file; default ``$HF_HOME/token``
+``HF_HOME``                    default ``$XDG_CACHE_HOME/huggingface`` or
+                               ``~/.cache/huggingface`` (only its ``token`` is read)
+``HF_HUB_OFFLINE``             ``1``: offline, like ``ASYNCHUB_OFFLINE``
 ``ASYNCHUB_GITHUB_API``        GitHub API used to pin a ref to its commit
 ``ASYNCHUB_PIN_REFS``          ``0`` to use GitHub refs as given (no commit pinning)
 ``ASYNCHUB_CONNECT_TIMEOUT``   seconds to open a connection
@@ -34,7 +43,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from .errors import ConfigError
 
@@ -45,6 +54,7 @@ __all__ = (
     "RetryPolicy",
     "Timeouts",
     "default_cache_dir",
+    "hf_token_path",
 )
 
 MiB = 1024 * 1024
@@ -130,6 +140,7 @@ class HubConfig(_Frozen):
     github_raw: str = "https://raw.githubusercontent.com"
     github_media: str = "https://media.githubusercontent.com/media"
     hf_endpoint: str = "https://huggingface.co"
+    hf_token: SecretStr | None = None
     github_api: str = "https://api.github.com"
     pin_refs: bool = True
     timeouts: Timeouts = Timeouts()
@@ -197,7 +208,50 @@ def _env_values(env: Mapping[str, str]) -> dict[str, object]:
         repos = (r.strip() for r in env["ASYNCHUB_TRUSTED_REPOS"].split(","))
         values["trusted_repos"] = tuple(r for r in repos if r)
     values.update(_env_nested(env))
+    values.update(_env_hf(env))
     return values
+
+
+def _env_hf(env: Mapping[str, str]) -> dict[str, object]:
+    """Hugging Face's own variables, as ``huggingface_hub`` reads them; the
+    ``ASYNCHUB_`` names win where both exist."""
+    values: dict[str, object] = {}
+    if env.get("HF_ENDPOINT") and not env.get("ASYNCHUB_HF_ENDPOINT"):
+        values["hf_endpoint"] = env["HF_ENDPOINT"].rstrip("/")
+    if _truthy(env.get("HF_HUB_OFFLINE", "")) and not env.get("ASYNCHUB_OFFLINE"):
+        values["offline"] = True
+    token = _hf_token(env)
+    if token:
+        values["hf_token"] = SecretStr(token)
+    return values
+
+
+def _hf_token(env: Mapping[str, str]) -> str | None:
+    """``HF_TOKEN``, else ``HUGGING_FACE_HUB_TOKEN``, else the token file that
+    ``huggingface_hub``'s login writes (``$HF_TOKEN_PATH`` or ``$HF_HOME/token``)."""
+    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
+        if env.get(name, "").strip():
+            return env[name].strip()
+    try:
+        with open(hf_token_path(env), encoding="utf-8") as file:
+            return file.read(4096).strip() or None
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def hf_token_path(environ: Mapping[str, str] | None = None) -> Path:
+    """Where ``huggingface_hub`` keeps the login token, computed now."""
+    env = os.environ if environ is None else environ
+    if env.get("HF_TOKEN_PATH"):
+        return Path(os.path.expanduser(env["HF_TOKEN_PATH"]))
+    if env.get("HF_HOME"):
+        home = Path(os.path.expanduser(env["HF_HOME"]))
+    else:
+        cache = env.get("XDG_CACHE_HOME") or os.path.join(
+            os.path.expanduser("~"), ".cache"
+        )
+        home = Path(cache) / "huggingface"
+    return home / "token"
 
 
 def _env_nested(env: Mapping[str, str]) -> dict[str, object]:

@@ -22,7 +22,9 @@ found, opset not found, SHA-256 mismatch), the new class also subclasses
     │   └── OpsetNotFoundError
     ├── TransferError                    .url
     │   ├── HTTPStatusError              .status
-    │   │   └── RemoteFileNotFoundError(FileNotFoundError)
+    │   │   ├── RemoteFileNotFoundError(FileNotFoundError)
+    │   │   │   └── ArchiveUnavailableError (no source serves a test-data archive)
+    │   │   └── HubAuthError(PermissionError) (gated/private repo, 401/403)
     │   ├── NetworkError(ConnectionError)
     │   │   └── TransferTimeoutError(TimeoutError)
     │   ├── IncompleteTransferError      (body shorter or longer than announced)
@@ -43,11 +45,13 @@ from collections.abc import Sequence
 
 __all__ = (
     "ArchiveError",
+    "ArchiveUnavailableError",
     "AsyncHubError",
     "CacheError",
     "ConfigError",
     "DiskFullError",
     "HTTPStatusError",
+    "HubAuthError",
     "IncompleteTransferError",
     "IntegrityError",
     "ManifestError",
@@ -170,6 +174,29 @@ class RemoteFileNotFoundError(HTTPStatusError, FileNotFoundError):
     """Raised on ``404``/``410``: the file is not at any of its URLs."""
 
     default_hint = "the repo may have moved the file; check the repo and its ref"
+
+
+class ArchiveUnavailableError(RemoteFileNotFoundError):
+    """Raised when every source answers 404 for a model's test-data archive.
+
+    The official zoo's ``.tar.gz`` archives are not on its Hugging Face mirror, and
+    GitHub's LFS media stopped serving them; the ``.onnx`` models are still served.
+    """
+
+    default_hint = (
+        "the archive is not on the Hugging Face mirror and GitHub LFS stopped serving "
+        "it; load() still works for the model alone"
+    )
+
+
+class HubAuthError(HTTPStatusError, PermissionError):
+    """Raised when a Hugging Face repo is gated or private and no token (or a token
+    without access) was sent. The token itself never appears in the message."""
+
+    default_hint = (
+        "log in with 'hf auth login' (or 'huggingface-cli login'), or set HF_TOKEN; "
+        "for a gated repo, also accept its conditions on its web page"
+    )
 
 
 class NetworkError(TransferError, ConnectionError):

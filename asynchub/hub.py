@@ -284,6 +284,23 @@ def load_composite_model(
     )
 
 
+def _verify_repo_ref(repo: str) -> bool:
+    """onnx.hub's private helper, which onnx's own tests called: True only for the
+    official repo at ``main`` (``onnx/models:main``)."""
+    from .sources import resolve_repo
+
+    source = resolve_repo(repo, default_config())
+    return source.official and source.trusted_by_default
+
+
+def __getattr__(name: str) -> object:
+    """``_ONNX_HUB_DIR``: the cache folder, as onnx.hub's module global held it
+    (computed now, so ``set_dir`` and ``ONNX_HOME`` are honoured)."""
+    if name == "_ONNX_HUB_DIR":
+        return get_dir()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 @atexit.register
 def _close_default_clients() -> None:
     """Close the sync API's sessions cleanly when the interpreter exits."""

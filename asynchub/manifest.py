@@ -146,7 +146,7 @@ def _digits(value: int) -> str:
     return text if len(text) <= 24 else f"{text[:6]}...({len(text)} digits)"
 
 
-_NAME_PUNCTUATION = frozenset(" ._-()+,'&@#~=!")
+_NAME_PUNCTUATION = frozenset(" ._-()+,'&@#~=!/")  # '/': names built from HF paths
 _MAX_NAME = 256
 
 

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +31,7 @@ import aiohttp
 
 from ..config import Limits
 from ..errors import (
+    HTTPStatusError,
     IncompleteTransferError,
     IntegrityError,
     TransferError,
@@ -50,7 +52,17 @@ from .retry import Backoff, parse_retry_after
 from .spec import FileSpec
 from .state import Partial
 
-__all__ = ("SAVE_INTERVAL", "Download", "Restart", "Segment", "Tail")
+_log = logging.getLogger("asynchub")
+
+__all__ = (
+    "SAVE_INTERVAL",
+    "SHED_STATUSES",
+    "Download",
+    "Restart",
+    "Segment",
+    "Tail",
+    "sheds_connection",
+)
 
 SAVE_INTERVAL = 1.0
 """Seconds between resume-state saves while bytes arrive."""
@@ -60,6 +72,31 @@ LOW_SPEED_BYTES = 1024
 
 FLUSH_INTERVAL = 0.5
 """A batch is written after this many seconds even if not full (slow links)."""
+
+
+SHED_STATUSES = frozenset({403})
+"""Answers to an extra ranged connection that mean "fewer connections, please"
+(a CDN that allows a few ranged connections per client refuses the rest with 403)."""
+
+
+def sheds_connection(err: TransferError, others: int, shed: int) -> str | None:
+    """What a part's worker does when the host refuses its request: the one place
+    that decides it.
+
+    ``"shed"``: stop, and leave the range to the ``others`` still running (the host
+    refuses extra connections); ``"retry"``: the last worker of a host that already
+    refused extras (``shed`` > 0) waits and tries again, since the host may still
+    count a connection that just closed; None: not a refusal, fail as usual.
+    """
+    if not isinstance(err, HTTPStatusError) or err.status not in SHED_STATUSES:
+        return None
+    if others > 0:
+        return "shed"
+    return "retry" if shed > 0 else None
+
+
+class _Shed(Exception):
+    """This worker stops; its unfinished range went back to the queue."""
 
 
 class Restart(Exception):
@@ -169,6 +206,7 @@ class Download:
         self._ready = asyncio.Event()  # set once the probe has fixed the plan
         self.workers = 1
         self.active = 0  # workers still running
+        self.shed = 0  # workers stopped because the host refused extra connections
         self.restarts = 0
         self.bodies = 0  # responses whose body was used (more than one: spliced)
         self._last_save = time.monotonic()
@@ -240,6 +278,9 @@ class Download:
             while (seg := self.queue.pop()) is not None:
                 await self._fetch(seg)
                 self._write_back()
+        except _Shed:
+            self.workers -= 1
+            self.shed += 1
         finally:
             self.active -= 1
 
@@ -266,13 +307,33 @@ class Download:
                     if redirected and asked_again < backoff.policy.attempts:
                         asked_again += 1  # e.g. a signed redirect expired: ask the URL
                         continue
-                    raise
+                    action = self._refused(err)
+                    if action == "shed":
+                        self._requeue(seg)
+                        raise _Shed from err
+                    if action is None:
+                        raise
                 if seg.pos > before:
                     backoff.reset()
                 await backoff.wait_or_raise(err)
                 continue
             if not seg.done and seg.pos == before:
                 await backoff.wait_or_raise(self._short(seg))
+
+    def _refused(self, err: TransferError) -> str | None:
+        if not self.planned:
+            return None
+        return sheds_connection(err, self.active - 1, self.shed)
+
+    def _requeue(self, seg: Segment) -> None:
+        """Give the rest of ``seg`` to the workers that are still fetching."""
+        _log.info(
+            "%s refused an extra ranged connection; continuing with %d",
+            self.url,
+            self.active - 1,
+        )
+        if seg.end is not None:  # planned parts always have an end
+            self.queue.give_back(seg.pos, seg.end)
 
     def _short(self, seg: Segment) -> IncompleteTransferError:
         return IncompleteTransferError(
@@ -281,13 +342,29 @@ class Download:
 
     async def _attempt(self, seg: Segment) -> None:
         try:
-            async with self.ctx.http.get(self.target, self._headers(seg)) as response:
+            get = self.ctx.http.get(self.target, self._headers(seg), self._linked)
+            async with get as response:
                 self.on_answer()
                 skip = await self._accept(response, seg)
                 self.target = str(response.url)
                 await self._stream(response, seg, skip)
         finally:
             await self._settle(seg)
+
+    def _linked(self, headers: Mapping[str, str]) -> None:
+        """Refuse a redirect whose ``X-Linked-Etag`` (a Hugging Face ``resolve``
+        advertising the file's SHA-256) disagrees with the expected digest, before
+        a byte of the file is fetched."""
+        advertised = linked_sha256(headers)
+        expected = self.spec.sha256
+        if advertised and expected and advertised != expected.lower():
+            raise IntegrityError(
+                f"{self.url} advertises SHA-256 {advertised} for "
+                f"{self.spec.label or self.spec.dest.name}, expected {expected}",
+                path=str(self.spec.dest),
+                expected=expected,
+                actual=advertised,
+            )
 
     def _headers(self, seg: Segment) -> dict[str, str]:
         if seg.whole and seg.pos == 0:
@@ -520,6 +597,11 @@ class Parts:
             self._gaps.appendleft((cut, end))
         return Segment(start, cut, start)
 
+    def give_back(self, start: int, end: int) -> None:
+        """Put a range a worker could not finish back in front of the others."""
+        if start < end:
+            self._gaps.appendleft((start, end))
+
     def clear(self) -> None:
         self._gaps.clear()
 
@@ -530,6 +612,16 @@ class Parts:
 def _count_parts(gaps: list[tuple[int, int]], part: int) -> int:
     """How many parts of at most ``part`` bytes ``gaps`` make (without making them)."""
     return sum(-(-(end - start) // part) for start, end in gaps if end > start)
+
+
+def linked_sha256(headers: Mapping[str, str]) -> str | None:
+    """The SHA-256 in an ``X-Linked-Etag`` header, if it holds one (LFS files)."""
+    value = headers.get("X-Linked-Etag", "").strip()
+    value = value.removeprefix("W/").strip('"').lower()
+    return value if len(value) == 64 and all(c in HEX for c in value) else None
+
+
+HEX = frozenset("0123456789abcdef")
 
 
 def _ends(seg: Segment, batch: Batch) -> bool:

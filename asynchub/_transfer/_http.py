@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -33,6 +33,7 @@ from .retry import parse_retry_after
 
 __all__ = (
     "ContentRange",
+    "bearer_tokens",
     "Http",
     "Validator",
     "iter_body",
@@ -92,11 +93,15 @@ class Http:
         max_redirects: int,
         max_pause: float = 300.0,
         env: NetEnv | None = None,
+        bearer: Mapping[URL, str] | None = None,
         *,
         offline: bool = False,
     ) -> None:
         self.session = session
         self.offline = offline
+        # origin -> "Bearer …": a hub token goes to its own host only, so it is
+        # added per request (never carried across a redirect to a CDN)
+        self.bearer = dict(bearer or {})
         self.env = env if env is not None else NetEnv()
         self.max_redirects = max_redirects
         self.max_pause = max_pause
@@ -104,9 +109,16 @@ class Http:
 
     @asynccontextmanager
     async def get(
-        self, url: str, headers: Mapping[str, str] | None = None
+        self,
+        url: str,
+        headers: Mapping[str, str] | None = None,
+        on_redirect: Callable[[Mapping[str, str]], None] | None = None,
     ) -> AsyncIterator[aiohttp.ClientResponse]:
-        """Open a GET of ``url`` after redirects; the caller checks the status."""
+        """Open a GET of ``url`` after redirects; the caller checks the status.
+
+        ``on_redirect`` sees the headers of every redirect before it is followed
+        (and may raise to refuse it).
+        """
         if self.offline:
             raise OfflineCacheMissError(
                 f"offline mode: {url} is not fetched (it is not in the cache)"
@@ -125,6 +137,8 @@ class Http:
                     response.release()
                 return
             response.release()
+            if on_redirect is not None:
+                on_redirect(response.headers)
             current, sent = _next_hop(current, location, sent, url)
         raise RedirectError(
             f"{url} redirected more than {self.max_redirects} times", url=url
@@ -167,11 +181,24 @@ class Http:
             raise network_error(exc, str(url)) from exc
 
     def _with_netrc(self, url: URL, headers: dict[str, str]) -> dict[str, str]:
-        """Add netrc credentials, unless the request already carries some."""
+        """Add the hub token for this exact origin, else netrc credentials, unless
+        the request already carries some."""
         if url.user is not None or any(k.title() == "Authorization" for k in headers):
             return headers
-        value = self.env.authorization_for(url)
+        value = self.bearer.get(url.origin()) or self.env.authorization_for(url)
         return headers if value is None else {**headers, "Authorization": value}
+
+
+def bearer_tokens(config: HubConfig) -> dict[URL, str]:
+    """``{origin: "Bearer …"}`` for the Hugging Face endpoint when a token is set."""
+    if config.hf_token is None:
+        return {}
+    token = config.hf_token.get_secret_value()
+    try:
+        origin = URL(config.hf_endpoint).origin()
+    except ValueError:
+        return {}
+    return {origin: f"Bearer {token}"}
 
 
 def _check_scheme(url: URL, original: str) -> URL:

@@ -26,7 +26,7 @@ from ._admission import Admission
 from ._context import Context
 from ._deadline import until_answered
 from ._errors import is_retryable, status_error
-from ._http import Http, iter_body, make_session
+from ._http import Http, bearer_tokens, iter_body, make_session, parse_content_range
 from ._local import local_path
 from ._netenv import NetEnv
 from .job import FileJob
@@ -50,7 +50,7 @@ _log = logging.getLogger("asynchub")
 WORKER_THREADS = 8
 """Threads that write and hash (hashlib and file I/O release the GIL)."""
 
-_BYTES_STATUSES = frozenset({200, 304, 404, 410})
+_BYTES_STATUSES = frozenset({200, 206, 304, 404, 410})
 
 
 class _Flight:
@@ -105,6 +105,7 @@ class Engine:
             limits.max_redirects,
             retry.max_retry_after,
             env,
+            bearer=bearer_tokens(self.config),
             offline=self.config.offline,
         )
         self._ctx = Context(self.config, http, executor)
@@ -214,9 +215,10 @@ class Engine:
     ) -> BytesResponse:
         """GET a small body (a manifest) into memory, with retries.
 
-        Returns for 200, 304, 404 and 410; raises a TransferError subclass for any
-        other status (after retries when it is retryable) and when the body is
-        larger than ``max_bytes`` (default ``limits.max_manifest_bytes``).
+        Returns for 200, 206 (when a Range was asked), 304, 404 and 410; raises a
+        TransferError subclass for any other status (after retries when it is
+        retryable) and when the body is larger than ``max_bytes`` (default
+        ``limits.max_manifest_bytes``).
         """
         limit = max_bytes if max_bytes is not None else self._manifest_cap()
         if url.startswith("file:"):
@@ -257,10 +259,25 @@ class Engine:
             if response.status not in _BYTES_STATUSES:
                 after = parse_retry_after(response.headers.get("Retry-After"))
                 raise status_error(response.status, response.reason, url, after)
+            if response.status == 206:
+                _check_partial(response, url, headers)
             body = await _read_limited(response, url, limit)
             return BytesResponse(
                 response.status, response.headers, body, str(response.url)
             )
+
+
+def _check_partial(
+    response: aiohttp.ClientResponse, url: str, headers: Mapping[str, str] | None
+) -> None:
+    """A 206 counts only as the answer to a Range we asked, with a valid range."""
+    asked = any(k.lower() == "range" for k in (headers or {}))
+    if not asked or parse_content_range(response.headers.get("Content-Range")) is None:
+        raise UnexpectedContentError(
+            f"{url} answered 206 with no valid Content-Range for the range asked",
+            url=url,
+            hint="the server's partial answers are broken; report it to its owner",
+        )
 
 
 async def _read_limited(

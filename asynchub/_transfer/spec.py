@@ -98,7 +98,7 @@ class BytesResponse:
     """The whole body of a small GET (a manifest), read into memory.
 
     Attributes:
-        status: 200, 304, 404 or 410 (other statuses raise).
+        status: 200, 206, 304, 404 or 410 (other statuses raise).
         headers: Response headers (case-insensitive mapping).
         body: The body bytes, at most the ``max_bytes`` the caller allowed.
         url: The URL that answered, after redirects.

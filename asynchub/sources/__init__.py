@@ -6,6 +6,8 @@ A repo string is one of:
   ``onnx/models`` zoo gets its files from the Hugging Face mirror first;
 - an ``http://`` or ``https://`` URL of a folder holding ``ONNX_HUB_MANIFEST.json``
   (:mod:`asynchub.sources.http`);
+- ``hf://OWNER/NAME[@REVISION]`` — a Hugging Face model repo
+  (:mod:`asynchub.sources.hf`), with or without its own manifest;
 - a local folder or ``file://`` URL with the same layout
   (:mod:`asynchub.sources.local`).
 
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 from ..config import HubConfig
 from ..errors import RepoSpecError
-from . import github, http, local
+from . import github, hf, http, local
 from ._source import MANIFEST_NAME, Source
 
 __all__ = ("MANIFEST_NAME", "Source", "resolve_repo")
@@ -28,6 +30,8 @@ def resolve_repo(repo: str, config: HubConfig) -> Source:
     if not isinstance(repo, str) or not repo.strip():
         raise RepoSpecError(f"repo must be a non-empty string, not {repo!r}")
     repo = repo.strip()
+    if hf.looks_like_hf(repo):
+        return hf.source(repo, config)
     if repo.startswith(("http://", "https://")):
         return http.source(repo)
     if local.looks_local(repo):

@@ -19,7 +19,7 @@ class Source:
 
     Attributes:
         spec: The canonical repo string (used for trust decisions and messages).
-        kind: ``github``, ``http`` or ``local``.
+        kind: ``github``, ``http``, ``local`` or ``hf``.
         manifest_url: URL of ``ONNX_HUB_MANIFEST.json`` (``file://`` when local).
         file_bases: Base URLs (ending in ``/``) tried in order for every file.
         official: True for the official ``onnx/models`` zoo (any ref).
@@ -27,7 +27,7 @@ class Source:
     """
 
     spec: str
-    kind: Literal["github", "http", "local"]
+    kind: Literal["github", "http", "local", "hf"]
     manifest_url: str
     file_bases: tuple[str, ...]
     official: bool = False
