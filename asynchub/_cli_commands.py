@@ -58,16 +58,48 @@ def _config(args: argparse.Namespace) -> HubConfig:
 
 async def cmd_list(args: argparse.Namespace, out: Output) -> int:
     async with AsyncHub(_config(args)) as client:
-        infos = await client.list_models(args.repo, args.model, args.tag)
+        manifest = await client.manifest(args.repo)
+    infos = sorted(
+        manifest.select(args.model, args.tag),
+        key=lambda i: (i.model.casefold(), i.opset),
+    )
+    if not infos and (args.model is not None or args.tag):
+        models = [args.model] if args.model else None
+        reason = _nothing_selected(manifest, models, args.tag)
+        out.error(reason or "no model matches")
+        return 1
     if args.json:
         out.json_lines(info.raw_model_info for info in infos)
         return 0
     if not infos:
-        out.note("no models match")
+        out.note("the manifest lists no models")
         return 0
     rows = [(i.model, i.opset, _size(i), ", ".join(sorted(i.tags))) for i in infos]
     out.table(("model", "opset", "size", "tags"), rows)
     return 0
+
+
+def _nothing_selected(
+    manifest: Manifest, models: list[str] | None, tags: list[str] | None
+) -> str | None:
+    """Which name or tag made a selection empty, with the closest spellings;
+    None when each exists (another filter emptied it)."""
+    from ._suggest import did_you_mean
+
+    names = [entry.model for entry in manifest]
+    for model in models or ():
+        if not manifest.select(model):
+            return f"no model is named {model!r}{did_you_mean(model, names)}"
+    if not tags:
+        return None
+    pool = [i for m in models or [None] for i in manifest.select(m)]
+    wanted = {t.casefold() for t in tags}
+    if any(wanted & {t.casefold() for t in info.tags} for info in pool):
+        return None
+    known = {tag for entry in manifest for tag in entry.metadata.tags}
+    hints = did_you_mean(tags[0], known)
+    named = f" named {' or '.join(models)}" if models else ""
+    return f"no model{named} has the tag {' or '.join(map(repr, tags))}{hints}"
 
 
 def _size(info: ModelInfo) -> str:
@@ -118,16 +150,27 @@ async def cmd_download(args: argparse.Namespace, out: Output) -> int:
         return 2
     named = bool(args.models)
     kwargs = _filter_kwargs(args, models=args.models if named else None)
+    kwargs["force"] = args.force
     if named and not args.opset:
         kwargs["latest_only"] = True  # what load(name) uses: the highest opset
-    report = await _with_progress(
-        out,
-        args,
-        lambda display: adownload(
-            args.repo, with_data=args.with_data, **kwargs, **display
-        ),
-    )
-    return _finish(args, out, report)
+    if args.local_dir is not None:
+        report = await _with_progress(
+            out,
+            args,
+            lambda display: amirror(
+                args.local_dir, args.repo, with_data=args.with_data, **kwargs,
+                **display,
+            ),
+        )  # fmt: skip
+    else:
+        report = await _with_progress(
+            out,
+            args,
+            lambda display: adownload(
+                args.repo, with_data=args.with_data, **kwargs, **display
+            ),
+        )
+    return await _finish(args, out, report)
 
 
 async def cmd_mirror(args: argparse.Namespace, out: Output) -> int:
@@ -139,7 +182,7 @@ async def cmd_mirror(args: argparse.Namespace, out: Output) -> int:
             args.dest, args.repo, with_data=not args.no_data, **kwargs, **display
         ),
     )
-    return _finish(args, out, report)
+    return await _finish(args, out, report)
 
 
 def _filter_kwargs(
@@ -155,6 +198,8 @@ def _filter_kwargs(
         "check_space": not args.no_space_check,
         "dry_run": args.dry_run,
         "silent": args.yes,
+        "include": args.include,
+        "exclude": args.exclude,
         "config": _config(args),
     }
 
@@ -171,25 +216,73 @@ async def _with_progress(
         return await start({"progress": display.event, "on_plan": display.plan})
 
 
-def _finish(args: argparse.Namespace, out: Output, report: MirrorReport) -> int:
-    """Print the outcome, write --report; exit 1 when a file failed."""
+async def _finish(
+    args: argparse.Namespace, out: Output, report: MirrorReport
+) -> int:
+    """Print the outcome, write --report; exit 1 when a file failed or nothing
+    was selected."""
     if args.report is not None:
         args.report.parent.mkdir(parents=True, exist_ok=True)
         args.report.write_text(report.to_json() + "\n")
+    if report.total_files == 0 and not report.failed and args.shard is None:
+        out.error(await _explain_empty(args))
+        return 1
     if args.json:
         out.json(report.model_dump(mode="json"))
+    elif args.quiet and not report.dry_run:
+        _print_paths(out, report)
     else:
         _print_outcome(out, report)
     if report.failed:
-        for failure in report.failed:
-            hint = f" ({failure.hint})" if failure.hint else ""
-            out.error(f"{failure.path}: {failure.message}{hint}")
-        out.error(
-            f"{len(report.failed)} files failed; to retry them (finished "
-            f"files are skipped), run: {_rerun(args)}"
-        )
+        _print_failures(args, out, report)
         return 1
     return 0
+
+
+async def _explain_empty(args: argparse.Namespace) -> str:
+    """Why a download or mirror selected no file (the manifest is memoised)."""
+    async with AsyncHub(_config(args)) as client:
+        manifest = await client.manifest(args.repo)
+    models = getattr(args, "model", None) or getattr(args, "models", None)
+    reason = _nothing_selected(manifest, models, args.tag)
+    if reason is None and (args.include or args.exclude):
+        reason = "no file passes --include/--exclude"
+    if reason is None and args.opset:
+        reason = f"no selected model has opset {' or '.join(map(str, args.opset))}"
+    return f"nothing to do: {reason or 'the filters select no file'}"
+
+
+def _print_paths(out: Output, report: MirrorReport) -> None:
+    """``-q``: the local path of every selected file, one per line (for scripts)."""
+    for outcome in sorted([*report.done, *report.skipped], key=lambda f: f.path):
+        if outcome.local_path is not None:
+            out.result(outcome.local_path)
+
+
+def _print_failures(
+    args: argparse.Namespace, out: Output, report: MirrorReport
+) -> None:
+    from ._cli_words import cli_hint
+
+    for failure in report.failed:
+        hint = cli_hint(failure.hint)
+        out.error(f"{failure.path}: {failure.message}" + (f" ({hint})" if hint else ""))
+    count = _plural(len(report.failed), "file")
+    if all(f.error in _NO_RERUN for f in report.failed):
+        out.error(f"{count} failed: the folder cannot take them (see above)")
+        return
+    out.error(
+        f"{count} failed; to retry them (finished "
+        f"files are skipped), run: {_rerun(args)}"
+    )
+
+
+_NO_RERUN = ("CacheError", "ReadOnlyCacheError", "UnsafePathError")
+
+
+def _plural(count: int, noun: str) -> str:
+    """``"1 file"``, ``"2 files"``."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def _rerun(args: argparse.Namespace) -> str:
@@ -322,6 +415,11 @@ async def cmd_manifest_build(args: argparse.Namespace, out: Output) -> int:
 
 async def cmd_serve(args: argparse.Namespace, out: Output) -> int:
     root: Path = args.dir
+    if not root.is_dir():  # one error, not a warning about the manifest first
+        raise ConfigError(
+            f"{root} is not a folder",
+            hint="give the hub folder that holds ONNX_HUB_MANIFEST.json",
+        )
     if not (root / MANIFEST_NAME).is_file():
         out.note(
             f"warning: {root} has no {MANIFEST_NAME}; create it with "

@@ -94,7 +94,10 @@ class Output:
             )
         for row in rows:
             table.add_row(*(str(cell) for cell in row))
-        self.out.print(table)
+        with self.out.capture() as captured:  # rich pads every cell: strip lines
+            self.out.print(table)
+        lines = captured.get().splitlines()
+        sys.stdout.write("".join(line.rstrip() + "\n" for line in lines))
 
 
 class ProgressDisplay:

@@ -36,6 +36,17 @@ from .sources import Source, github
 __all__ = ("ManifestStore", "shipped_manifest_bytes")
 
 _log = logging.getLogger("asynchub")
+_warned: set[str] = set()  # fallback warnings already given in this process
+
+
+def _warn_once(key: str, message: str) -> None:
+    """Log a fallback warning the first time only: a script that lists and loads
+    in a loop while offline sees it once, not on every call."""
+    if key in _warned:
+        _log.debug(message)
+        return
+    _warned.add(key)
+    _log.warning(message)
 
 
 def shipped_manifest_bytes() -> bytes:
@@ -144,18 +155,25 @@ class ManifestStore:
     def _fallback(
         self, source: Source, cached: tuple[bytes, str] | None, exc: Exception | None
     ) -> bytes:
-        why = "offline mode" if exc is None else f"the network failed ({exc})"
+        why = "offline mode" if exc is None else f"the network failed: {_cause(exc)}"
         if cached:
-            _log.warning("%s: using the cached manifest of %s", why, source.spec)
+            _warn_once(
+                f"cached {source.spec}",
+                f"{why}; using the cached manifest of {source.spec}",
+            )
             return cached[0]
         if source.trusted_by_default:
-            _log.warning("%s: using the manifest shipped with asynchub", why)
+            _warn_once("shipped", f"{why}; using the manifest shipped with asynchub")
             return shipped_manifest_bytes()
-        message = f"no cached manifest for {source.spec} and {why}"
         if exc is None:
-            raise OfflineCacheMissError(message)
+            raise OfflineCacheMissError(
+                f"no cached manifest for {source.spec} and {why}"
+            )
         raise ManifestNotFoundError(
-            f"Could not find manifest at {source.manifest_url}: {message}"
+            f"{_cause(exc)}, so the manifest of {source.spec} could not be read, "
+            "and no copy of it is cached",
+            hint="check the repo name and ref, and your network and proxy "
+            "settings; ASYNCHUB_OFFLINE=1 works from the cache alone",
         ) from exc
 
     def _paths(self, url: str) -> tuple[Path, Path]:
@@ -178,6 +196,11 @@ class ManifestStore:
             write_atomic(meta_path, json.dumps({"url": url, "etag": etag}).encode())
         except OSError:  # caching the manifest is an optimisation
             _log.debug("could not cache manifest of %s", url, exc_info=True)
+
+
+def _cause(exc: Exception) -> str:
+    """An error's message without its hint (the caller gives its own)."""
+    return exc.message if isinstance(exc, TransferError) else str(exc)
 
 
 async def _read_local(source: Source) -> bytes:

@@ -9,6 +9,7 @@ then, in mirror mode and only when nothing failed, write the manifest.
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 import os
 import shutil
@@ -22,6 +23,7 @@ import anyio
 
 from ._cache import (
     cache_path,
+    check_writable_root,
     ensure_verified,
     mark_verified,
     os_error,
@@ -75,6 +77,9 @@ class Options:
     check_space: bool
     dry_run: bool
     silent: bool
+    include: Sequence[str] | None = None
+    exclude: Sequence[str] | None = None
+    force: bool = False
 
     @classmethod
     def of(
@@ -84,6 +89,8 @@ class Options:
         opsets: Sequence[int] | None,
         *,
         shard: ShardArg,
+        include: Sequence[str] | None = None,
+        exclude: Sequence[str] | None = None,
         **flags: bool,
     ) -> Options:
         """Copy the caller's sequences and validate the shard."""
@@ -92,8 +99,19 @@ class Options:
             tags=None if tags is None else list(tags),
             opsets=None if opsets is None else [int(o) for o in opsets],
             shard=parse_shard(shard),
+            include=None if include is None else list(include),
+            exclude=None if exclude is None else list(exclude),
             **flags,
         )
+
+    def wants(self, path: str) -> bool:
+        """True when ``path`` passes ``include`` (any) and ``exclude`` (none)
+        (fnmatch patterns on the manifest path: ``*`` also matches ``/``)."""
+        if self.include is not None and not any(
+            fnmatch.fnmatchcase(path, pattern) for pattern in self.include
+        ):
+            return False
+        return not any(fnmatch.fnmatchcase(path, p) for p in self.exclude or ())
 
 
 @dataclass(frozen=True)
@@ -143,7 +161,9 @@ async def run(
         manifest, source = await ManifestStore(config, engine).resolve(source)
         entries, files, mine = _plan(manifest, options)
         tally = _Tally()
-        todo = await _sort_existing(target, mine, options.verify_existing, tally)
+        todo = await _sort_existing(
+            target, mine, options.verify_existing, tally, options.force
+        )
         if on_plan is not None:
             on_plan(_plan_event(mine, todo))
         if todo and not options.dry_run:
@@ -176,7 +196,9 @@ def _plan(
         opsets=options.opsets,
         latest_only=options.latest_only,
     )
-    files = unique_files(entries, options.with_data)
+    if options.include is not None or options.exclude:
+        entries = [e for e in entries if options.wants(e.model_path)]
+    files = [f for f in unique_files(entries, options.with_data) if options.wants(f.path)]
     if options.shard is None:
         return entries, files, files
     index, count = options.shard
@@ -200,10 +222,16 @@ def _size(files: Sequence[PlannedFile]) -> int:
 
 
 async def _sort_existing(
-    target: Target, files: list[PlannedFile], rehash: bool, tally: _Tally
+    target: Target,
+    files: list[PlannedFile],
+    rehash: bool,
+    tally: _Tally,
+    force: bool = False,
 ) -> list[PlannedFile]:
     """Files still to fetch; files already in place go to ``tally.skipped``."""
     safe = _safe(target, files, tally)
+    if force:  # fetch every file again, whatever is in place
+        return safe
     sizes = await anyio.to_thread.run_sync(_sizes, [target.dest_of(f) for f in safe])
     current = {f.path: False for f in safe}
     limiter = anyio.CapacityLimiter(_CHECKERS)
@@ -218,7 +246,13 @@ async def _sort_existing(
                 group.start_soon(check, file)
     for file in files:
         if current.get(file.path):
-            tally.skipped.append(FileOutcome(path=file.path, size=file.size or 0))
+            tally.skipped.append(
+                FileOutcome(
+                    path=file.path,
+                    size=file.size or 0,
+                    local_path=str(target.dest_of(file)),
+                )
+            )
     return [f for f in files if current.get(f.path) is False]
 
 
@@ -269,8 +303,10 @@ async def _prepare(
     options: Options,
     config: HubConfig,
 ) -> None:
-    """Checks and clean-up before fetching: trust, free space, stale manifest."""
+    """Checks and clean-up before fetching: trust, a writable folder, free space,
+    stale manifest."""
     await _check_trust(source, config, options.silent)
+    await anyio.to_thread.run_sync(check_writable_root, target.root)
     if options.check_space:
         await anyio.to_thread.run_sync(_check_space, target.root, _size(todo))
     if target.mode == "mirror":
@@ -397,6 +433,7 @@ async def _fetch_one(
             size=result.size,
             downloaded=result.bytes_downloaded,
             resumed=result.bytes_resumed,
+            local_path=str(result.path),
         )
     )
 

@@ -27,7 +27,12 @@ import anyio
 
 from . import _sync
 from ._archive import extract_tarball, find_model_folder
-from ._cache import cache_path, ensure_verified, mark_verified
+from ._cache import (
+    cache_path,
+    check_writable_root,
+    ensure_verified,
+    mark_verified,
+)
 from ._manifest_store import ManifestStore
 from ._transfer import Engine, FileSpec, ProgressCallback
 from ._trust import is_allowlisted
@@ -50,9 +55,19 @@ Confirm = Callable[[str], bool]
 
 
 def prompt_stdin(message: str) -> bool:
-    """Ask on stdin whether to trust a repo, as onnx.hub did; True on "y"."""
+    """Ask on stdin whether to trust a repo, as onnx.hub did; True on "y".
+
+    Raises:
+        UntrustedRepoError: stdin is closed (CI, a service): nobody can answer.
+    """
     print(message, file=sys.stderr)  # noqa: T201 - the prompt is the interface
-    return input("Continue?[y/n] ").strip().lower() == "y"
+    try:
+        answer = input("Continue?[y/n] ")
+    except EOFError:
+        raise UntrustedRepoError(
+            f"{message} Nobody can answer the prompt: stdin is closed"
+        ) from None
+    return answer.strip().lower() == "y"
 
 
 class AsyncHub:
@@ -267,6 +282,7 @@ class AsyncHub:
             raise OfflineCacheMissError(f"{path} is not in the cache at {dest}")
         if not await self._trusted(source, silent):
             return None
+        await anyio.to_thread.run_sync(check_writable_root, self.cache_dir)
         spec = FileSpec(source.file_urls(path), dest, sha, size, label=path)
         return await self._download(spec)
 
