@@ -23,7 +23,7 @@ from . import _cache_admin
 from ._cli_output import Output, ProgressDisplay
 from ._mirror_plan import format_bytes
 from ._serve import serving
-from ._trust import add_trusted, load_persisted, trusted_list_path
+from ._trust import add_trusted, load_persisted, remove_trusted, trusted_list_path
 from .client import AsyncHub
 from .config import OFFICIAL_REPO, HubConfig
 from .errors import ConfigError
@@ -92,7 +92,8 @@ def _nothing_selected(
             return f"no model is named {model!r}{did_you_mean(model, names)}"
     if not tags:
         return None
-    pool = [i for m in models or [None] for i in manifest.select(m)]
+    names_wanted: list[str | None] = list(models) if models else [None]
+    pool = [i for m in names_wanted for i in manifest.select(m)]
     wanted = {t.casefold() for t in tags}
     if any(wanted & {t.casefold() for t in info.tags} for info in pool):
         return None
@@ -314,17 +315,69 @@ def _print_outcome(out: Output, report: MirrorReport) -> None:
 async def cmd_cache_ls(args: argparse.Namespace, out: Output) -> int:
     root = _config(args).resolved_cache_dir()
     items = await anyio.to_thread.run_sync(_cache_admin.list_cache, root)
+    items.sort(key=lambda i: ((i.model or "~").casefold(), i.opset or 0, i.path))
     if args.json:
         out.json_lines(dataclasses.asdict(item) for item in items)
         return 0
     if not items:
         out.note(f"the cache at {root} is empty")
         return 0
-    rows = [(i.model or "-", i.opset or "-", i.kind, format_bytes(i.size), i.path)
-            for i in items]  # fmt: skip
-    out.table(("model", "opset", "kind", "size", "path"), rows)
+    rows = [
+        (
+            _clip(i.model or "-", 22),
+            i.opset or "-",
+            format_bytes(i.size),
+            _when(i.last_used),
+            _clip(_short_repo(i.repo), 20),
+            _clip(_short_name(i.path), 28),
+        )
+        for i in items
+    ]
+    out.table(("model", "opset", "size", "last used", "repo", "file"), rows)
     total = sum(i.size for i in items)
-    out.result(f"{len(items)} items, {format_bytes(total)} in {root}")
+    out.result(f"{_plural(len(items), 'item')}, {format_bytes(total)} in {root}")
+    return 0
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _short_repo(repo: str | None) -> str:
+    """A repo as the user typed it: owner/name:ref, a host/path, or a folder."""
+    if repo is None:
+        return "-"
+    return repo.removeprefix("https://").removeprefix("http://")
+
+
+def _short_name(path: str) -> str:
+    """The file's name with its SHA-256 prefix cut to 8 digits (``--json``: all)."""
+    name = path.rpartition("/")[2]
+    sha, sep, rest = name.partition("_")
+    return f"{sha[:8]}_{rest}" if sep and len(sha) == 64 else name
+
+
+def _when(stamp: float | None) -> str:
+    """A date (local time) for the table; the day is what atime is good for."""
+    if stamp is None:
+        return "-"
+    import time
+
+    return time.strftime("%Y-%m-%d", time.localtime(stamp))
+
+
+async def cmd_cache_rm(args: argparse.Namespace, out: Output) -> int:
+    root = _config(args).resolved_cache_dir()
+    result = await anyio.to_thread.run_sync(
+        lambda: _cache_admin.remove_model(root, args.model, args.opset)
+    )
+    if args.json:
+        out.json(dataclasses.asdict(result))
+        return 0
+    for path in result.removed:
+        out.note(f"removed {path}")
+    count = _plural(len(result.removed), "item")
+    out.result(f"removed {count} ({format_bytes(result.freed)}) from {root}")
     return 0
 
 
@@ -340,7 +393,8 @@ async def cmd_cache_verify(args: argparse.Namespace, out: Output) -> int:
             fixed = " (removed)" if bad.path in result.removed else ""
             what = f"{bad.member} differs from the tarball, " if bad.member else ""
             out.result(f"CORRUPT {bad.path}: {what}SHA-256 is {bad.actual}{fixed}")
-        out.result(f"checked {result.checked} items: {len(result.corrupt)} corrupt")
+        checked = _plural(result.checked, "item")
+        out.result(f"checked {checked}: {len(result.corrupt)} corrupt")
     if result.corrupt and len(result.removed) < len(result.corrupt):
         out.error(
             f"{len(result.corrupt)} cached files are corrupt; run "
@@ -376,7 +430,8 @@ async def cmd_cache_prune(args: argparse.Namespace, out: Output) -> int:
         out.result(f"{verb} {path}")
     for path in result.busy:
         out.note(f"kept {path}: a running download or extraction owns it")
-    out.result(f"{verb} {len(result.removed)} items ({format_bytes(result.freed)})")
+    count = _plural(len(result.removed), "item")
+    out.result(f"{verb} {count} ({format_bytes(result.freed)})")
     return 0
 
 
@@ -458,6 +513,13 @@ async def cmd_trust_add(args: argparse.Namespace, out: Output) -> int:
     return 0
 
 
+async def cmd_trust_remove(args: argparse.Namespace, out: Output) -> int:
+    config = _config(args)
+    spec = await anyio.to_thread.run_sync(remove_trusted, config, args.repo)
+    out.result(f"no longer trusted: {spec} (saved in {trusted_list_path(config)})")
+    return 0
+
+
 async def cmd_trust_list(args: argparse.Namespace, out: Output) -> int:
     config = _config(args)
     persisted = await anyio.to_thread.run_sync(load_persisted, config)
@@ -511,9 +573,11 @@ COMMANDS: dict[str, Command] = {
     "cache verify": cmd_cache_verify,
     "cache prune": cmd_cache_prune,
     "cache du": cmd_cache_du,
+    "cache rm": cmd_cache_rm,
     "manifest build": cmd_manifest_build,
     "serve": cmd_serve,
     "trust add": cmd_trust_add,
+    "trust remove": cmd_trust_remove,
     "trust list": cmd_trust_list,
     "demo": cmd_demo,
 }

@@ -19,6 +19,7 @@ _PHRASES = (
     ("pass check_space=False (--no-space-check)", "pass --no-space-check"),
     ("run 'asynchub list' or hub.list_models()", "run 'asynchub list'"),
     ("with hub.set_dir() or ONNX_HOME", "with --cache-dir or ONNX_HOME"),
+    ("'asynchub cache ls' or hub.scan_cache()", "'asynchub cache ls'"),
     ("hub.set_dir()", "--cache-dir"),
     ("force_reload=True", "--force"),
     ("silent=True", "--yes"),

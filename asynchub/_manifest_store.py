@@ -128,7 +128,12 @@ class ManifestStore:
         """The manifest's bytes, read from ``pinned`` but cached on disk under
         ``source``'s URL, so that an offline run (which cannot pin) finds them."""
         if source.kind == "local":
-            return await _read_local(source)
+            data = await _read_local(source)
+            # A copy lets 'cache ls' name these models and 'cache prune' keep them.
+            await anyio.to_thread.run_sync(
+                self._write_cached, source.manifest_url, data, ""
+            )
+            return data
         key = source.manifest_url
         cached = await anyio.to_thread.run_sync(self._read_cached, key)
         if self._config.offline:
@@ -191,6 +196,11 @@ class ManifestStore:
 
     def _write_cached(self, url: str, data: bytes, etag: str) -> None:
         data_path, meta_path = self._paths(url)
+        try:
+            if not etag and data_path.read_bytes() == data:
+                return  # a local folder's unchanged manifest: no write per call
+        except OSError:
+            pass
         try:
             write_atomic(data_path, data)
             write_atomic(meta_path, json.dumps({"url": url, "etag": etag}).encode())

@@ -198,7 +198,8 @@ def _plan(
     )
     if options.include is not None or options.exclude:
         entries = [e for e in entries if options.wants(e.model_path)]
-    files = [f for f in unique_files(entries, options.with_data) if options.wants(f.path)]
+    files = unique_files(entries, options.with_data)
+    files = [f for f in files if options.wants(f.path)]
     if options.shard is None:
         return entries, files, files
     index, count = options.shard

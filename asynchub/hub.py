@@ -4,6 +4,9 @@
 parameters, defaults and return types (``load``, ``list_models``, ``get_model_info``,
 ``download_model_with_test_data``, ``load_composite_model``, ``set_dir``,
 ``get_dir``), and async twins with an ``a`` prefix (``await hub.aload("mnist")``).
+Beyond onnx.hub: ``download_model`` (the verified cached file's path, like
+``huggingface_hub.hf_hub_download``), ``scan_cache`` and ``remove_cached_model``
+(what ``asynchub cache ls`` and ``cache rm`` do), ``download`` and ``mirror``.
 
 The module functions use a default client per event loop, built from
 ``HubConfig.from_env()`` at call time (and ``set_dir``), so environment variables
@@ -20,9 +23,11 @@ import atexit
 import weakref
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
+from pathlib import Path
 from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 from . import _sync
+from ._cache_admin import CachedItem, RemoveResult, list_cache, remove_model
 from ._defaults import default_config, get_dir, set_dir
 from .client import AsyncHub, Confirm, prompt_stdin
 from .config import OFFICIAL_REPO, HubConfig
@@ -43,8 +48,10 @@ __all__ = (
     "MirrorPlan",
     "MirrorReport",
     "ModelInfo",
+    "CachedItem",
     "aclose",
     "adownload",
+    "adownload_model",
     "adownload_model_with_test_data",
     "aget_model_info",
     "alist_models",
@@ -52,6 +59,7 @@ __all__ = (
     "aload_composite_model",
     "amirror",
     "download",
+    "download_model",
     "download_model_with_test_data",
     "get_dir",
     "get_model_info",
@@ -59,6 +67,8 @@ __all__ = (
     "load",
     "load_composite_model",
     "mirror",
+    "remove_cached_model",
+    "scan_cache",
     "set_dir",
 )
 
@@ -168,6 +178,29 @@ async def aload(
     return await client.load(model, repo, opset, force_reload, silent)
 
 
+async def adownload_model(
+    model: str,
+    repo: str = OFFICIAL_REPO,
+    opset: int | None = None,
+    force_reload: bool = False,
+    silent: bool = False,
+) -> Path | None:
+    """Make sure a model's ``.onnx`` file is cached and verified; return its path.
+
+    The path is in the cache (``<dirs>/<sha256>_<name>.onnx``, onnx.hub's layout);
+    load it with ``onnx.load`` or hand it to an inference runtime. Nothing is
+    parsed, so this is also the way to fetch models onnx cannot load here.
+
+    Returns:
+        The cached file's path, or None when the trust prompt was declined.
+
+    Raises:
+        The same errors as :func:`aload`.
+    """
+    client = await _client()
+    return await client.download_model(model, repo, opset, force_reload, silent)
+
+
 async def adownload_model_with_test_data(
     model: str,
     repo: str = OFFICIAL_REPO,
@@ -242,6 +275,37 @@ def load(
 ) -> onnx.ModelProto | None:
     """Sync twin of :func:`aload`; prompts on stdin for an untrusted repo."""
     return _run_prompting(aload, model, repo, opset, force_reload, silent)
+
+
+def download_model(
+    model: str,
+    repo: str = OFFICIAL_REPO,
+    opset: int | None = None,
+    force_reload: bool = False,
+    silent: bool = False,
+) -> Path | None:
+    """Sync twin of :func:`adownload_model`; prompts on stdin for an untrusted repo."""
+    return _run_prompting(adownload_model, model, repo, opset, force_reload, silent)
+
+
+def scan_cache() -> list[CachedItem]:
+    """What is in the cache (``hub.get_dir()``): what ``asynchub cache ls`` shows.
+
+    One :class:`CachedItem` per cached model file, tarball and extracted folder,
+    with its model, opset and repo when a known manifest lists it, its size and
+    when it was last read. Blocking (it walks the folder).
+    """
+    return list_cache(default_config().resolved_cache_dir())
+
+
+def remove_cached_model(model: str, opset: int | None = None) -> RemoveResult:
+    """Remove one model's cached files, extracted folders and markers (every
+    cached opset unless ``opset``): what ``asynchub cache rm`` does.
+
+    Raises:
+        ModelNotFoundError: Nothing cached is that model.
+    """
+    return remove_model(default_config().resolved_cache_dir(), model, opset)
 
 
 def download_model_with_test_data(
