@@ -253,6 +253,8 @@ def remove_model(root: Path, model: str, opset: int | None = None) -> RemoveResu
         )
     removed = [i for i in items if _remove(root / i.path)]
     _prune_markers(root)
+    for item in removed:
+        _remove_empty_parents(root, root / item.path)
     return RemoveResult(sorted(i.path for i in removed), sum(i.size for i in removed))
 
 
@@ -494,6 +496,17 @@ def _remove(path: Path) -> bool:
     except OSError:
         return False
     return True
+
+
+def _remove_empty_parents(root: Path, path: Path) -> None:
+    """Remove the folders above ``path`` that are now empty, up to ``root``."""
+    for parent in path.parents:
+        if parent == root or root not in parent.parents:
+            return
+        try:
+            parent.rmdir()
+        except OSError:  # not empty (or gone): stop here
+            return
 
 
 def _tree_size(folder: Path) -> int:

@@ -328,7 +328,7 @@ async def cmd_cache_ls(args: argparse.Namespace, out: Output) -> int:
             i.opset or "-",
             format_bytes(i.size),
             _when(i.last_used),
-            _clip(_short_repo(i.repo), 20),
+            _clip_left(_short_repo(i.repo), 20),
             _clip(_short_name(i.path), 28),
         )
         for i in items
@@ -341,6 +341,11 @@ async def cmd_cache_ls(args: argparse.Namespace, out: Output) -> int:
 
 def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _clip_left(text: str, width: int) -> str:
+    """Keep a path's end, where folders differ."""
+    return text if len(text) <= width else "…" + text[-(width - 1) :]
 
 
 def _short_repo(repo: str | None) -> str:

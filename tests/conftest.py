@@ -14,6 +14,7 @@ from .hub_server import HubServer
 
 _NOWHERE = "http://127.0.0.1:9"  # the discard port: connections are refused at once
 _OUR_VARS = ("ONNX_HOME", "XDG_CACHE_HOME", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
+_ALSO_READ = ("HF_HUB_DISABLE_PROGRESS_BARS",)  # conventions asynchub honours
 
 
 @pytest.fixture
@@ -28,12 +29,13 @@ def clean_env(
     """No asynchub/onnx variables leak in, every endpoint points at a closed local
     port unless a test sets it, and the cache is a fresh temp folder."""
     for name in list(os.environ):
-        if name.startswith("ASYNCHUB_") or name.upper() in _OUR_VARS:
+        if name.startswith("ASYNCHUB_") or name.upper() in _OUR_VARS + _ALSO_READ:
             monkeypatch.delenv(name, raising=False)
     for name in ("GITHUB_RAW", "GITHUB_MEDIA", "HF_ENDPOINT", "GITHUB_API"):
         monkeypatch.setenv(f"ASYNCHUB_{name}", _NOWHERE)  # no test reaches the internet
     home = tmp_path_factory.mktemp("onnx_home")
     monkeypatch.setenv("ONNX_HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("config")))
     _defaults.reset()
     yield home / "hub"
 
