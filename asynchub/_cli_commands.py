@@ -59,10 +59,7 @@ def _config(args: argparse.Namespace) -> HubConfig:
 async def cmd_list(args: argparse.Namespace, out: Output) -> int:
     async with AsyncHub(_config(args)) as client:
         manifest = await client.manifest(args.repo)
-    infos = sorted(
-        manifest.select(args.model, args.tag),
-        key=lambda i: (i.model.casefold(), i.opset),
-    )
+    infos = manifest.select(args.model, args.tag)
     if not infos and (args.model is not None or args.tag):
         models = [args.model] if args.model else None
         reason = _nothing_selected(manifest, models, args.tag)
@@ -74,6 +71,7 @@ async def cmd_list(args: argparse.Namespace, out: Output) -> int:
     if not infos:
         out.note("the manifest lists no models")
         return 0
+    infos = sorted(infos, key=lambda i: (i.model.casefold(), i.opset))  # JSON: as is
     rows = [(i.model, i.opset, _size(i), ", ".join(sorted(i.tags))) for i in infos]
     out.table(("model", "opset", "size", "tags"), rows)
     return 0
@@ -217,9 +215,7 @@ async def _with_progress(
         return await start({"progress": display.event, "on_plan": display.plan})
 
 
-async def _finish(
-    args: argparse.Namespace, out: Output, report: MirrorReport
-) -> int:
+async def _finish(args: argparse.Namespace, out: Output, report: MirrorReport) -> int:
     """Print the outcome, write --report; exit 1 when a file failed or nothing
     was selected."""
     if args.report is not None:
@@ -230,7 +226,7 @@ async def _finish(
         return 1
     if args.json:
         out.json(report.model_dump(mode="json"))
-    elif args.quiet and not report.dry_run:
+    elif args.quiet and args.handler == "download" and not report.dry_run:
         _print_paths(out, report)
     else:
         _print_outcome(out, report)
@@ -550,6 +546,7 @@ async def cmd_demo(args: argparse.Namespace, out: Output) -> int:
                 workdir, say=out.note, progress=display.event, on_plan=display.plan
             )
         _print_demo(out, result)
+        _print_next(out, args.dir, workdir)
     finally:
         if args.dir is None:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -566,6 +563,21 @@ def _print_demo(out: Output, result: DemoResult) -> None:
     out.result(
         f"{verdict}: {passed} of {len(result.checks)} models match their "
         f"test data; {result.elapsed:.1f} s in all"
+    )
+
+
+def _print_next(out: Output, kept: Path | None, workdir: Path) -> None:
+    """What to try next: the mirror works offline (when it was kept)."""
+    if kept is None:
+        out.note(
+            "next: 'asynchub demo --dir D' keeps the mirror, to list and load "
+            "from it offline"
+        )
+        return
+    mirror = shlex.quote(str(workdir / "mirror"))
+    out.note(
+        f"next: ASYNCHUB_OFFLINE=1 asynchub list --repo {mirror}; in Python, "
+        f"hub.load('TinyNet', repo={str(workdir / 'mirror')!r})"
     )
 
 

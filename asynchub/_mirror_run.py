@@ -307,9 +307,9 @@ async def _prepare(
     """Checks and clean-up before fetching: trust, a writable folder, free space,
     stale manifest."""
     await _check_trust(source, config, options.silent)
-    await anyio.to_thread.run_sync(check_writable_root, target.root)
     if options.check_space:
         await anyio.to_thread.run_sync(_check_space, target.root, _size(todo))
+    await anyio.to_thread.run_sync(check_writable_root, target.root)
     if target.mode == "mirror":
         await anyio.to_thread.run_sync(_retire_manifest, target.root, todo)
 

@@ -460,9 +460,7 @@ def _add_trust(sub: _Sub, common: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     add = _command(actions, "add", common, "trust a repo from now on", "trust add")
     add.add_argument("repo", metavar="REPO")
-    remove = _command(
-        actions, "remove", common, "stop trusting a repo", "trust remove"
-    )
+    remove = _command(actions, "remove", common, "stop trusting a repo", "trust remove")
     remove.add_argument("repo", metavar="REPO")
     listing = _command(actions, "list", common, "show trusted repos", "trust list")
     _json(listing)

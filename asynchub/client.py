@@ -38,6 +38,7 @@ from ._transfer import Engine, FileSpec, ProgressCallback
 from ._trust import is_allowlisted
 from .config import OFFICIAL_REPO, HubConfig
 from .errors import (
+    CacheError,
     ModelNotFoundError,
     OfflineCacheMissError,
     UntrustedRepoError,
@@ -282,14 +283,17 @@ class AsyncHub:
             raise OfflineCacheMissError(f"{path} is not in the cache at {dest}")
         if not await self._trusted(source, silent):
             return None
-        await anyio.to_thread.run_sync(check_writable_root, self.cache_dir)
         spec = FileSpec(source.file_urls(path), dest, sha, size, label=path)
         return await self._download(spec)
 
     async def _download(self, spec: FileSpec) -> Path:
         engine, _ = await self._ensure_open()
         _log.info("Downloading %s to %s", spec.label, spec.dest)
-        result = await engine.fetch(spec, progress=self._progress)
+        try:
+            result = await engine.fetch(spec, progress=self._progress)
+        except CacheError:  # say what is wrong with the folder itself, if anything
+            await anyio.to_thread.run_sync(check_writable_root, self.cache_dir)
+            raise
         if spec.sha256 is None:
             _log.warning(
                 "%s has no SHA-256 in its manifest, so it could not be verified; "

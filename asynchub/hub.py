@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, ParamSpec, TypeVar
 from . import _sync
 from ._cache_admin import CachedItem, RemoveResult, list_cache, remove_model
 from ._defaults import default_config, get_dir, set_dir
+from ._transfer import FileStarted, ProgressCallback, ProgressEvent
 from .client import AsyncHub, Confirm, prompt_stdin
 from .config import OFFICIAL_REPO, HubConfig
 from .manifest import ModelInfo
@@ -90,8 +91,26 @@ async def _client() -> AsyncHub:
         for stale in [k for k in per_loop if k[0] != key[0]]:
             await per_loop.pop(stale).aclose()  # set_dir or the environment changed
         confirm: Confirm | None = prompt_stdin if interactive else None
-        client = per_loop[key] = AsyncHub(key[0], confirm=confirm)
+        progress = _auto_progress() if key[0].progress_bars else None
+        client = per_loop[key] = AsyncHub(key[0], confirm=confirm, progress=progress)
     return client
+
+
+def _auto_progress() -> ProgressCallback:
+    """Bars for downloads that take a while (see :mod:`asynchub._autoprogress`);
+    rich is imported only when a download starts."""
+    shown: list[ProgressCallback] = []
+
+    def callback(event: ProgressEvent) -> None:
+        if not shown:
+            if not isinstance(event, FileStarted):
+                return
+            from ._autoprogress import AutoProgress
+
+            shown.append(AutoProgress())
+        shown[0](event)
+
+    return callback
 
 
 async def _with_prompt(

@@ -25,9 +25,7 @@ def _lines(text: str) -> list[str]:
     return text.splitlines()
 
 
-def run_python(
-    code: str, *, timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
+def run_python(code: str, *, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """``python -c CODE`` in a subprocess with stdin closed (as in CI)."""
     return subprocess.run(
         [sys.executable, "-c", code],
@@ -191,7 +189,9 @@ def test_download_quiet_prints_the_local_paths_only(
     done = run_cli("download", "TinyNet", "TinyMLP", "--repo", example_hub, "-q")
     assert done.returncode == 0 and done.stderr == ""
     paths = [Path(line) for line in _lines(done.stdout)]
-    assert len(paths) == 2 and all(p.is_file() and clean_env in p.parents for p in paths)
+    assert len(paths) == 2 and all(
+        p.is_file() and clean_env in p.parents for p in paths
+    )
     assert sha256(paths[1]) == sha256(example_hub / TINYNET_17)
     again = run_cli("download", "TinyNet", "--repo", example_hub, "-q")  # cached
     assert again.stdout == f"{paths[1]}\n"
@@ -229,7 +229,10 @@ def test_include_and_exclude_patterns(example_hub: Path, tmp_path: Path) -> None
 def test_cache_ls_names_folder_repo_models_and_prune_keeps_them(
     example_hub: Path, clean_env: Path
 ) -> None:
-    assert run_cli("download", "--all", "--repo", example_hub, "--with-data").returncode == 0
+    assert (
+        run_cli("download", "--all", "--repo", example_hub, "--with-data").returncode
+        == 0
+    )
     done = run_cli("cache", "ls")
     lines = _lines(done.stdout)
     assert done.returncode == 0 and lines[0].split() == [
@@ -239,8 +242,7 @@ def test_cache_ls_names_folder_repo_models_and_prune_keeps_them(
     names = [(row[0], int(row[1])) for row in rows]
     assert names == sorted(names, key=lambda n: (n[0].casefold(), n[1]))
     assert all(
-        row[0] != "-" and str(example_hub).endswith(row[-2].lstrip("…"))
-        for row in rows
+        row[0] != "-" and str(example_hub).endswith(row[-2].lstrip("…")) for row in rows
     )
     assert all(len(line) <= 100 and line == line.rstrip() for line in lines)
     sha = sha256(example_hub / TINYNET_13)
@@ -255,9 +257,15 @@ def test_cache_ls_names_folder_repo_models_and_prune_keeps_them(
 
 
 def test_cache_rm_and_its_python_twin(example_hub: Path, clean_env: Path) -> None:
-    assert run_cli("download", "--all", "--repo", example_hub, "--with-data").returncode == 0
+    assert (
+        run_cli("download", "--all", "--repo", example_hub, "--with-data").returncode
+        == 0
+    )
     path = hub.download_model("TinyNet", repo=str(example_hub), opset=13)
-    assert path is not None and path.read_bytes() == (example_hub / TINYNET_13).read_bytes()
+    assert (
+        path is not None
+        and path.read_bytes() == (example_hub / TINYNET_13).read_bytes()
+    )
     assert hub.get_dir() in str(path)
     done = run_cli("cache", "rm", "TinyNet", "--opset", "13")
     assert done.returncode == 0 and done.stdout.startswith("removed 2 items")

@@ -1,0 +1,97 @@
+"""Progress where people wait (issue 13): the module API's bars.
+
+A real notebook runs in a real Jupyter kernel (nbclient + ipykernel) and loads a
+model over a slow local server: the cell's output is a bar updated in place. Off
+by ``ASYNCHUB_PROGRESS=0``; nothing at all when output is not interactive.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .servers import Behavior
+from .test_cli import TINYNET_17, faulty_hub
+from .test_ux import run_python
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+pytest.importorskip("ipykernel")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SLOW = {TINYNET_17: Behavior(rate=200)}  # 312 bytes in about 1.5 s
+
+
+def _texts(outputs: list[Any]) -> list[str]:
+    """Every text/plain shown by a cell, in order (display updates included)."""
+    found = []
+    for output in outputs:
+        data = output.get("data", {})
+        if "text/plain" in data:
+            found.append(data["text/plain"])
+        elif output.get("output_type") == "stream":
+            found.append(output["text"])
+    return found
+
+
+def _run_notebook(cells: list[str], tmp_path: Path) -> list[Any]:
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_code_cell(source) for source in cells]
+    client = nbclient.NotebookClient(
+        notebook,
+        timeout=90,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(tmp_path)}},
+    )
+    client.execute()
+    return [cell.outputs for cell in notebook.cells]
+
+
+@pytest.mark.slow
+def test_a_slow_load_in_a_notebook_shows_a_bar(
+    example_hub: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PYTHONPATH", str(REPO_ROOT))
+    with faulty_hub(example_hub, SLOW) as url:
+        outputs = _run_notebook(
+            [
+                "from asynchub import hub\n"
+                f"model = hub.load('TinyNet', repo={url!r}, silent=True)\n"
+                "print('graph', model.graph.name)",
+                "import os\n"
+                "os.environ['ASYNCHUB_PROGRESS'] = '0'\n"
+                f"hub.load('TinyNet', repo={url!r}, silent=True, force_reload=True)\n"
+                "print('done')",
+            ],
+            tmp_path,
+        )
+    shown = _texts(outputs[0])
+    bars = [text for text in shown if "tinynet-17.onnx" in text]
+    print(bars)
+    assert bars, shown
+    assert "kB/s" not in "".join(bars)  # one unit system: binary, as the summaries
+    assert shown[-1].startswith("graph ")
+    assert _texts(outputs[1]) == ["done\n"]  # switched off: no bar
+
+
+def test_no_bar_when_output_is_not_interactive(example_hub: Path) -> None:
+    with faulty_hub(example_hub, SLOW) as url:
+        done = run_python(
+            "from asynchub import hub\n"
+            f"hub.download_model('TinyNet', repo={url!r}, silent=True)\n"
+            "print('ok')\n"
+        )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "ok\n" and "tinynet" not in done.stderr
+
+
+def test_switches_in_the_config() -> None:
+    from asynchub import HubConfig
+
+    assert HubConfig.from_env({}).progress_bars is True
+    assert HubConfig.from_env({"ASYNCHUB_PROGRESS": "0"}).progress_bars is False
+    off = {"HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+    assert HubConfig.from_env(off).progress_bars is False
+    assert HubConfig.from_env({**off, "ASYNCHUB_PROGRESS": "1"}).progress_bars is True
