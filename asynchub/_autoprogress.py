@@ -123,7 +123,17 @@ class AutoProgress:
 
     def _done(self, event: FileVerified | FileFailed) -> None:
         file = self._files.pop(event.label, None)
-        if file is None or file.task is None or self._bars is None:
+        if file is None:
+            return
+        slow = time.monotonic() - file.started >= self.delay
+        if file.task is None and isinstance(event, FileVerified) and slow:
+            if self._open():  # slow, but no progress event came after the delay
+                assert self._bars is not None
+                size = event.result.size
+                file.task = self._bars.add_task(
+                    _short(event.label), total=size, completed=0
+                )
+        if file.task is None or self._bars is None:
             return
         if isinstance(event, FileVerified):
             self._bars.update(file.task, completed=event.result.size)
@@ -138,7 +148,9 @@ class AutoProgress:
             return True
         if _in_notebook():
             buffer = io.StringIO()
-            console = Console(file=buffer, width=100, force_terminal=False)
+            console = Console(
+                file=buffer, width=100, force_jupyter=False, color_system=None
+            )
             self._bars = make_bars(console, auto_refresh=False)
             self._surface = _NotebookSurface(self._bars, console)
         elif sys.stderr.isatty():

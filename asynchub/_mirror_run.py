@@ -47,6 +47,7 @@ from ._trust import is_allowlisted
 from .config import HubConfig
 from .errors import (
     AsyncHubError,
+    CacheError,
     DiskFullError,
     ManifestError,
     UntrustedRepoError,
@@ -331,7 +332,14 @@ def _check_space(root: Path, needed: int) -> None:
     probe = root
     while not probe.exists() and probe.parent != probe:
         probe = probe.parent
-    free = shutil.disk_usage(probe).free
+    usage = shutil.disk_usage(probe)
+    if usage.total == 0:  # /proc, /sys: a pseudo filesystem, not "0 B free"
+        raise CacheError(
+            f"the folder {root} cannot be used for downloads: {probe} is not on a "
+            "filesystem that stores files",
+            hint="choose a writable folder with hub.set_dir() or ONNX_HOME",
+        )
+    free = usage.free
     if needed > free:
         raise DiskFullError(
             f"{root} has {format_bytes(free)} free but the files still to fetch "
