@@ -484,6 +484,11 @@ def test_demo_in_process(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> 
     assert out.splitlines()[-1].startswith("demo passed: 6 of 6 models match")
     assert "loaded TinyNet (opset 17) over HTTP" in err
     assert (tmp_path / "demo" / "mirror" / MANIFEST).is_file()
+    mirror = tmp_path / "demo" / "mirror"
+    assert err.splitlines()[-1] == (
+        f"next: ASYNCHUB_OFFLINE=1 asynchub list --repo {mirror}; in Python, "
+        f"hub.load('TinyNet', repo={str(mirror)!r})"
+    )
 
 
 def test_subprocess_entry_points(example_hub: Path) -> None:
@@ -532,3 +537,6 @@ def test_demo_draws_progress_bars_on_a_terminal(tmp_path: Path) -> None:
     assert "overall  12/12 files" in text  # the overall bar: files done / total
     assert "\x1b[" in text and "KiB" in text  # drawn live with sizes
     assert "demo passed: 6 of 6" in text
+    # the finished bars are drawn before the lines that follow the mirror
+    assert text.rfind("overall  12/12 files") < text.find("mirrored into")
+    assert "next: 'asynchub demo --dir D' keeps the mirror" in text

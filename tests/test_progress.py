@@ -96,3 +96,41 @@ def test_switches_in_the_config() -> None:
     off = {"HF_HUB_DISABLE_PROGRESS_BARS": "1"}
     assert HubConfig.from_env(off).progress_bars is False
     assert HubConfig.from_env({**off, "ASYNCHUB_PROGRESS": "1"}).progress_bars is True
+
+
+def test_resumed_bytes_fill_the_bar_but_are_not_speed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The CLI's bars after a resume: 90 MiB were on disk, 1 MiB arrives in 1 s."""
+    import io
+
+    from rich.console import Console
+
+    from asynchub._cli_output import Output, ProgressDisplay
+    from asynchub._transfer import FileProgress, FileStarted, FileVerified
+    from asynchub._transfer.spec import FileResult
+    from asynchub.mirror import MirrorPlan
+
+    mib = 1024 * 1024
+    clock = [100.0]
+    output = Output()
+    output.err = Console(file=io.StringIO(), width=120, force_terminal=True)
+    monkeypatch.setattr(output.err, "get_time", lambda: clock[0])
+    display = ProgressDisplay(output, style="bars")
+    with display:
+        display.plan(MirrorPlan(1, 91 * mib, 1, 91 * mib, 0, 0))
+        dest = Path("/nowhere/m.onnx")
+        display.event(FileStarted("m.onnx", dest, 91 * mib))
+        display.event(FileProgress("m.onnx", 90 * mib, 91 * mib))  # resumed
+        bars = display._bars
+        assert bars is not None
+        for step in range(1, 11):
+            clock[0] += 0.1
+            display.event(FileProgress("m.onnx", 90 * mib + step * mib // 10, 91 * mib))
+        speeds = {task.description: task.speed for task in bars.tasks}
+        overall = next(t for t in bars.tasks if t.description.startswith("overall"))
+        assert overall.total == 1 * mib  # the bytes this run moves
+        for speed in speeds.values():
+            assert speed is not None and speed < 1.5 * mib, speeds  # not 90 MiB/s
+        result = FileResult(dest, "0" * 64, 91 * mib, "http://x/", mib, 90 * mib)
+        display.event(FileVerified("m.onnx", result))
