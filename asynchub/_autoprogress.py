@@ -126,13 +126,11 @@ class AutoProgress:
         if file is None:
             return
         slow = time.monotonic() - file.started >= self.delay
-        if file.task is None and isinstance(event, FileVerified) and slow:
-            if self._open():  # slow, but no progress event came after the delay
-                assert self._bars is not None
-                size = event.result.size
-                file.task = self._bars.add_task(
-                    _short(event.label), total=size, completed=0
-                )
+        late = file.task is None and isinstance(event, FileVerified) and slow
+        if late and self._open():  # slow, but no progress event after the delay
+            assert self._bars is not None and isinstance(event, FileVerified)
+            size = event.result.size
+            file.task = self._bars.add_task(_short(event.label), total=size)
         if file.task is None or self._bars is None:
             return
         if isinstance(event, FileVerified):
