@@ -134,3 +134,41 @@ def test_resumed_bytes_fill_the_bar_but_are_not_speed(
             assert speed is not None and speed < 1.5 * mib, speeds  # not 90 MiB/s
         result = FileResult(dest, "0" * 64, 91 * mib, "http://x/", mib, 90 * mib)
         display.event(FileVerified("m.onnx", result))
+
+
+def test_a_slow_load_on_a_terminal_draws_a_rich_bar(example_hub: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from .test_cli import subprocess_env
+
+    with faulty_hub(example_hub, SLOW) as url:
+        primary, secondary = os.openpty()
+        code = (
+            "from asynchub import hub\n"
+            f"hub.download_model('TinyNet', repo={url!r}, silent=True)\n"
+            "print('ok')\n"
+        )
+        process = subprocess.Popen(
+            [sys.executable, "-c", code],
+            stdin=secondary,
+            stdout=secondary,
+            stderr=secondary,
+            env={**subprocess_env(), "COLUMNS": "120", "TERM": "xterm"},
+        )
+        os.close(secondary)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(primary, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        os.close(primary)
+        assert process.wait(timeout=60) == 0
+    text = b"".join(chunks).decode(errors="replace")
+    assert "tinynet-17.onnx" in text and "312/312 bytes" in text and "\x1b[" in text
+    assert "kB/s" not in text and text.rstrip().endswith("ok")
