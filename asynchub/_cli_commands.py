@@ -290,7 +290,7 @@ def _rerun(args: argparse.Namespace) -> str:
 def _print_outcome(out: Output, report: MirrorReport) -> None:
     if report.dry_run:
         out.result(
-            f"{report.to_fetch_files} files to fetch "
+            f"{_plural(report.to_fetch_files, 'file')} to fetch "
             f"({format_bytes(report.to_fetch_bytes)}) of {report.total_files} "
             f"selected ({format_bytes(report.total_bytes)}); "
             f"{len(report.skipped)} already in place"

@@ -220,7 +220,8 @@ def _short(label: str, width: int = 40) -> str:
 
 def _plan_line(plan: MirrorPlan) -> str:
     return (
-        f"{plan.to_fetch_files} of {plan.total_files} files to fetch "
+        f"{plan.to_fetch_files} of {plan.total_files} "
+        f"file{'' if plan.total_files == 1 else 's'} to fetch "
         f"({format_bytes(plan.to_fetch_bytes)}); "
         f"{plan.skipped_files} already in place"
     )

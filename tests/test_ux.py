@@ -319,3 +319,6 @@ def test_tables_are_sorted_and_not_padded(example_hub: Path) -> None:
     assert keys == sorted(keys) and len(keys) == 6
     done = run_cli("download", "TinyNet", "--repo", example_hub)
     assert done.stdout.startswith("fetched 1 file (")
+    assert done.stderr.startswith("1 of 1 file to fetch")
+    done = run_cli("download", "TinyMLP", "--repo", example_hub, "--dry-run")
+    assert done.stdout.startswith("1 file to fetch")
