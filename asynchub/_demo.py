@@ -17,10 +17,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import anyio
 import numpy as np
 import onnx
+from numpy.typing import NDArray
 from onnx import numpy_helper
 from onnx.reference import ReferenceEvaluator
 
@@ -138,7 +140,7 @@ def _check_entry(mirror: Path, scratch: Path, entry: ManifestEntry) -> DemoCheck
 
 def _test_data(
     folder: Path, model: onnx.ModelProto
-) -> tuple[dict[str, np.ndarray], list[np.ndarray]]:
+) -> tuple[dict[str, NDArray[Any]], list[NDArray[Any]]]:
     weights = {init.name for init in model.graph.initializer}
     names = [v.name for v in model.graph.input if v.name not in weights]
     inputs = [_tensor(p) for p in sorted(folder.glob("input_*.pb"), key=_index)]
@@ -150,7 +152,7 @@ def _index(path: Path) -> int:
     return int(path.stem.rsplit("_", 1)[1])
 
 
-def _tensor(path: Path) -> np.ndarray:
+def _tensor(path: Path) -> NDArray[Any]:
     tensor = onnx.TensorProto()
     tensor.ParseFromString(path.read_bytes())
     return numpy_helper.to_array(tensor)

@@ -21,9 +21,11 @@ import re
 import tarfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
+from numpy.typing import NDArray
 from onnx import TensorProto, helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
@@ -33,7 +35,7 @@ __all__ = ("MODEL_NAMES", "MODEL_OPSETS", "MODEL_PATHS", "build_example_hub")
 
 _FLOAT = TensorProto.FLOAT
 _MTIME = 1_700_000_000  # fixed member time: same bytes on every run
-_Arrays = list[np.ndarray]
+_Arrays = list[NDArray[Any]]
 _Built = tuple[onnx.ModelProto, _Arrays]
 _Port = onnx.ValueInfoProto
 
@@ -59,7 +61,7 @@ def _graph(
     name: str,
     nodes: list[onnx.NodeProto],
     ports: tuple[onnx.ValueInfoProto, onnx.ValueInfoProto],
-    weights: dict[str, np.ndarray] | None = None,
+    weights: dict[str, NDArray[Any]] | None = None,
 ) -> onnx.GraphProto:
     """A one-input, one-output graph with its weights as initializers."""
     inits = [numpy_helper.from_array(a, n) for n, a in (weights or {}).items()]
@@ -70,7 +72,7 @@ def _port(name: str, shape: list[int | str | None], elem: int = _FLOAT) -> _Port
     return helper.make_tensor_value_info(name, elem, shape)
 
 
-def _floats(*shape: int, scale: float = 0.1, shift: float = 0.0) -> np.ndarray:
+def _floats(*shape: int, scale: float = 0.1, shift: float = 0.0) -> NDArray[Any]:
     """Fixed, varied float32 values (no RNG: same bytes on every numpy)."""
     count = int(np.prod(shape))
     values = (np.arange(count, dtype=np.float32) - count / 2) * scale + shift

@@ -27,6 +27,7 @@ the traceback. Output and progress rendering live in :mod:`asynchub._cli_output`
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
@@ -69,7 +70,9 @@ def _run(args: argparse.Namespace, output: Output) -> int:
     command: Handler = COMMANDS[args.handler]
     try:
         return anyio.run(command, args, output)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        # Ctrl-C cancels the command; Python 3.10 has no Task.uncancel(), so there
+        # anyio reports it as the CancelledError itself instead of KeyboardInterrupt.
         if args.handler == "serve":
             output.note("stopped")
             return 0

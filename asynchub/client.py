@@ -18,7 +18,7 @@ import logging
 import shutil
 import sys
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -95,6 +95,7 @@ class AsyncHub:
         self._engine: Engine | None = None
         self._manifests: ManifestStore | None = None
         self._open_lock = anyio.Lock()
+        self._fills: dict[Path, tuple[anyio.Lock, list[int]]] = {}
 
     async def __aenter__(self) -> AsyncHub:
         await self._ensure_open()
@@ -283,8 +284,26 @@ class AsyncHub:
             raise OfflineCacheMissError(f"{path} is not in the cache at {dest}")
         if not await self._trusted(source, silent):
             return None
-        spec = FileSpec(source.file_urls(path), dest, sha, size, label=path)
-        return await self._download(spec)
+        async with self._filling(dest):
+            if not force_reload and await ensure_verified(self.cache_dir, dest, sha):
+                return dest  # another call on this client filled it meanwhile
+            spec = FileSpec(source.file_urls(path), dest, sha, size, label=path)
+            return await self._download(spec)
+
+    @contextlib.asynccontextmanager
+    async def _filling(self, dest: Path) -> AsyncIterator[None]:
+        """One fill of ``dest`` at a time on this client, so that calls which all
+        missed the cache download it once (the engine only joins files in flight)."""
+        entry = self._fills.setdefault(dest, (anyio.Lock(), [0]))
+        lock, users = entry
+        users[0] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            users[0] -= 1
+            if users[0] == 0 and self._fills.get(dest) is entry:
+                del self._fills[dest]
 
     async def _download(self, spec: FileSpec) -> Path:
         engine, _ = await self._ensure_open()

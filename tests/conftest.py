@@ -13,29 +13,57 @@ from asynchub import _defaults
 from .hub_server import HubServer
 
 _NOWHERE = "http://127.0.0.1:9"  # the discard port: connections are refused at once
-_OUR_VARS = ("ONNX_HOME", "XDG_CACHE_HOME", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
-_ALSO_READ = ("HF_HUB_DISABLE_PROGRESS_BARS",)  # conventions asynchub honours
+
+# Every environment variable asynchub reads, or that the libraries it uses read on its
+# behalf (urllib's proxies, OpenSSL's certificates). tests/test_env_isolation.py
+# scans the package source and fails if it reads a name this does not clear.
+ENV_PREFIXES = ("ASYNCHUB_", "HF_", "HUGGING_FACE_")
+ENV_NAMES = frozenset(
+    {
+        "ONNX_HOME",
+        "XDG_CACHE_HOME",
+        "XDG_CONFIG_HOME",
+        "NETRC",
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+        "REQUESTS_CA_BUNDLE",
+        "CURL_CA_BUNDLE",
+        "NO_COLOR",
+        "FORCE_COLOR",
+        "COLUMNS",
+        "LINES",
+    }
+)
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
+def is_package_env(name: str) -> bool:
+    """Whether the autouse fixture removes ``name`` before each test."""
+    upper = name.upper()
+    return (
+        upper.startswith(ENV_PREFIXES)
+        or upper in ENV_NAMES
+        or upper.endswith("_PROXY")  # http_proxy, HTTPS_PROXY, NO_PROXY, all_proxy...
+    )
 
 
 @pytest.fixture(autouse=True)
 def clean_env(
     monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Path]:
-    """No asynchub/onnx variables leak in, every endpoint points at a closed local
-    port unless a test sets it, and the cache is a fresh temp folder."""
+    """No variable the package reads leaks in from the user's shell, every endpoint
+    points at a closed local port unless a test sets it, the user's ~/.netrc, token
+    and config folders are out of reach, and the cache is a fresh temp folder."""
     for name in list(os.environ):
-        if name.startswith("ASYNCHUB_") or name.upper() in _OUR_VARS + _ALSO_READ:
+        if is_package_env(name):
             monkeypatch.delenv(name, raising=False)
     for name in ("GITHUB_RAW", "GITHUB_MEDIA", "HF_ENDPOINT", "GITHUB_API"):
         monkeypatch.setenv(f"ASYNCHUB_{name}", _NOWHERE)  # no test reaches the internet
     home = tmp_path_factory.mktemp("onnx_home")
     monkeypatch.setenv("ONNX_HOME", str(home))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("config")))
+    private = tmp_path_factory.mktemp("user")
+    monkeypatch.setenv("NETRC", str(private / "netrc"))  # absent: no credentials
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(private / "config"))
+    monkeypatch.setenv("HF_HOME", str(private / "huggingface"))
     _defaults.reset()
     yield home / "hub"
 
