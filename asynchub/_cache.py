@@ -14,6 +14,7 @@ re-hashes everything regardless of markers, to catch later corruption.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -21,6 +22,7 @@ import logging
 import os
 import re
 import stat
+import tempfile
 from pathlib import Path
 
 import anyio
@@ -31,6 +33,7 @@ from .errors import CacheError, DiskFullError, ReadOnlyCacheError, UnsafePathErr
 __all__ = (
     "STATE_DIR",
     "cache_path",
+    "check_writable_root",
     "ensure_verified",
     "mark_verified",
     "os_error",
@@ -170,3 +173,33 @@ def os_error(exc: OSError, path: Path | str, action: str = "write") -> CacheErro
     if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
         return ReadOnlyCacheError(where)
     return CacheError(where, hint="check the folder's permissions and free space")
+
+
+def check_writable_root(root: Path) -> None:
+    """Make sure ``root`` exists (creating it) and a file can be created in it.
+
+    Run before the first download so an impossible folder (``/dev/null/hub``, a
+    read-only mount, ``/proc/…``) is one clear error, not a failure per file.
+    Raises ReadOnlyCacheError or CacheError naming the folder and the cause.
+    """
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=root, prefix=".asynchub-probe.")
+    except OSError as exc:
+        raise _root_error(exc, root) from None
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(probe)
+
+
+def _root_error(exc: OSError, root: Path) -> CacheError:
+    blocker = next((p for p in root.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        why = f"{blocker} is not a folder"
+    else:
+        why = exc.strerror or str(exc)
+    message = f"the folder {root} cannot be used for downloads: {why}"
+    hint = "choose a writable folder with hub.set_dir() or ONNX_HOME"
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return ReadOnlyCacheError(message, hint=hint)
+    return CacheError(message, hint=hint)

@@ -43,8 +43,8 @@ from ._transfer.state import (
     STATE_TMP_SUFFIX,
     may_be_owned,
 )
-from .config import ArchiveLimits
-from .errors import ArchiveError, ManifestError
+from .config import OFFICIAL_REPO, ArchiveLimits
+from .errors import ArchiveError, ManifestError, ModelNotFoundError
 from .manifest import Manifest
 
 __all__ = (
@@ -55,8 +55,10 @@ __all__ = (
     "VerifyResult",
     "disk_usage",
     "known_manifests",
+    "RemoveResult",
     "list_cache",
     "prune",
+    "remove_model",
     "verify",
 )
 
@@ -78,6 +80,10 @@ class CachedItem:
         manifest_path: The ``model_path`` (or tarball path) this caches, if known.
         model: The model's name, from a known manifest.
         opset: The model's opset, from a known manifest.
+        repo: The repo whose cached manifest lists it (``onnx/models:main`` for
+            the shipped one; a URL for other repos and local folders).
+        last_used: When it was last read (the file's access time, Unix seconds;
+            most systems update it at most once a day).
     """
 
     path: str
@@ -87,6 +93,16 @@ class CachedItem:
     manifest_path: str | None = None
     model: str | None = None
     opset: int | None = None
+    repo: str | None = None
+    last_used: float | None = None
+
+
+@dataclass(frozen=True)
+class RemoveResult:
+    """What ``remove_model`` removed: cache-relative paths and bytes freed."""
+
+    removed: list[str]
+    freed: int
 
 
 @dataclass(frozen=True)
@@ -142,12 +158,14 @@ class DiskUsage:
 class _Index:
     """Known manifest paths by (path, sha), with the entry they come from."""
 
-    files: dict[tuple[str, str | None], tuple[str, int]] = field(default_factory=dict)
+    files: dict[tuple[str, str | None], tuple[str, int, str | None]] = field(
+        default_factory=dict
+    )
     paths: set[str] = field(default_factory=set)
 
-    def add(self, manifest: Manifest) -> None:
+    def add(self, manifest: Manifest, repo: str | None = None) -> None:
         for entry in manifest:
-            meta, who = entry.metadata, (entry.model, entry.opset_version)
+            meta, who = entry.metadata, (entry.model, entry.opset_version, repo)
             self.files.setdefault((entry.model_path, meta.model_sha), who)
             self.paths.add(entry.model_path)
             if meta.model_with_data_path is not None:
@@ -155,20 +173,43 @@ class _Index:
                 self.files.setdefault(key, who)
                 self.paths.add(meta.model_with_data_path)
 
-    def lookup(self, path: str | None, sha: str | None) -> tuple[str, int] | None:
+    def lookup(
+        self, path: str | None, sha: str | None
+    ) -> tuple[str, int, str | None] | None:
         return None if path is None else self.files.get((path, sha))
 
 
 def known_manifests(root: Path) -> list[Manifest]:
     """The shipped official manifest and every manifest cached under ``root``."""
-    found = [Manifest.parse(shipped_manifest_bytes(), source="shipped manifest")]
+    return [manifest for manifest, _ in _known_with_repos(root)]
+
+
+def _known_with_repos(root: Path) -> list[tuple[Manifest, str | None]]:
+    """The shipped manifest (as ``onnx/models:main``), then every cached one with
+    the repo it came from; the first that lists a file names its model."""
+    found: list[tuple[Manifest, str | None]] = []
     folder = root / STATE_DIR / "manifests"
     for path in sorted(folder.glob("*.json")):
         if path.name.endswith(".meta.json"):
             continue
         with contextlib.suppress(OSError, ManifestError):
-            found.append(Manifest.parse(path.read_bytes(), source=str(path)))
+            manifest = Manifest.parse(path.read_bytes(), source=str(path))
+            found.append((manifest, _repo_of(path)))
+    shipped = Manifest.parse(shipped_manifest_bytes(), source="shipped manifest")
+    found.insert(0, (shipped, OFFICIAL_REPO))
     return found
+
+
+def _repo_of(manifest_copy: Path) -> str | None:
+    """The repo a cached manifest copy was read from (its URL, shortened)."""
+    meta = manifest_copy.with_name(manifest_copy.stem + ".meta.json")
+    try:
+        url = str(json.loads(meta.read_text())["url"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    for suffix in ("/ONNX_HUB_MANIFEST.json", "ONNX_HUB_MANIFEST.json"):
+        url = url.removesuffix(suffix)
+    return url.removeprefix("file://")
 
 
 def list_cache(
@@ -182,6 +223,39 @@ def list_cache(
     index = _index(root, manifests)
     items = (i for i in _scan(root, index) if include_temp or i.kind != "temp")
     return sorted(items, key=lambda item: item.path)
+
+
+def remove_model(root: Path, model: str, opset: int | None = None) -> RemoveResult:
+    """Remove one model's cached files, tarballs, extracted folders and markers.
+
+    Args:
+        model: The name (case-insensitive), as ``cache ls`` shows it.
+        opset: Only this opset; None removes every cached opset.
+
+    Raises:
+        ModelNotFoundError: Nothing cached is that model (at that opset).
+    """
+    items = [
+        item
+        for item in list_cache(root)
+        if item.model is not None
+        and item.model.casefold() == model.casefold()
+        and (opset is None or item.opset == opset)
+    ]
+    if not items:
+        from ._suggest import did_you_mean
+
+        cached = {i.model for i in list_cache(root) if i.model}
+        at = "" if opset is None else f" at opset {opset}"
+        raise ModelNotFoundError(
+            f"{model}{at} is not in the cache at {root}{did_you_mean(model, cached)}",
+            hint="'asynchub cache ls' or hub.scan_cache() lists what is cached",
+        )
+    removed = [i for i in items if _remove(root / i.path)]
+    _prune_markers(root)
+    for item in removed:
+        _remove_empty_parents(root, root / item.path)
+    return RemoveResult(sorted(i.path for i in removed), sum(i.size for i in removed))
 
 
 def verify(root: Path, *, fix: bool = False) -> VerifyResult:
@@ -295,7 +369,11 @@ def disk_usage(root: Path) -> DiskUsage:
 
 def _index(root: Path, manifests: Iterable[Manifest] | None) -> _Index:
     index = _Index()
-    for manifest in known_manifests(root) if manifests is None else manifests:
+    if manifests is None:
+        for manifest, repo in _known_with_repos(root):
+            index.add(manifest, repo)
+        return index
+    for manifest in manifests:
         index.add(manifest)
     return index
 
@@ -315,7 +393,8 @@ def _scan(root: Path, index: _Index) -> Iterator[CachedItem]:
             yield _item(root, here / name, index, _tree_size(here / name))
         for name in files:
             with contextlib.suppress(OSError):
-                yield _item(root, here / name, index, (here / name).lstat().st_size)
+                info = (here / name).lstat()
+                yield _item(root, here / name, index, info.st_size, info.st_atime)
 
 
 def _folder_kind(name: str) -> Kind | None:
@@ -334,7 +413,9 @@ def _file_kind(name: str) -> Kind:
     return "tarball" if name.endswith((".tar.gz", ".tgz", ".tar")) else "other"
 
 
-def _item(root: Path, path: Path, index: _Index, size: int) -> CachedItem:
+def _item(
+    root: Path, path: Path, index: _Index, size: int, used: float | None = None
+) -> CachedItem:
     relative = path.relative_to(root).as_posix()
     is_dir = path.is_dir() and not path.is_symlink()
     kind = (_folder_kind(path.name) if is_dir else _file_kind(path.name)) or "other"
@@ -348,6 +429,8 @@ def _item(root: Path, path: Path, index: _Index, size: int) -> CachedItem:
         manifest_path=manifest_path,
         model=who[0] if who else None,
         opset=who[1] if who else None,
+        repo=who[2] if who else None,
+        last_used=used,
     )
 
 
@@ -418,6 +501,17 @@ def _remove(path: Path) -> bool:
     except OSError:
         return False
     return True
+
+
+def _remove_empty_parents(root: Path, path: Path) -> None:
+    """Remove the folders above ``path`` that are now empty, up to ``root``."""
+    for parent in path.parents:
+        if parent == root or root not in parent.parents:
+            return
+        try:
+            parent.rmdir()
+        except OSError:  # not empty (or gone): stop here
+            return
 
 
 def _tree_size(folder: Path) -> int:

@@ -23,7 +23,7 @@ from . import _cache_admin
 from ._cli_output import Output, ProgressDisplay
 from ._mirror_plan import format_bytes
 from ._serve import serving
-from ._trust import add_trusted, load_persisted, trusted_list_path
+from ._trust import add_trusted, load_persisted, remove_trusted, trusted_list_path
 from .client import AsyncHub
 from .config import OFFICIAL_REPO, HubConfig
 from .errors import ConfigError
@@ -58,16 +58,47 @@ def _config(args: argparse.Namespace) -> HubConfig:
 
 async def cmd_list(args: argparse.Namespace, out: Output) -> int:
     async with AsyncHub(_config(args)) as client:
-        infos = await client.list_models(args.repo, args.model, args.tag)
+        manifest = await client.manifest(args.repo)
+    infos = manifest.select(args.model, args.tag)
+    if not infos and (args.model is not None or args.tag):
+        models = [args.model] if args.model else None
+        reason = _nothing_selected(manifest, models, args.tag)
+        out.error(reason or "no model matches")
+        return 1
     if args.json:
         out.json_lines(info.raw_model_info for info in infos)
         return 0
     if not infos:
-        out.note("no models match")
+        out.note("the manifest lists no models")
         return 0
+    infos = sorted(infos, key=lambda i: (i.model.casefold(), i.opset))  # JSON: as is
     rows = [(i.model, i.opset, _size(i), ", ".join(sorted(i.tags))) for i in infos]
     out.table(("model", "opset", "size", "tags"), rows)
     return 0
+
+
+def _nothing_selected(
+    manifest: Manifest, models: list[str] | None, tags: list[str] | None
+) -> str | None:
+    """Which name or tag made a selection empty, with the closest spellings;
+    None when each exists (another filter emptied it)."""
+    from ._suggest import did_you_mean
+
+    names = [entry.model for entry in manifest]
+    for model in models or ():
+        if not manifest.select(model):
+            return f"no model is named {model!r}{did_you_mean(model, names)}"
+    if not tags:
+        return None
+    names_wanted: list[str | None] = list(models) if models else [None]
+    pool = [i for m in names_wanted for i in manifest.select(m)]
+    wanted = {t.casefold() for t in tags}
+    if any(wanted & {t.casefold() for t in info.tags} for info in pool):
+        return None
+    known = {tag for entry in manifest for tag in entry.metadata.tags}
+    hints = did_you_mean(tags[0], known)
+    named = f" named {' or '.join(models)}" if models else ""
+    return f"no model{named} has the tag {' or '.join(map(repr, tags))}{hints}"
 
 
 def _size(info: ModelInfo) -> str:
@@ -118,16 +149,27 @@ async def cmd_download(args: argparse.Namespace, out: Output) -> int:
         return 2
     named = bool(args.models)
     kwargs = _filter_kwargs(args, models=args.models if named else None)
+    kwargs["force"] = args.force
     if named and not args.opset:
         kwargs["latest_only"] = True  # what load(name) uses: the highest opset
-    report = await _with_progress(
-        out,
-        args,
-        lambda display: adownload(
-            args.repo, with_data=args.with_data, **kwargs, **display
-        ),
-    )
-    return _finish(args, out, report)
+    if args.local_dir is not None:
+        report = await _with_progress(
+            out,
+            args,
+            lambda display: amirror(
+                args.local_dir, args.repo, with_data=args.with_data, **kwargs,
+                **display,
+            ),
+        )  # fmt: skip
+    else:
+        report = await _with_progress(
+            out,
+            args,
+            lambda display: adownload(
+                args.repo, with_data=args.with_data, **kwargs, **display
+            ),
+        )
+    return await _finish(args, out, report)
 
 
 async def cmd_mirror(args: argparse.Namespace, out: Output) -> int:
@@ -139,7 +181,7 @@ async def cmd_mirror(args: argparse.Namespace, out: Output) -> int:
             args.dest, args.repo, with_data=not args.no_data, **kwargs, **display
         ),
     )
-    return _finish(args, out, report)
+    return await _finish(args, out, report)
 
 
 def _filter_kwargs(
@@ -155,6 +197,8 @@ def _filter_kwargs(
         "check_space": not args.no_space_check,
         "dry_run": args.dry_run,
         "silent": args.yes,
+        "include": args.include,
+        "exclude": args.exclude,
         "config": _config(args),
     }
 
@@ -171,27 +215,73 @@ async def _with_progress(
         return await start({"progress": display.event, "on_plan": display.plan})
 
 
-def _finish(args: argparse.Namespace, out: Output, report: MirrorReport) -> int:
-    """Print the outcome, write --report; exit 1 when a file failed."""
+async def _finish(args: argparse.Namespace, out: Output, report: MirrorReport) -> int:
+    """Print the outcome, write --report; exit 1 when a file failed or nothing
+    was selected."""
     if args.report is not None:
         args.report.parent.mkdir(parents=True, exist_ok=True)
         args.report.write_text(report.to_json() + "\n")
+    if report.total_files == 0 and not report.failed and args.shard is None:
+        out.error(await _explain_empty(args))
+        return 1
     if args.json:
         out.json(report.model_dump(mode="json"))
+    elif args.quiet and args.handler == "download" and not report.dry_run:
+        _print_paths(out, report)
     else:
         _print_outcome(out, report)
     for gone in report.unavailable:  # not failures: exit 0 if nothing else failed
         out.note(f"asynchub: warning: {gone.path}: {gone.message} ({gone.hint})")
     if report.failed:
-        for failure in report.failed:
-            hint = f" ({failure.hint})" if failure.hint else ""
-            out.error(f"{failure.path}: {failure.message}{hint}")
-        out.error(
-            f"{len(report.failed)} files failed; to retry them (finished "
-            f"files are skipped), run: {_rerun(args)}"
-        )
+        _print_failures(args, out, report)
         return 1
     return 0
+
+
+async def _explain_empty(args: argparse.Namespace) -> str:
+    """Why a download or mirror selected no file (the manifest is memoised)."""
+    async with AsyncHub(_config(args)) as client:
+        manifest = await client.manifest(args.repo)
+    models = getattr(args, "model", None) or getattr(args, "models", None)
+    reason = _nothing_selected(manifest, models, args.tag)
+    if reason is None and (args.include or args.exclude):
+        reason = "no file passes --include/--exclude"
+    if reason is None and args.opset:
+        reason = f"no selected model has opset {' or '.join(map(str, args.opset))}"
+    return f"nothing to do: {reason or 'the filters select no file'}"
+
+
+def _print_paths(out: Output, report: MirrorReport) -> None:
+    """``-q``: the local path of every selected file, one per line (for scripts)."""
+    for outcome in sorted([*report.done, *report.skipped], key=lambda f: f.path):
+        if outcome.local_path is not None:
+            out.result(outcome.local_path)
+
+
+def _print_failures(
+    args: argparse.Namespace, out: Output, report: MirrorReport
+) -> None:
+    from ._cli_words import cli_hint
+
+    for failure in report.failed:
+        hint = cli_hint(failure.hint)
+        out.error(f"{failure.path}: {failure.message}" + (f" ({hint})" if hint else ""))
+    count = _plural(len(report.failed), "file")
+    if all(f.error in _NO_RERUN for f in report.failed):
+        out.error(f"{count} failed: the folder cannot take them (see above)")
+        return
+    out.error(
+        f"{count} failed; to retry them (finished "
+        f"files are skipped), run: {_rerun(args)}"
+    )
+
+
+_NO_RERUN = ("CacheError", "ReadOnlyCacheError", "UnsafePathError")
+
+
+def _plural(count: int, noun: str) -> str:
+    """``"1 file"``, ``"2 files"``."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def _rerun(args: argparse.Namespace) -> str:
@@ -202,7 +292,7 @@ def _rerun(args: argparse.Namespace) -> str:
 def _print_outcome(out: Output, report: MirrorReport) -> None:
     if report.dry_run:
         out.result(
-            f"{report.to_fetch_files} files to fetch "
+            f"{_plural(report.to_fetch_files, 'file')} to fetch "
             f"({format_bytes(report.to_fetch_bytes)}) of {report.total_files} "
             f"selected ({format_bytes(report.total_bytes)}); "
             f"{len(report.skipped)} already in place"
@@ -223,17 +313,74 @@ def _print_outcome(out: Output, report: MirrorReport) -> None:
 async def cmd_cache_ls(args: argparse.Namespace, out: Output) -> int:
     root = _config(args).resolved_cache_dir()
     items = await anyio.to_thread.run_sync(_cache_admin.list_cache, root)
+    items.sort(key=lambda i: ((i.model or "~").casefold(), i.opset or 0, i.path))
     if args.json:
         out.json_lines(dataclasses.asdict(item) for item in items)
         return 0
     if not items:
         out.note(f"the cache at {root} is empty")
         return 0
-    rows = [(i.model or "-", i.opset or "-", i.kind, format_bytes(i.size), i.path)
-            for i in items]  # fmt: skip
-    out.table(("model", "opset", "kind", "size", "path"), rows)
+    rows = [
+        (
+            _clip(i.model or "-", 22),
+            i.opset or "-",
+            format_bytes(i.size),
+            _when(i.last_used),
+            _clip_left(_short_repo(i.repo), 20),
+            _clip(_short_name(i.path), 28),
+        )
+        for i in items
+    ]
+    out.table(("model", "opset", "size", "last used", "repo", "file"), rows)
     total = sum(i.size for i in items)
-    out.result(f"{len(items)} items, {format_bytes(total)} in {root}")
+    out.result(f"{_plural(len(items), 'item')}, {format_bytes(total)} in {root}")
+    return 0
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _clip_left(text: str, width: int) -> str:
+    """Keep a path's end, where folders differ."""
+    return text if len(text) <= width else "…" + text[-(width - 1) :]
+
+
+def _short_repo(repo: str | None) -> str:
+    """A repo as the user typed it: owner/name:ref, a host/path, or a folder."""
+    if repo is None:
+        return "-"
+    return repo.removeprefix("https://").removeprefix("http://")
+
+
+def _short_name(path: str) -> str:
+    """The file's name with its SHA-256 prefix cut to 8 digits (``--json``: all)."""
+    name = path.rpartition("/")[2]
+    sha, sep, rest = name.partition("_")
+    return f"{sha[:8]}_{rest}" if sep and len(sha) == 64 else name
+
+
+def _when(stamp: float | None) -> str:
+    """A date (local time) for the table; the day is what atime is good for."""
+    if stamp is None:
+        return "-"
+    import time
+
+    return time.strftime("%Y-%m-%d", time.localtime(stamp))
+
+
+async def cmd_cache_rm(args: argparse.Namespace, out: Output) -> int:
+    root = _config(args).resolved_cache_dir()
+    result = await anyio.to_thread.run_sync(
+        lambda: _cache_admin.remove_model(root, args.model, args.opset)
+    )
+    if args.json:
+        out.json(dataclasses.asdict(result))
+        return 0
+    for path in result.removed:
+        out.note(f"removed {path}")
+    count = _plural(len(result.removed), "item")
+    out.result(f"removed {count} ({format_bytes(result.freed)}) from {root}")
     return 0
 
 
@@ -249,7 +396,8 @@ async def cmd_cache_verify(args: argparse.Namespace, out: Output) -> int:
             fixed = " (removed)" if bad.path in result.removed else ""
             what = f"{bad.member} differs from the tarball, " if bad.member else ""
             out.result(f"CORRUPT {bad.path}: {what}SHA-256 is {bad.actual}{fixed}")
-        out.result(f"checked {result.checked} items: {len(result.corrupt)} corrupt")
+        checked = _plural(result.checked, "item")
+        out.result(f"checked {checked}: {len(result.corrupt)} corrupt")
     if result.corrupt and len(result.removed) < len(result.corrupt):
         out.error(
             f"{len(result.corrupt)} cached files are corrupt; run "
@@ -285,7 +433,8 @@ async def cmd_cache_prune(args: argparse.Namespace, out: Output) -> int:
         out.result(f"{verb} {path}")
     for path in result.busy:
         out.note(f"kept {path}: a running download or extraction owns it")
-    out.result(f"{verb} {len(result.removed)} items ({format_bytes(result.freed)})")
+    count = _plural(len(result.removed), "item")
+    out.result(f"{verb} {count} ({format_bytes(result.freed)})")
     return 0
 
 
@@ -324,6 +473,11 @@ async def cmd_manifest_build(args: argparse.Namespace, out: Output) -> int:
 
 async def cmd_serve(args: argparse.Namespace, out: Output) -> int:
     root: Path = args.dir
+    if not root.is_dir():  # one error, not a warning about the manifest first
+        raise ConfigError(
+            f"{root} is not a folder",
+            hint="give the hub folder that holds ONNX_HUB_MANIFEST.json",
+        )
     if not (root / MANIFEST_NAME).is_file():
         out.note(
             f"warning: {root} has no {MANIFEST_NAME}; create it with "
@@ -362,6 +516,13 @@ async def cmd_trust_add(args: argparse.Namespace, out: Output) -> int:
     return 0
 
 
+async def cmd_trust_remove(args: argparse.Namespace, out: Output) -> int:
+    config = _config(args)
+    spec = await anyio.to_thread.run_sync(remove_trusted, config, args.repo)
+    out.result(f"no longer trusted: {spec} (saved in {trusted_list_path(config)})")
+    return 0
+
+
 async def cmd_trust_list(args: argparse.Namespace, out: Output) -> int:
     config = _config(args)
     persisted = await anyio.to_thread.run_sync(load_persisted, config)
@@ -387,6 +548,7 @@ async def cmd_demo(args: argparse.Namespace, out: Output) -> int:
                 workdir, say=out.note, progress=display.event, on_plan=display.plan
             )
         _print_demo(out, result)
+        _print_next(out, args.dir, workdir)
     finally:
         if args.dir is None:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -406,6 +568,21 @@ def _print_demo(out: Output, result: DemoResult) -> None:
     )
 
 
+def _print_next(out: Output, kept: Path | None, workdir: Path) -> None:
+    """What to try next: the mirror works offline (when it was kept)."""
+    if kept is None:
+        out.note(
+            "next: 'asynchub demo --dir D' keeps the mirror, to list and load "
+            "from it offline"
+        )
+        return
+    mirror = shlex.quote(str(workdir / "mirror"))
+    out.note(
+        f"next: ASYNCHUB_OFFLINE=1 asynchub list --repo {mirror}; in Python, "
+        f"hub.load('TinyNet', repo={str(workdir / 'mirror')!r})"
+    )
+
+
 COMMANDS: dict[str, Command] = {
     "list": cmd_list,
     "info": cmd_info,
@@ -415,9 +592,11 @@ COMMANDS: dict[str, Command] = {
     "cache verify": cmd_cache_verify,
     "cache prune": cmd_cache_prune,
     "cache du": cmd_cache_du,
+    "cache rm": cmd_cache_rm,
     "manifest build": cmd_manifest_build,
     "serve": cmd_serve,
     "trust add": cmd_trust_add,
+    "trust remove": cmd_trust_remove,
     "trust list": cmd_trust_list,
     "demo": cmd_demo,
 }

@@ -18,13 +18,8 @@ from typing import Any, Literal
 
 from rich.console import Console
 from rich.progress import (
-    BarColumn,
-    DownloadColumn,
     Progress,
     TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
 )
 from rich.table import Table
 from rich.text import Text
@@ -97,7 +92,10 @@ class Output:
             )
         for row in rows:
             table.add_row(*(Text(plain(str(cell))) for cell in row))
-        self.out.print(table)
+        with self.out.capture() as captured:  # rich pads every cell: strip lines
+            self.out.print(table)
+        lines = captured.get().splitlines()
+        sys.stdout.write("".join(line.rstrip() + "\n" for line in lines))
 
 
 class ProgressDisplay:
@@ -113,6 +111,7 @@ class ProgressDisplay:
         self._overall: TaskID | None = None
         self._tasks: dict[str, TaskID] = {}
         self._seen: dict[str, int] = {}
+        self._totals: dict[str, int | None] = {}
         self._total_files = 0
         self._finished = 0
 
@@ -135,6 +134,9 @@ class ProgressDisplay:
     def plan(self, plan: MirrorPlan) -> None:
         """Announce the run: totals for the overall bar, or one line."""
         self._total_files = plan.to_fetch_files
+        self._finished = 0
+        if self.style == "bars" and self._bars is None:  # a second run (the demo)
+            self.__enter__()
         if self.style == "lines":
             self._output.note(_plan_line(plan))
         elif self._bars is not None and plan.to_fetch_files:
@@ -149,6 +151,7 @@ class ProgressDisplay:
         elif isinstance(event, FileProgress):
             self._advance(event.label, event.done)
         elif isinstance(event, FileVerified):
+            self._seen.setdefault(event.label, 0)  # no progress event: all new
             self._advance(event.label, event.result.size)
             self._finish(
                 event.label,
@@ -158,13 +161,12 @@ class ProgressDisplay:
             self._finish(event.label, f"failed  {event.label}: {event.error.message}")
 
     def _started(self, event: FileStarted) -> None:
-        self._seen.setdefault(event.label, 0)
-        if self._bars is not None:
-            self._tasks[event.label] = self._bars.add_task(
-                _short(plain(event.label)), total=event.total
-            )
+        self._totals[event.label] = event.total
 
     def _advance(self, label: str, done: int) -> None:
+        if label not in self._seen:
+            self._baseline(label, done)
+            return
         delta = done - self._seen.get(label, 0)
         self._seen[label] = max(done, self._seen.get(label, 0))
         if self._bars is None:
@@ -174,8 +176,24 @@ class ProgressDisplay:
         if self._overall is not None and delta > 0:
             self._bars.advance(self._overall, delta)
 
+    def _baseline(self, label: str, done: int) -> None:
+        """A file's first progress: what it has so far (bytes a resume found on
+        disk) fills its bar without counting as speed, and leaves the overall
+        bar's total, which counts bytes moved by this run."""
+        self._seen[label] = done
+        if self._bars is None:
+            return
+        self._tasks[label] = self._bars.add_task(
+            _short(plain(label)), total=self._totals.get(label), completed=done
+        )
+        if self._overall is not None and done:
+            overall = next(t for t in self._bars.tasks if t.id == self._overall)
+            if overall.total is not None:
+                self._bars.update(self._overall, total=max(overall.total - done, 0))
+
     def _finish(self, label: str, line: str) -> None:
         self._finished += 1
+        self._totals.pop(label, None)
         if self.style == "lines":
             self._output.note(f"[{self._finished}/{self._total_files}] {line}")
         if self._bars is None:
@@ -185,21 +203,18 @@ class ProgressDisplay:
             self._bars.remove_task(task)
         if self._overall is not None:
             self._bars.update(self._overall, description=self._overall_text())
+        if self._finished >= self._total_files:  # draw the last frame now, so
+            self.__exit__(None, None, None)  # later lines come after the bars
+            self._overall = None
 
     def _overall_text(self) -> str:
         return f"overall  {self._finished}/{self._total_files} files"
 
 
 def _make_bars(console: Console) -> Progress:
-    return Progress(
-        TextColumn("{task.description}", markup=False),
-        BarColumn(),
-        DownloadColumn(binary_units=True),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=False,
-    )
+    from ._autoprogress import make_bars  # speed in KiB/s, like the summaries
+
+    return make_bars(console, transient=False)
 
 
 def _line(text: str) -> Text:
@@ -213,7 +228,8 @@ def _short(label: str, width: int = 40) -> str:
 
 def _plan_line(plan: MirrorPlan) -> str:
     return (
-        f"{plan.to_fetch_files} of {plan.total_files} files to fetch "
+        f"{plan.to_fetch_files} of {plan.total_files} "
+        f"file{'' if plan.total_files == 1 else 's'} to fetch "
         f"({format_bytes(plan.to_fetch_bytes)}); "
         f"{plan.skipped_files} already in place"
     )

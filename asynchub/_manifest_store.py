@@ -37,6 +37,17 @@ from .sources import Source, github, hf_manifest
 __all__ = ("ManifestStore", "shipped_manifest_bytes")
 
 _log = logging.getLogger("asynchub")
+_warned: set[str] = set()  # fallback warnings already given in this process
+
+
+def _warn_once(key: str, message: str) -> None:
+    """Log a fallback warning the first time only: a script that lists and loads
+    in a loop while offline sees it once, not on every call."""
+    if key in _warned:
+        _log.debug(message)
+        return
+    _warned.add(key)
+    _log.warning(message)
 
 
 def shipped_manifest_bytes() -> bytes:
@@ -123,7 +134,12 @@ class ManifestStore:
         """The manifest's bytes, read from ``pinned`` but cached on disk under
         ``source``'s URL, so that an offline run (which cannot pin) finds them."""
         if source.kind == "local":
-            return await _read_local(source)
+            data = await _read_local(source)
+            # A copy lets 'cache ls' name these models and 'cache prune' keep them.
+            await anyio.to_thread.run_sync(
+                self._write_cached, source.manifest_url, data, ""
+            )
+            return data
         key = source.manifest_url
         cached = await anyio.to_thread.run_sync(self._read_cached, key)
         if self._config.offline:
@@ -150,18 +166,25 @@ class ManifestStore:
     def _fallback(
         self, source: Source, cached: tuple[bytes, str] | None, exc: Exception | None
     ) -> bytes:
-        why = "offline mode" if exc is None else f"the network failed ({exc})"
+        why = "offline mode" if exc is None else f"the network failed: {_cause(exc)}"
         if cached:
-            _log.warning("%s: using the cached manifest of %s", why, source.spec)
+            _warn_once(
+                f"cached {source.spec}",
+                f"{why}; using the cached manifest of {source.spec}",
+            )
             return cached[0]
         if source.trusted_by_default:
-            _log.warning("%s: using the manifest shipped with asynchub", why)
+            _warn_once("shipped", f"{why}; using the manifest shipped with asynchub")
             return shipped_manifest_bytes()
-        message = f"no cached manifest for {source.spec} and {why}"
         if exc is None:
-            raise OfflineCacheMissError(message)
+            raise OfflineCacheMissError(
+                f"no cached manifest for {source.spec} and {why}"
+            )
         raise ManifestNotFoundError(
-            f"Could not find manifest at {source.manifest_url}: {message}"
+            f"{_cause(exc)}, so the manifest of {source.spec} could not be read, "
+            "and no copy of it is cached",
+            hint="check the repo name and ref, and your network and proxy "
+            "settings; ASYNCHUB_OFFLINE=1 works from the cache alone",
         ) from exc
 
     async def _read_async(self, key: str) -> tuple[bytes, str] | None:
@@ -187,12 +210,22 @@ class ManifestStore:
     def _write_cached(self, url: str, data: bytes, etag: str) -> None:
         data_path, meta_path = self._paths(url)
         try:
+            if not etag and read_regular(data_path, len(data) + 1) == data:
+                return  # a local folder's unchanged manifest: no write per call
+        except OSError:
+            pass
+        try:
             root = self._config.resolved_cache_dir()
             write_atomic(data_path, data, root)
             meta = json.dumps({"url": url, "etag": etag}).encode()
             write_atomic(meta_path, meta, root)
         except OSError:  # caching the manifest is an optimisation
             _log.debug("could not cache manifest of %s", url, exc_info=True)
+
+
+def _cause(exc: Exception) -> str:
+    """An error's message without its hint (the caller gives its own)."""
+    return exc.message if isinstance(exc, TransferError) else str(exc)
 
 
 async def _read_local(source: Source) -> bytes:

@@ -18,6 +18,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from ._suggest import did_you_mean
 from .errors import (
     ConfigError,
     ManifestParseError,
@@ -124,7 +125,11 @@ def _by_name(
     present = {e.model.lower() for e in entries}
     missing = [m for m in models if m.lower() not in present]
     if missing:
-        raise ModelNotFoundError(f"No models found with name {', '.join(missing)}")
+        names = [e.model for e in entries]
+        hints = "".join(did_you_mean(m, names) for m in missing[:1])
+        raise ModelNotFoundError(
+            f"No models found with name {', '.join(missing)}{hints}"
+        )
     wanted = {m.lower() for m in models}
     return [e for e in entries if e.model.lower() in wanted]
 
@@ -140,7 +145,8 @@ def _by_opset(
             valid = sorted(e.opset_version for e in entries if _named(e, name))
             raise OpsetNotFoundError(
                 f"{name} has no version with opset {list(opsets)}. "
-                f"Valid opsets: {valid}"
+                f"Valid opsets: {valid}",
+                valid=valid,
             )
     return kept
 

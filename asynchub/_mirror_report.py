@@ -41,6 +41,7 @@ class FileOutcome(BaseModel):
     size: int
     downloaded: int = 0
     resumed: int = 0
+    local_path: str | None = None  # where the file is on this machine
 
 
 class FileFailure(BaseModel):
@@ -140,7 +141,7 @@ class MirrorReport(BaseModel):
         count = self.to_fetch_files if self.dry_run else self.files_done
         size = self.to_fetch_bytes if self.dry_run else self.bytes_done
         line = (
-            f"{verb} {count} files ({format_bytes(size)}), "
+            f"{verb} {count} file{'' if count == 1 else 's'} ({format_bytes(size)}), "
             f"skipped {len(self.skipped)}, failed {len(self.failed)}"
         )
         if self.unavailable:

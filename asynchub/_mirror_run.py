@@ -9,6 +9,7 @@ then, in mirror mode and only when nothing failed, write the manifest.
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 import os
 import shutil
@@ -22,6 +23,7 @@ import anyio
 
 from ._cache import (
     cache_path,
+    check_writable_root,
     ensure_verified,
     is_regular,
     mark_verified,
@@ -48,6 +50,7 @@ from .config import HubConfig
 from .errors import (
     ArchiveUnavailableError,
     AsyncHubError,
+    CacheError,
     DiskFullError,
     ManifestError,
     RemoteFileNotFoundError,
@@ -79,6 +82,9 @@ class Options:
     check_space: bool
     dry_run: bool
     silent: bool
+    include: Sequence[str] | None = None
+    exclude: Sequence[str] | None = None
+    force: bool = False
 
     @classmethod
     def of(
@@ -88,6 +94,8 @@ class Options:
         opsets: Sequence[int] | None,
         *,
         shard: ShardArg,
+        include: Sequence[str] | None = None,
+        exclude: Sequence[str] | None = None,
         **flags: bool,
     ) -> Options:
         """Copy the caller's sequences and validate the shard."""
@@ -96,8 +104,19 @@ class Options:
             tags=None if tags is None else list(tags),
             opsets=None if opsets is None else [int(o) for o in opsets],
             shard=parse_shard(shard),
+            include=None if include is None else list(include),
+            exclude=None if exclude is None else list(exclude),
             **flags,
         )
+
+    def wants(self, path: str) -> bool:
+        """True when ``path`` passes ``include`` (any) and ``exclude`` (none)
+        (fnmatch patterns on the manifest path: ``*`` also matches ``/``)."""
+        if self.include is not None and not any(
+            fnmatch.fnmatchcase(path, pattern) for pattern in self.include
+        ):
+            return False
+        return not any(fnmatch.fnmatchcase(path, p) for p in self.exclude or ())
 
 
 @dataclass(frozen=True)
@@ -153,7 +172,9 @@ async def run(
         manifest, source = await ManifestStore(config, engine).resolve(source)
         entries, files, mine = _plan(manifest, options)
         tally = _Tally()
-        todo = await _sort_existing(target, mine, options.verify_existing, tally)
+        todo = await _sort_existing(
+            target, mine, options.verify_existing, tally, options.force
+        )
         if on_plan is not None:
             on_plan(_plan_event(mine, todo))
         if todo and not options.dry_run:
@@ -186,7 +207,10 @@ def _plan(
         opsets=options.opsets,
         latest_only=options.latest_only,
     )
+    if options.include is not None or options.exclude:
+        entries = [e for e in entries if options.wants(e.model_path)]
     files = unique_files(entries, options.with_data)
+    files = [f for f in files if options.wants(f.path)]
     if options.shard is None:
         return entries, files, files
     index, count = options.shard
@@ -210,10 +234,16 @@ def _size(files: Sequence[PlannedFile]) -> int:
 
 
 async def _sort_existing(
-    target: Target, files: list[PlannedFile], rehash: bool, tally: _Tally
+    target: Target,
+    files: list[PlannedFile],
+    rehash: bool,
+    tally: _Tally,
+    force: bool = False,
 ) -> list[PlannedFile]:
     """Files still to fetch; files already in place go to ``tally.skipped``."""
     safe = _safe(target, files, tally)
+    if force:  # fetch every file again, whatever is in place
+        return safe
     sizes = await anyio.to_thread.run_sync(_sizes, [target.dest_of(f) for f in safe])
     current = {f.path: False for f in safe}
     limiter = anyio.CapacityLimiter(_CHECKERS)
@@ -228,7 +258,13 @@ async def _sort_existing(
                 group.start_soon(check, file)
     for file in files:
         if current.get(file.path):
-            tally.skipped.append(FileOutcome(path=file.path, size=file.size or 0))
+            tally.skipped.append(
+                FileOutcome(
+                    path=file.path,
+                    size=file.size or 0,
+                    local_path=str(target.dest_of(file)),
+                )
+            )
     return [f for f in files if current.get(f.path) is False]
 
 
@@ -281,10 +317,12 @@ async def _prepare(
     options: Options,
     config: HubConfig,
 ) -> None:
-    """Checks and clean-up before fetching: trust, free space, stale manifest."""
+    """Checks and clean-up before fetching: trust, a writable folder, free space,
+    stale manifest."""
     await _check_trust(source, config, options.silent)
     if options.check_space:
         await anyio.to_thread.run_sync(_check_space, target.root, _size(todo))
+    await anyio.to_thread.run_sync(check_writable_root, target.root)
     if target.mode == "mirror":
         await anyio.to_thread.run_sync(_retire_manifest, target.root, todo)
 
@@ -306,7 +344,14 @@ def _check_space(root: Path, needed: int) -> None:
     probe = root
     while not probe.exists() and probe.parent != probe:
         probe = probe.parent
-    free = shutil.disk_usage(probe).free
+    usage = shutil.disk_usage(probe)
+    if usage.total == 0:  # /proc, /sys: a pseudo filesystem, not "0 B free"
+        raise CacheError(
+            f"the folder {root} cannot be used for downloads: {probe} is not on a "
+            "filesystem that stores files",
+            hint="choose a writable folder with hub.set_dir() or ONNX_HOME",
+        )
+    free = usage.free
     if needed > free:
         raise DiskFullError(
             f"{root} has {format_bytes(free)} free but the files still to fetch "
@@ -430,6 +475,7 @@ async def _fetch_one(
             size=result.size,
             downloaded=result.bytes_downloaded,
             resumed=result.bytes_resumed,
+            local_path=str(result.path),
         )
     )
 

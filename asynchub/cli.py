@@ -5,14 +5,16 @@
     asynchub list [--repo R] [--model M] [--tag T ...] [--json]
     asynchub info MODEL [--opset N] [--repo R] [--json]
     asynchub download MODEL [MODEL ...] [--opset N] [--with-data] [--repo R]
+                           [--force] [--local-dir DIR] [--include GLOB] [--exclude GLOB]
     asynchub download --all [--tag T ...] [--opset N ...] [--latest-only] [--shard I/N]
     asynchub mirror DEST [--repo R] [--tag T ...] [--model M ...] [--latest-only]
                          [--no-data] [--shard I/N] [--dry-run] [--concurrency N]
-                         [--report FILE]
+                         [--report FILE] [--include GLOB] [--exclude GLOB]
     asynchub cache ls | verify [--fix] | prune [--dry-run] [--unlisted] | du
+    asynchub cache rm MODEL [--opset N]
     asynchub manifest build DIR [--output FILE]
     asynchub serve DIR [--port P] [--host H]
-    asynchub trust add REPO | trust list
+    asynchub trust add REPO | trust remove REPO | trust list
     asynchub demo [--dir D]
 
 Every command takes ``--quiet``, ``--debug`` and ``--cache-dir D``. Repeat ``--tag``,
@@ -77,7 +79,9 @@ def _run(args: argparse.Namespace, output: Output) -> int:
         output.error("interrupted; run the same command again to resume")
         return 130
     except AsyncHubError as exc:
-        _report_error(args, output, str(exc))
+        from ._cli_words import cli_message
+
+        _report_error(args, output, cli_message(exc))
         return 2 if isinstance(exc, _USAGE_ERRORS) else 1
     except Exception as exc:  # a bug: one line, or the traceback with --debug
         _report_error(
@@ -282,6 +286,18 @@ def _run_options(parser: argparse.ArgumentParser, what: str) -> None:
         action="store_true",
         help="fetch from a repo that is not on the trusted list",
     )
+    parser.add_argument(
+        "--include",
+        action="append",
+        metavar="GLOB",
+        help="only files whose manifest path matches (repeatable; '*' matches '/')",
+    )
+    parser.add_argument(
+        "--exclude",
+        action="append",
+        metavar="GLOB",
+        help="leave out files whose manifest path matches (repeatable)",
+    )
     _json(parser, "the report as JSON")
 
 
@@ -302,6 +318,16 @@ def _add_download(sub: _Sub, common: argparse.ArgumentParser) -> None:
         "--with-data", action="store_true", help="also the tarballs with test data"
     )
     _repo(parser)
+    parser.add_argument(
+        "--force", action="store_true", help="download again even if cached"
+    )
+    parser.add_argument(
+        "--local-dir",
+        type=Path,
+        metavar="DIR",
+        help="put the files in DIR at their manifest paths, with a manifest "
+        "(DIR is then a hub folder: --repo DIR), instead of the cache",
+    )
     _filters(parser, models=False)
     _run_options(parser, "download")
 
@@ -371,6 +397,18 @@ def _add_cache(sub: _Sub, common: argparse.ArgumentParser) -> None:
     _json(prune)
     du = _command(actions, "du", common, "size of the cache by kind", "cache du")
     _json(du)
+    rm = _command(
+        actions,
+        "rm",
+        common,
+        "remove one model's cached files, extracted folders and markers",
+        "cache rm",
+    )
+    rm.add_argument("model", metavar="MODEL")
+    rm.add_argument(
+        "--opset", type=int, metavar="N", help="only this opset (default: every one)"
+    )
+    _json(rm)
 
 
 def _add_manifest(sub: _Sub, common: argparse.ArgumentParser) -> None:
@@ -425,6 +463,8 @@ def _add_trust(sub: _Sub, common: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     add = _command(actions, "add", common, "trust a repo from now on", "trust add")
     add.add_argument("repo", metavar="REPO")
+    remove = _command(actions, "remove", common, "stop trusting a repo", "trust remove")
+    remove.add_argument("repo", metavar="REPO")
     listing = _command(actions, "list", common, "show trusted repos", "trust list")
     _json(listing)
 

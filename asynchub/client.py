@@ -29,6 +29,7 @@ from . import _sync
 from ._archive import extract_tarball, find_model_folder
 from ._cache import (
     cache_path,
+    check_writable_root,
     ensure_verified,
     is_regular,
     mark_verified,
@@ -43,6 +44,7 @@ from .errors import (
     ArchiveError,
     ArchiveUnavailableError,
     AsyncHubError,
+    CacheError,
     HTTPStatusError,
     ModelNotFoundError,
     OfflineCacheMissError,
@@ -62,9 +64,19 @@ Confirm = Callable[[str], bool]
 
 
 def prompt_stdin(message: str) -> bool:
-    """Ask on stdin whether to trust a repo, as onnx.hub did; True on "y"."""
+    """Ask on stdin whether to trust a repo, as onnx.hub did; True on "y".
+
+    Raises:
+        UntrustedRepoError: stdin is closed (CI, a service): nobody can answer.
+    """
     print(message, file=sys.stderr)  # noqa: T201 - the prompt is the interface
-    return input("Continue?[y/n] ").strip().lower() == "y"
+    try:
+        answer = input("Continue?[y/n] ")
+    except EOFError:
+        raise UntrustedRepoError(
+            f"{message} Nobody can answer the prompt: stdin is closed"
+        ) from None
+    return answer.strip().lower() == "y"
 
 
 class AsyncHub:
@@ -313,7 +325,11 @@ class AsyncHub:
     async def _download(self, spec: FileSpec) -> Path:
         engine, _ = await self._ensure_open()
         _log.info("Downloading %s to %s", spec.label, spec.dest)
-        result = await engine.fetch(spec, progress=self._progress)
+        try:
+            result = await engine.fetch(spec, progress=self._progress)
+        except CacheError:  # say what is wrong with the folder itself, if anything
+            await anyio.to_thread.run_sync(check_writable_root, self.cache_dir)
+            raise
         if spec.sha256 is None:
             _log.warning(
                 "%s has no SHA-256 in its manifest, so it could not be verified; "

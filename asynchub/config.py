@@ -33,7 +33,12 @@ Environment variables read by :meth:`HubConfig.from_env`:
 ``ASYNCHUB_RETRY_BUDGET``      seconds one stream may keep retrying without a byte
 ``ASYNCHUB_MAX_CONNECTIONS``   total connection cap
 ``ASYNCHUB_FSYNC``             ``0`` to skip fsync before the atomic rename
+``ASYNCHUB_PROGRESS``          ``0``: no progress bars from the module API
+``HF_HUB_DISABLE_PROGRESS_BARS`` ``1``: the same (huggingface_hub's convention)
 =============================  ====================================================
+
+Read at call time elsewhere: ``XDG_CONFIG_HOME`` (the trusted-repos list lives in
+``$XDG_CONFIG_HOME/asynchub/``, else ``~/.config/asynchub/``; see ``_trust.py``).
 """
 
 from __future__ import annotations
@@ -148,6 +153,7 @@ class HubConfig(_Frozen):
     limits: Limits = Limits()
     archive: ArchiveLimits = ArchiveLimits()
     fsync: bool = True
+    progress_bars: bool = True  # the module API's bars for slow downloads
     user_agent: str = "asynchub/0.1"
 
     def resolved_cache_dir(self) -> Path:
@@ -202,6 +208,10 @@ def _env_values(env: Mapping[str, str]) -> dict[str, object]:
         values["offline"] = _truthy(env["ASYNCHUB_OFFLINE"])
     if env.get("ASYNCHUB_FSYNC"):
         values["fsync"] = _truthy(env["ASYNCHUB_FSYNC"])
+    if env.get("HF_HUB_DISABLE_PROGRESS_BARS"):
+        values["progress_bars"] = not _truthy(env["HF_HUB_DISABLE_PROGRESS_BARS"])
+    if env.get("ASYNCHUB_PROGRESS"):  # asynchub's own switch wins
+        values["progress_bars"] = _truthy(env["ASYNCHUB_PROGRESS"])
     if env.get("ASYNCHUB_PIN_REFS"):
         values["pin_refs"] = _truthy(env["ASYNCHUB_PIN_REFS"])
     if env.get("ASYNCHUB_TRUSTED_REPOS"):

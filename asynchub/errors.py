@@ -144,6 +144,12 @@ class OpsetNotFoundError(ModelNotFoundError):
 
     default_hint = "pass one of the valid opsets, or opset=None for the newest"
 
+    def __init__(
+        self, message: str, *, valid: Sequence[int] = (), hint: str | None = None
+    ) -> None:
+        self.valid = list(valid)  # the opsets the model has, ascending
+        super().__init__(message, hint=hint)
+
 
 class TransferError(AsyncHubError):
     """Raised when a file could not be transferred."""
@@ -202,7 +208,10 @@ class HubAuthError(HTTPStatusError, PermissionError):
 class NetworkError(TransferError, ConnectionError):
     """Raised when connections keep failing after every retry."""
 
-    default_hint = "check your network and proxy settings, then run again to resume"
+    default_hint = (
+        "check your network and proxy settings, then run again to resume; "
+        "ASYNCHUB_OFFLINE=1 works from the cache alone"
+    )
 
 
 class TransferTimeoutError(NetworkError, TimeoutError):

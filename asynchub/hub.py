@@ -4,6 +4,9 @@
 parameters, defaults and return types (``load``, ``list_models``, ``get_model_info``,
 ``download_model_with_test_data``, ``load_composite_model``, ``set_dir``,
 ``get_dir``), and async twins with an ``a`` prefix (``await hub.aload("mnist")``).
+Beyond onnx.hub: ``download_model`` (the verified cached file's path, like
+``huggingface_hub.hf_hub_download``), ``scan_cache`` and ``remove_cached_model``
+(what ``asynchub cache ls`` and ``cache rm`` do), ``download`` and ``mirror``.
 
 The module functions use a default client per event loop, built from
 ``HubConfig.from_env()`` at call time (and ``set_dir``), so environment variables
@@ -20,10 +23,13 @@ import atexit
 import weakref
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
+from pathlib import Path
 from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 from . import _sync
+from ._cache_admin import CachedItem, RemoveResult, list_cache, remove_model
 from ._defaults import default_config, get_dir, set_dir
+from ._transfer import FileStarted, ProgressCallback, ProgressEvent
 from .client import AsyncHub, Confirm, prompt_stdin
 from .config import OFFICIAL_REPO, HubConfig
 from .manifest import ModelInfo
@@ -43,8 +49,10 @@ __all__ = (
     "MirrorPlan",
     "MirrorReport",
     "ModelInfo",
+    "CachedItem",
     "aclose",
     "adownload",
+    "adownload_model",
     "adownload_model_with_test_data",
     "aget_model_info",
     "alist_models",
@@ -52,6 +60,7 @@ __all__ = (
     "aload_composite_model",
     "amirror",
     "download",
+    "download_model",
     "download_model_with_test_data",
     "get_dir",
     "get_model_info",
@@ -59,6 +68,8 @@ __all__ = (
     "load",
     "load_composite_model",
     "mirror",
+    "remove_cached_model",
+    "scan_cache",
     "set_dir",
 )
 
@@ -80,8 +91,26 @@ async def _client() -> AsyncHub:
         for stale in [k for k in per_loop if k[0] != key[0]]:
             await per_loop.pop(stale).aclose()  # set_dir or the environment changed
         confirm: Confirm | None = prompt_stdin if interactive else None
-        client = per_loop[key] = AsyncHub(key[0], confirm=confirm)
+        progress = _auto_progress() if key[0].progress_bars else None
+        client = per_loop[key] = AsyncHub(key[0], confirm=confirm, progress=progress)
     return client
+
+
+def _auto_progress() -> ProgressCallback:
+    """Bars for downloads that take a while (see :mod:`asynchub._autoprogress`);
+    rich is imported only when a download starts."""
+    shown: list[ProgressCallback] = []
+
+    def callback(event: ProgressEvent) -> None:
+        if not shown:
+            if not isinstance(event, FileStarted):
+                return
+            from ._autoprogress import AutoProgress
+
+            shown.append(AutoProgress())
+        shown[0](event)
+
+    return callback
 
 
 async def _with_prompt(
@@ -168,6 +197,29 @@ async def aload(
     return await client.load(model, repo, opset, force_reload, silent)
 
 
+async def adownload_model(
+    model: str,
+    repo: str = OFFICIAL_REPO,
+    opset: int | None = None,
+    force_reload: bool = False,
+    silent: bool = False,
+) -> Path | None:
+    """Make sure a model's ``.onnx`` file is cached and verified; return its path.
+
+    The path is in the cache (``<dirs>/<sha256>_<name>.onnx``, onnx.hub's layout);
+    load it with ``onnx.load`` or hand it to an inference runtime. Nothing is
+    parsed, so this is also the way to fetch models onnx cannot load here.
+
+    Returns:
+        The cached file's path, or None when the trust prompt was declined.
+
+    Raises:
+        The same errors as :func:`aload`.
+    """
+    client = await _client()
+    return await client.download_model(model, repo, opset, force_reload, silent)
+
+
 async def adownload_model_with_test_data(
     model: str,
     repo: str = OFFICIAL_REPO,
@@ -242,6 +294,37 @@ def load(
 ) -> onnx.ModelProto | None:
     """Sync twin of :func:`aload`; prompts on stdin for an untrusted repo."""
     return _run_prompting(aload, model, repo, opset, force_reload, silent)
+
+
+def download_model(
+    model: str,
+    repo: str = OFFICIAL_REPO,
+    opset: int | None = None,
+    force_reload: bool = False,
+    silent: bool = False,
+) -> Path | None:
+    """Sync twin of :func:`adownload_model`; prompts on stdin for an untrusted repo."""
+    return _run_prompting(adownload_model, model, repo, opset, force_reload, silent)
+
+
+def scan_cache() -> list[CachedItem]:
+    """What is in the cache (``hub.get_dir()``): what ``asynchub cache ls`` shows.
+
+    One :class:`CachedItem` per cached model file, tarball and extracted folder,
+    with its model, opset and repo when a known manifest lists it, its size and
+    when it was last read. Blocking (it walks the folder).
+    """
+    return list_cache(default_config().resolved_cache_dir())
+
+
+def remove_cached_model(model: str, opset: int | None = None) -> RemoveResult:
+    """Remove one model's cached files, extracted folders and markers (every
+    cached opset unless ``opset``): what ``asynchub cache rm`` does.
+
+    Raises:
+        ModelNotFoundError: Nothing cached is that model.
+    """
+    return remove_model(default_config().resolved_cache_dir(), model, opset)
 
 
 def download_model_with_test_data(

@@ -27,6 +27,7 @@ from pydantic import (
     field_validator,
 )
 
+from ._suggest import did_you_mean
 from ._windows_names import fold_key, windows_name_problem
 from .errors import (
     ManifestParseError,
@@ -348,7 +349,10 @@ class Manifest:
         """The entry for ``model`` at ``opset`` (the highest opset when None)."""
         matching = self.select(model)
         if not matching:
-            raise ModelNotFoundError(f"No models found with name {model}")
+            names = (entry.model for entry in self.entries)
+            raise ModelNotFoundError(
+                f"No models found with name {model}{did_you_mean(model, names)}"
+            )
         if opset is None:
             return max(matching, key=lambda m: m.opset)  # the first of equals wins
         for info in matching:
@@ -356,7 +360,8 @@ class Manifest:
                 return info
         valid = sorted(m.opset for m in matching)
         raise OpsetNotFoundError(
-            f"{model} has no version with opset {opset}. Valid opsets: {valid}"
+            f"{model} has no version with opset {opset}. Valid opsets: {valid}",
+            valid=valid,
         )
 
 

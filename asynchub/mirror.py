@@ -77,6 +77,9 @@ async def amirror(
     check_space: bool = True,
     dry_run: bool = False,
     silent: bool = False,
+    include: Sequence[str] | None = None,
+    exclude: Sequence[str] | None = None,
+    force: bool = False,
     config: HubConfig | None = None,
     progress: ProgressCallback | None = None,
     on_plan: PlanCallback | None = None,
@@ -98,6 +101,11 @@ async def amirror(
             bytes still to fetch.
         dry_run: Plan only: report what would be fetched, fetch nothing.
         silent: Mirror a repo that is not on the trusted list (compat trust mode).
+        include: fnmatch patterns (``*`` also matches ``/``) on each file's
+            manifest path; when given, only files matching one are fetched.
+        exclude: Patterns of files to leave out. A model whose ``.onnx`` file is
+            filtered out is left out of the mirror's manifest too.
+        force: Fetch every selected file again, even if it is in place.
         config: Limits, timeouts, trust...; when None, the module defaults
             (``HubConfig.from_env()`` and ``hub.set_dir``).
         progress: Called with every file's progress events (on the event loop).
@@ -124,6 +132,9 @@ async def amirror(
         check_space=check_space,
         dry_run=dry_run,
         silent=silent,
+        include=include,
+        exclude=exclude,
+        force=force,
     )
     target = Target("mirror", Path(dest).expanduser().absolute())
     return await run(target, repo, options, config, progress, on_plan)
@@ -142,6 +153,9 @@ async def adownload(
     check_space: bool = True,
     dry_run: bool = False,
     silent: bool = False,
+    include: Sequence[str] | None = None,
+    exclude: Sequence[str] | None = None,
+    force: bool = False,
     config: HubConfig | None = None,
     progress: ProgressCallback | None = None,
     on_plan: PlanCallback | None = None,
@@ -167,6 +181,9 @@ async def adownload(
         check_space=check_space,
         dry_run=dry_run,
         silent=silent,
+        include=include,
+        exclude=exclude,
+        force=force,
     )
     config = config if config is not None else default_config()
     target = Target("cache", config.resolved_cache_dir())
@@ -187,6 +204,9 @@ def mirror(
     check_space: bool = True,
     dry_run: bool = False,
     silent: bool = False,
+    include: Sequence[str] | None = None,
+    exclude: Sequence[str] | None = None,
+    force: bool = False,
     config: HubConfig | None = None,
     progress: ProgressCallback | None = None,
     on_plan: PlanCallback | None = None,
@@ -206,6 +226,9 @@ def mirror(
         check_space=check_space,
         dry_run=dry_run,
         silent=silent,
+        include=include,
+        exclude=exclude,
+        force=force,
         config=config,
         progress=progress,
         on_plan=on_plan,
@@ -225,6 +248,9 @@ def download(
     check_space: bool = True,
     dry_run: bool = False,
     silent: bool = False,
+    include: Sequence[str] | None = None,
+    exclude: Sequence[str] | None = None,
+    force: bool = False,
     config: HubConfig | None = None,
     progress: ProgressCallback | None = None,
     on_plan: PlanCallback | None = None,
@@ -243,6 +269,9 @@ def download(
         check_space=check_space,
         dry_run=dry_run,
         silent=silent,
+        include=include,
+        exclude=exclude,
+        force=force,
         config=config,
         progress=progress,
         on_plan=on_plan,
