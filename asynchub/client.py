@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING
 import anyio
 
 from . import _sync
-from ._archive import extract_tarball, find_model_folder
 from ._cache import cache_path, ensure_verified, mark_verified
 from ._manifest_store import ManifestStore
 from ._transfer import Engine, FileSpec, ProgressCallback
@@ -303,6 +302,9 @@ class AsyncHub:
         return await anyio.to_thread.run_sync(self._confirm, message)
 
     async def _extract(self, tarball: Path, force_reload: bool) -> Path:
+        # tarfile, gzip, bz2, lzma: imported when a tarball is extracted, not at start
+        from ._archive import extract_tarball, find_model_folder
+
         target = tarball.with_name(tarball.name[: -len(".tar.gz")])
         if not tarball.name.endswith(".tar.gz"):
             target = tarball.with_name(tarball.name + ".d")

@@ -88,7 +88,7 @@ class Limits(_Frozen):
     max_files: int = Field(default=32, ge=1)
     part_size: int = Field(default=16 * MiB, ge=64 * 1024)
     split_threshold: int = Field(default=24 * MiB, ge=0)
-    max_parts_per_file: int = Field(default=8, ge=1)
+    max_parts_per_file: int = Field(default=16, ge=1)
     max_redirects: int = Field(default=10, ge=0)
     max_manifest_bytes: int = Field(default=64 * MiB, ge=1024)
 

@@ -9,6 +9,7 @@ touches the disk or builds a URL.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import unicodedata
@@ -20,6 +21,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    TypeAdapter,
     ValidationError,
     field_validator,
 )
@@ -43,6 +45,7 @@ __all__ = (
 )
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 _VERSION = re.compile(r"^\d+(\.\d+){0,3}$")
 _MAX_PATH = 1024
@@ -65,12 +68,16 @@ def check_relative_path(path: str) -> str:
     return path
 
 
+@functools.lru_cache(maxsize=16384)
 def _path_problem(path: str) -> str | None:
+    """What is wrong with ``path``, or None; remembered, since one path is checked
+    when the manifest is parsed, when its destination is computed and when its URL
+    is built (a pure function of the string)."""
     if not path:
         return "it is empty"
     if len(path) > _MAX_PATH:
         return f"it is longer than {_MAX_PATH} characters"
-    if any(ord(c) < 32 or ord(c) == 127 for c in path):
+    if _CONTROL.search(path):
         return "it contains a control character"
     if "\\" in path:
         return "it contains a backslash"
@@ -253,8 +260,10 @@ class Manifest:
 
     def to_json(self) -> str:
         """The manifest as JSON text in the official layout (unset keys omitted)."""
-        items = [e.model_dump(mode="json", exclude_unset=True) for e in self.entries]
-        return json.dumps(items, indent=4) + "\n"
+        text = _ENTRIES.dump_json(self.entries, exclude_unset=True, indent=4).decode()
+        if not text.isascii():  # the layout json.dumps gives: non-ASCII as \uXXXX
+            text = json.dumps(json.loads(text), indent=4)
+        return text + "\n"
 
     def __iter__(self) -> Iterator[ManifestEntry]:
         return iter(self.entries)
@@ -291,6 +300,9 @@ class Manifest:
         raise OpsetNotFoundError(
             f"{model} has no version with opset {opset}. Valid opsets: {valid}"
         )
+
+
+_ENTRIES = TypeAdapter(list[ManifestEntry])  # one Rust call dumps the whole list
 
 
 def _validate_entry(item: object, index: int, source: str) -> ManifestEntry:

@@ -38,6 +38,7 @@ from ..errors import (
 from ._aio import drain, gather_or_cancel
 from ._context import Context
 from ._errors import is_retryable, status_error
+from ._hostconn import is_refusal
 from ._http import (
     Validator,
     iter_body,
@@ -60,6 +61,10 @@ LOW_SPEED_BYTES = 1024
 
 FLUSH_INTERVAL = 0.5
 """A batch is written after this many seconds even if not full (slow links)."""
+
+
+class _Refused(Exception):
+    """An extra connection of this file was refused (see :mod:`._hostconn`)."""
 
 
 class Restart(Exception):
@@ -167,6 +172,7 @@ class Download:
         self._ready = asyncio.Event()  # set once the probe has fixed the plan
         self.workers = 1
         self.active = 0  # workers still running
+        self.streaming = 0  # requests whose body is being read
         self.restarts = 0
         self.bodies = 0  # responses whose body was used (more than one: spliced)
         self._last_save = time.monotonic()
@@ -217,7 +223,7 @@ class Download:
             return 1
         total = self.partial.state.total or self.spec.size or 0
         parts = len(_split_ranges(self.partial.assembler.gaps(total), self._part()))
-        return max(1, min(self.limits.max_parts_per_file, parts))
+        return max(1, min(self.ctx.hosts.allowed(self.url), parts))
 
     def _part(self) -> int:
         return self.limits.part_size
@@ -237,7 +243,12 @@ class Download:
             else:
                 await self._ready.wait()
             while self.queue:
-                await self._fetch(self.queue.popleft())
+                seg = self.queue.popleft()
+                try:
+                    await self._fetch(seg)
+                except _Refused:
+                    self.queue.appendleft(seg)  # the working connections finish it
+                    return
                 self._write_back()
         finally:
             self.active -= 1
@@ -259,6 +270,8 @@ class Download:
             try:
                 await self._attempt(seg)
             except TransferError as err:
+                if self._extra_refused(err):
+                    raise _Refused from err
                 redirected, self.target = self.target != self.url, self.url
                 if not is_retryable(err, backoff.policy):
                     if redirected:  # e.g. a signed redirect expired: ask the URL
@@ -271,6 +284,14 @@ class Download:
             if not seg.done and seg.pos == before:
                 await backoff.wait_or_raise(self._short(seg))
 
+    def _extra_refused(self, err: TransferError) -> bool:
+        """A refusal of an extra connection while others of this file stream: the
+        host's limit for the run is lowered to those (see :mod:`._hostconn`)."""
+        if not (is_refusal(err) and self.planned and self.streaming > 0):
+            return False
+        self.ctx.hosts.refused(self.streaming, self.url, self.target)
+        return True
+
     def _short(self, seg: Segment) -> IncompleteTransferError:
         return IncompleteTransferError(
             f"{self.url} ended the body at byte {seg.pos} of {seg.end}", url=self.url
@@ -281,7 +302,11 @@ class Download:
             async with self.ctx.http.get(self.target, self._headers(seg)) as response:
                 skip = await self._accept(response, seg)
                 self.target = str(response.url)
-                await self._stream(response, seg, skip)
+                self.streaming += 1
+                try:
+                    await self._stream(response, seg, skip)
+                finally:
+                    self.streaming -= 1
         finally:
             await self._settle(seg)
 
