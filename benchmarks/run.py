@@ -290,6 +290,9 @@ def main() -> None:
         help="try aria2c's settings per scenario (tmpfs) and use the fastest",
     )
     parser.add_argument(
+        "--sweep-reps", type=int, default=1, help="runs per aria2c setting (sweep)"
+    )
+    parser.add_argument(
         "--set",
         action="append",
         default=[],
@@ -366,7 +369,9 @@ def main() -> None:
                     ARIA2_BEST[sc.number],
                 )
                 if args.aria2_sweep:
-                    best = aria2_sweep(sc, job, server, measure, reps, counter)
+                    best = aria2_sweep(
+                        sc, job, server, measure, args.sweep_reps, counter
+                    )
                     job = dataclasses.replace(job, aria2=best)
                 chosen.append(f"S{sc.number} aria2c settings: {' '.join(job.aria2)}")
                 run_scenario(res, job, server, measure, reps, counter)
