@@ -47,6 +47,7 @@ class StingyServer:
             return web.Response(status=self.status)
         self.active += 1
         self.peak = max(self.peak, self.active)
+        done = False
         try:
             start, end = 0, len(data)
             response = web.StreamResponse(status=200)
@@ -61,12 +62,16 @@ class StingyServer:
             response.content_length = end - start
             await response.prepare(request)
             for pos in range(start, end, 16 * 1024):
+                if pos + 16 * 1024 >= end:
+                    self.active -= 1  # done once the last bytes are handed over
+                    done = True
                 await response.write(data[pos : min(end, pos + 16 * 1024)])
                 await asyncio.sleep(0.005)  # slow enough for parts to overlap
             await response.write_eof()
             return response
         finally:
-            self.active -= 1
+            if not done:
+                self.active -= 1
 
 
 @pytest.fixture

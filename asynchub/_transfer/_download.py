@@ -172,7 +172,7 @@ class Download:
         self._ready = asyncio.Event()  # set once the probe has fixed the plan
         self.workers = 1
         self.active = 0  # workers still running
-        self.streaming = 0  # requests whose body is being read
+        self.in_flight = 0  # requests of this file sent and not yet finished
         self.restarts = 0
         self.bodies = 0  # responses whose body was used (more than one: spliced)
         self._last_save = time.monotonic()
@@ -285,11 +285,13 @@ class Download:
                 await backoff.wait_or_raise(self._short(seg))
 
     def _extra_refused(self, err: TransferError) -> bool:
-        """A refusal of an extra connection while others of this file stream: the
+        """A refusal of an extra connection while others of this file are in flight: the
         host's limit for the run is lowered to those (see :mod:`._hostconn`)."""
-        if not (is_refusal(err) and self.planned and self.streaming > 0):
+        # The host already served this file (the probe's body) and another worker
+        # goes on (it takes the part back): a refusal now limits connections.
+        if not (is_refusal(err) and self.planned and self.bodies and self.active > 1):
             return False
-        self.ctx.hosts.refused(self.streaming, self.url, self.target)
+        self.ctx.hosts.refused(max(1, self.in_flight), self.url, self.target)
         return True
 
     def _short(self, seg: Segment) -> IncompleteTransferError:
@@ -298,16 +300,14 @@ class Download:
         )
 
     async def _attempt(self, seg: Segment) -> None:
+        self.in_flight += 1
         try:
             async with self.ctx.http.get(self.target, self._headers(seg)) as response:
                 skip = await self._accept(response, seg)
                 self.target = str(response.url)
-                self.streaming += 1
-                try:
-                    await self._stream(response, seg, skip)
-                finally:
-                    self.streaming -= 1
+                await self._stream(response, seg, skip)
         finally:
+            self.in_flight -= 1
             await self._settle(seg)
 
     def _headers(self, seg: Segment) -> dict[str, str]:
