@@ -19,10 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from . import _cache_admin
 from ._cli_output import Output, ProgressDisplay
 from ._mirror_plan import format_bytes
-from ._serve import serving
 from ._trust import add_trusted, load_persisted, remove_trusted, trusted_list_path
 from .client import AsyncHub
 from .config import OFFICIAL_REPO, HubConfig
@@ -311,6 +309,8 @@ def _print_outcome(out: Output, report: MirrorReport) -> None:
 
 
 async def cmd_cache_ls(args: argparse.Namespace, out: Output) -> int:
+    from . import _cache_admin  # only the cache commands need it
+
     root = _config(args).resolved_cache_dir()
     items = await anyio.to_thread.run_sync(_cache_admin.list_cache, root)
     items.sort(key=lambda i: ((i.model or "~").casefold(), i.opset or 0, i.path))
@@ -370,6 +370,8 @@ def _when(stamp: float | None) -> str:
 
 
 async def cmd_cache_rm(args: argparse.Namespace, out: Output) -> int:
+    from . import _cache_admin  # only the cache commands need it
+
     root = _config(args).resolved_cache_dir()
     result = await anyio.to_thread.run_sync(
         lambda: _cache_admin.remove_model(root, args.model, args.opset)
@@ -385,6 +387,8 @@ async def cmd_cache_rm(args: argparse.Namespace, out: Output) -> int:
 
 
 async def cmd_cache_verify(args: argparse.Namespace, out: Output) -> int:
+    from . import _cache_admin  # only the cache commands need it
+
     root = _config(args).resolved_cache_dir()
     result = await anyio.to_thread.run_sync(
         lambda: _cache_admin.verify(root, fix=args.fix)
@@ -408,6 +412,8 @@ async def cmd_cache_verify(args: argparse.Namespace, out: Output) -> int:
 
 
 async def cmd_cache_prune(args: argparse.Namespace, out: Output) -> int:
+    from . import _cache_admin  # only the cache commands need it
+
     config = _config(args)
     root = config.resolved_cache_dir()
     manifests = None
@@ -439,6 +445,8 @@ async def cmd_cache_prune(args: argparse.Namespace, out: Output) -> int:
 
 
 async def cmd_cache_du(args: argparse.Namespace, out: Output) -> int:
+    from . import _cache_admin  # only the cache commands need it
+
     root = _config(args).resolved_cache_dir()
     usage = await anyio.to_thread.run_sync(_cache_admin.disk_usage, root)
     if args.json:
@@ -488,6 +496,8 @@ async def cmd_serve(args: argparse.Namespace, out: Output) -> int:
             f"warning: listening on {args.host}: other machines can read "
             "every file in the folder"
         )
+    from ._serve import serving  # aiohttp.web: only for this command
+
     async with serving(root, args.host, args.port, access_log=not args.quiet) as url:
         out.result(f"serving {root.resolve()} at {url}")
         out.note(

@@ -125,8 +125,21 @@ class Target:
 
     mode: Mode
     root: Path
+    _dests: dict[tuple[str, str | None], Path] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     def dest_of(self, file: PlannedFile) -> Path:
+        """The file's place; checked and computed once per file (then remembered:
+        a run asks for it at every step, and 2,000 checks were 0.4 s of planning)."""
+        key = (file.path, file.sha256)
+        dest = self._dests.get(key)
+        if dest is None:
+            dest = self._dest(file)
+            self._dests[key] = dest
+        return dest
+
+    def _dest(self, file: PlannedFile) -> Path:
         if self.mode == "mirror":
             return self.root.joinpath(*check_mirror_path(file.path).split("/"))
         return cache_path(self.root, check_mirror_path(file.path), file.sha256)
@@ -428,13 +441,25 @@ async def _fetch_all(
     progress: ProgressCallback | None,
     tally: _Tally,
 ) -> None:
+    """Fetch ``todo`` through a few workers, largest file first.
+
+    The engine admits ``max_files`` at once, largest first; a task per file made
+    thousands of tasks before the first request (0.17 s of CPU for 2,000 files).
+    Twice ``max_files`` workers keep the engine's queue full, and handing them the
+    files largest first keeps its longest-first order.
+    """
     markers = _Markers(target.root)
+    queue = iter(sorted(todo, key=lambda f: -(f.size or 0)))  # stable: ties in order
+    workers = min(len(todo), 2 * engine.config.limits.max_files)
+
+    async def worker() -> None:
+        for file in queue:  # one iterator shared by the workers (one thread)
+            await _fetch_one(engine, source, target, file, progress, tally, markers)
+
     try:
         async with anyio.create_task_group() as group:
-            for file in todo:
-                group.start_soon(
-                    _fetch_one, engine, source, target, file, progress, tally, markers
-                )
+            for _ in range(workers):
+                group.start_soon(worker)
     finally:
         await markers.flush()
 

@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING
 import anyio
 
 from . import _sync
-from ._archive import extract_tarball, find_model_folder
 from ._cache import (
     cache_path,
     check_writable_root,
@@ -379,6 +378,9 @@ def _extract_sync(
     tarball: Path, target: Path, sha: str | None, force_reload: bool, config: HubConfig
 ) -> Path:
     """In a worker thread: extract, find the model folder; OSErrors mapped."""
+    # tarfile, gzip, bz2, lzma: imported when a tarball is extracted, not at start
+    from ._archive import extract_tarball, find_model_folder
+
     try:
         if force_reload:
             _remove_tree(target)

@@ -115,6 +115,9 @@ class Limits(_Frozen):
     ``max_files`` is above the per-host connection cap on purpose: while one file
     opens or verifies and renames (worker-thread work), another already uses its
     connection (a zoo mirror: 5.89 s with 16, 5.65 s with 32, on 16 connections).
+    A split file opens up to ``min(max_parts_per_file, max_connections_per_host)``
+    connections, fewer for a host that refused extra ones during the run (see
+    ``_transfer/_hostconn.py``).
     """
 
     max_connections: int = Field(default=32, ge=1)
@@ -122,7 +125,7 @@ class Limits(_Frozen):
     max_files: int = Field(default=32, ge=1)
     part_size: int = Field(default=16 * MiB, ge=64 * 1024)
     split_threshold: int = Field(default=24 * MiB, ge=0)
-    max_parts_per_file: int = Field(default=8, ge=1)
+    max_parts_per_file: int = Field(default=16, ge=1)
     max_redirects: int = Field(default=10, ge=0)
     max_manifest_bytes: int = Field(default=64 * MiB, ge=1024)
 

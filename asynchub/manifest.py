@@ -11,6 +11,7 @@ ManifestParseError naming the entry.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import unicodedata
@@ -23,6 +24,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    TypeAdapter,
     ValidationError,
     field_validator,
 )
@@ -48,6 +50,7 @@ __all__ = (
 )
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 _VERSION = re.compile(r"^\d+(\.\d+){0,3}$")
 _MAX_PATH = 1024
@@ -73,7 +76,11 @@ def check_relative_path(path: str) -> str:
     return path
 
 
+@functools.lru_cache(maxsize=16384)
 def _path_problem(path: str) -> str | None:
+    """What is wrong with ``path``, or None; remembered, since one path is checked
+    when the manifest is parsed, when its destination is computed and when its URL
+    is built (a pure function of the string)."""
     if not path:
         return "it is empty"
     if len(path) > _MAX_PATH:
@@ -321,8 +328,10 @@ class Manifest:
 
     def to_json(self) -> str:
         """The manifest as JSON text in the official layout (unset keys omitted)."""
-        items = [e.model_dump(mode="json", exclude_unset=True) for e in self.entries]
-        return json.dumps(items, indent=4) + "\n"
+        text = _ENTRIES.dump_json(self.entries, exclude_unset=True, indent=4).decode()
+        if not text.isascii():  # the layout json.dumps gives: non-ASCII as \uXXXX
+            text = json.dumps(json.loads(text), indent=4)
+        return text + "\n"
 
     def __iter__(self) -> Iterator[ManifestEntry]:
         return iter(self.entries)
@@ -363,6 +372,9 @@ class Manifest:
             f"{model} has no version with opset {opset}. Valid opsets: {valid}",
             valid=valid,
         )
+
+
+_ENTRIES = TypeAdapter(list[ManifestEntry])  # one Rust call dumps the whole list
 
 
 def _validate_entry(item: object, index: int, source: str) -> ManifestEntry:

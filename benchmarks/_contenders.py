@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import shlex
 import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from _data import REPO, MiB, Scenario
+from _data import REPO, MiB, Scenario  # noqa: F401
 
 HERE = Path(__file__).resolve().parent
 
@@ -25,8 +25,8 @@ class Job:
     base_url: str
     out: Path  # destination folder, emptied before each run
     work: Path  # where input files for the contenders go
-    config: dict[str, object]  # HubConfig fields for asynchub (defaults if empty)
-    limits: dict[str, int]  # the effective asynchub Limits (for aria2c's mapping)
+    config: dict[str, object]  # HubConfig fields for the engine row (defaults if empty)
+    aria2: tuple[str, ...]  # aria2c's concurrency options for this scenario
 
     def rows(self) -> list[tuple[str, str, str, int]]:
         return [
@@ -46,39 +46,101 @@ class Command:
     env: dict[str, str] | None = None
 
 
-def _asynchub_env() -> dict[str, str]:
+def _asynchub_env(**extra: str) -> dict[str, str]:
     path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
-    return dict(os.environ, PYTHONPATH=path)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASYNCHUB_")}
+    return dict(env, PYTHONPATH=path, **extra)
 
 
-def asynchub_cmd(job: Job) -> Command:
+def engine_cmd(job: Job) -> Command:
+    """The in-process engine (no manifest, no CLI): Engine.fetch of every file."""
     script = str(HERE / "fetch_asynchub.py")
     argv = [sys.executable, script, str(job.write_json("asynchub.json"))]
     return Command(argv, _asynchub_env())
 
 
-def aria2_args(limits: dict[str, int]) -> list[str]:
-    """aria2c concurrency matching asynchub's caps (aria2c allows -x up to 16).
+def mirror_cli_cmd(job: Job) -> Command:
+    """What a user runs: ``asynchub mirror DEST --repo URL`` as its own process.
 
-    aria2c has no cap on connections per host, only downloads at once (-j) and
-    connections per download (-x): -j is bounded by asynchub's per-host cap so that
-    both use at most the same number of connections to the one server (asynchub
-    keeps more files than connections in flight; its extra files wait for one).
+    The console script (``asynchub``, from pyproject) runs the same
+    ``asynchub.cli:main`` as ``python -m asynchub``; ``-q`` because a benchmark has
+    no terminal, ``--yes`` because 127.0.0.1 is not on the trusted list.
     """
-    split = limits["max_parts_per_file"]
-    per_host = limits["max_connections_per_host"]
-    per_server = min(16, split, per_host)
-    min_split = min(1024, max(1, round(limits["part_size"] / MiB)))
-    downloads = min(limits["max_files"], per_host)
-    return [
-        f"--max-concurrent-downloads={downloads}",
-        f"--max-connection-per-server={per_server}",
-        f"--split={split}",
-        f"--min-split-size={min_split}M",
+    hub = job.scenario.hub
+    script = Path(sys.executable).with_name("asynchub")
+    head = [str(script)] if script.exists() else [sys.executable, "-m", "asynchub"]
+    argv = [
+        *head,
+        "mirror",
+        str(job.out / hub),
+        "--repo",
+        f"{job.base_url}/{hub}",
+        "--quiet",
+        "--yes",
     ]
+    return Command(argv, _asynchub_env(ONNX_HOME=str(job.work / "onnx-home")))
+
+
+# aria2c's concurrency per scenario: the fastest of the settings tried with
+# ``run.py --aria2-sweep`` (README.md lists them), never more connections at once
+# than asynchub's per-host cap (16): more connections to one host is a politeness
+# choice, not an efficiency, and both clients get the same budget.
+ARIA2_BEST: dict[int, tuple[str, ...]] = {
+    1: ("-j16", "-x1", "-s1"),
+    2: ("-j16", "-x1", "-s1"),
+    3: ("-j16", "-x1", "-s1"),
+    4: ("-j1", "-x16", "-s16", "-k1M"),
+    5: ("-j4", "-x4", "-s4", "-k1M"),
+}
+ARIA2_COMMON = (
+    "--file-allocation=none",
+    "--allow-overwrite=true",
+    "--auto-file-renaming=false",
+    "--show-console-readout=false",
+    "--summary-interval=0",
+    "--download-result=hide",
+    "--console-log-level=warn",
+)
+# Tried per scenario by --aria2-sweep (tmpfs, alternating, medians).
+ARIA2_SWEEP: dict[int, list[tuple[str, ...]]] = {
+    1: [
+        ("-j16", "-x1", "-s1"),
+        ("-j16", "-x4", "-s4"),
+        ("-j8", "-x1", "-s1"),
+        ("-j16", "-x1", "-s1", "--enable-mmap=true"),
+        ("-j16", "-x1", "-s1", "--disk-cache=0"),
+        ("-j16", "-x1", "-s1", "--disk-cache=64M"),
+    ],
+    2: [
+        ("-j16", "-x1", "-s1"),
+        ("-j8", "-x2", "-s2", "-k1M"),
+        ("-j4", "-x4", "-s4", "-k1M"),
+        ("-j16", "-x1", "-s1", "--enable-mmap=true"),
+    ],
+    3: [
+        ("-j16", "-x1", "-s1"),
+        ("-j8", "-x2", "-s2", "-k1M"),
+        ("-j4", "-x4", "-s4", "-k1M"),
+        ("-j16", "-x1", "-s1", "--enable-mmap=true"),
+    ],
+    4: [
+        ("-j1", "-x16", "-s16", "-k1M"),
+        ("-j1", "-x16", "-s16", "-k4M"),
+        ("-j1", "-x16", "-s16", "-k1M", "--enable-mmap=true"),
+        ("-j1", "-x16", "-s16", "-k1M", "--disk-cache=64M"),
+    ],
+    5: [
+        ("-j4", "-x4", "-s4", "-k1M"),
+        ("-j4", "-x4", "-s4", "-k16M"),
+        ("-j4", "-x1", "-s1"),
+        ("-j4", "-x4", "-s4", "-k1M", "--enable-mmap=true"),
+        ("-j4", "-x4", "-s4", "-k1M", "--disk-cache=64M"),
+    ],
+}
 
 
 def aria2_cmd(job: Job) -> Command:
+    """aria2c with one ``-i`` input file: ``out=``, ``checksum=sha-256=`` per file."""
     lines = []
     for f in job.scenario.files:
         lines += [
@@ -88,35 +150,8 @@ def aria2_cmd(job: Job) -> Command:
         ]
     inp = job.work / "aria2-input.txt"
     inp.write_text("\n".join(lines) + "\n")
-    argv = [
-        "aria2c",
-        f"--input-file={inp}",
-        f"--dir={job.out}",
-        *aria2_args(job.limits),
-        "--file-allocation=none",
-        "--allow-overwrite=true",
-        "--auto-file-renaming=false",
-        "--show-console-readout=false",
-        "--summary-interval=0",
-        "--download-result=hide",
-        "--console-log-level=warn",
-    ]
-    return Command(argv)
-
-
-def mirror_cmd(job: Job) -> Command:
-    """``hub.mirror`` of the zoo's hub folder (scenario 2 only, see MIRRORABLE)."""
-    hub_dir = job.scenario.files[0].rel.split("/", 1)[0]  # "s2"
-    spec = {
-        "repo": f"{job.base_url}/{hub_dir}",
-        "dest": str(job.out / hub_dir),
-        "files": len(job.scenario.files),
-        "config": job.config,
-    }
-    path = job.work / "mirror.json"
-    path.write_text(json.dumps(spec))
-    script = str(HERE / "fetch_mirror.py")
-    return Command([sys.executable, script, str(path)], _asynchub_env())
+    argv = ["aria2c", f"--input-file={inp}", f"--dir={job.out}", *job.aria2]
+    return Command([*argv, *ARIA2_COMMON])
 
 
 def oldhub_cmd(job: Job) -> Command:
@@ -137,19 +172,14 @@ def curl_cmd(job: Job) -> Command:
 
 
 CONTENDERS: dict[str, Callable[[Job], Command]] = {
-    "asynchub": asynchub_cmd,
-    "asynchub mirror": mirror_cmd,
+    "asynchub mirror": mirror_cli_cmd,
     "aria2c": aria2_cmd,
+    "asynchub engine": engine_cmd,
     "old onnx.hub": oldhub_cmd,
     "curl+sha256sum": curl_cmd,
 }
+DEFAULT_CONTENDERS = ("asynchub mirror", "aria2c", "asynchub engine")
 SEQUENTIAL = {"old onnx.hub", "curl+sha256sum"}
-MIRRORABLE = {2}  # scenarios laid out as a hub, with a manifest (the zoo)
-
-
-def applies(contender: str, scenario: Scenario) -> bool:
-    """Whether ``contender`` runs in ``scenario`` (the mirror needs a hub)."""
-    return contender != "asynchub mirror" or scenario.number in MIRRORABLE
 
 
 @dataclass
@@ -159,12 +189,14 @@ class Sample:
     peak_rss_mib: float  # largest resident set of any one of its processes
     stdout: str
     other_load: float = 0.0  # cores used by other processes just before the run
+    started: float = 0.0  # epoch seconds just before the process was started
 
 
 def run_measured(cmd: Command, measure: Path, timeout: float) -> Sample:
     """Run to completion under the ``measure`` launcher: wall time and rusage."""
     stats = measure.parent / "last-run.txt"
     stats.unlink(missing_ok=True)
+    started = time.time()
     proc = subprocess.Popen(
         [str(measure), str(stats), *cmd.argv],
         env=cmd.env,
@@ -190,6 +222,7 @@ def run_measured(cmd: Command, measure: Path, timeout: float) -> Sample:
         cpu_seconds=float(user) + float(system),
         peak_rss_mib=int(maxrss_kib) / 1024,
         stdout=out.decode(errors="replace"),
+        started=started,
     )
 
 
@@ -239,18 +272,7 @@ def check_output(job: Job) -> None:
             raise RuntimeError(f"missing or wrong size after the run: {path}")
 
 
-def planned_connections(scenario: Scenario, limits: dict[str, int]) -> int:
-    """How many connections asynchub's limits allow at once for this scenario."""
-    per_file = sorted(
-        (
-            1
-            if f.size <= limits["split_threshold"]
-            else min(
-                limits["max_parts_per_file"], math.ceil(f.size / limits["part_size"])
-            )
-            for f in scenario.files
-        ),
-        reverse=True,
-    )
-    possible = sum(per_file[: limits["max_files"]])
-    return min(possible, limits["max_connections"], limits["max_connections_per_host"])
+def planned_connections(scenario: Scenario, per_host: int = 16) -> int:
+    """Connections at once both clients may use here: the per-host cap (16, asynchub's
+    default) or fewer when there are fewer files than that and none is split."""
+    return per_host

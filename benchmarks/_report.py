@@ -1,4 +1,4 @@
-"""Medians, the results table, the targets of issue 3, and RESULTS.md."""
+"""Medians, the results table, the targets of issue 11, and RESULTS.md."""
 
 from __future__ import annotations
 
@@ -21,14 +21,25 @@ TOLERANCE = 0.02
 @dataclass
 class Runs:
     contender: str
+    fs: str  # "tmpfs" or "disk": where the output went
     samples: list[Sample] = field(default_factory=list)
     connections: list[int] = field(default_factory=list)
     requests: list[int] = field(default_factory=list)
     inner_seconds: list[float] = field(default_factory=list)  # measured in-process
+    first_request_ms: list[float] = field(default_factory=list)  # start -> 1st file
+    window_rates: list[float] = field(default_factory=list)  # bytes/s, transfer window
 
     @property
     def seconds(self) -> float:
         return statistics.median(s.seconds for s in self.samples)
+
+    @property
+    def cpu(self) -> float:
+        return statistics.median(s.cpu_seconds for s in self.samples)
+
+    @property
+    def rss(self) -> float:
+        return max(s.peak_rss_mib for s in self.samples)
 
 
 @dataclass
@@ -56,39 +67,75 @@ class Calibration:
 @dataclass
 class ScenarioResult:
     scenario: Scenario
-    runs: dict[str, Runs]
+    runs: dict[tuple[str, str], Runs]  # (contender, fs) -> runs
     planned_connections: int
     calibration: Calibration | None = None
 
+    def get(self, name: str, fs: str) -> Runs | None:
+        runs = self.runs.get((name, fs))
+        return runs if runs and runs.samples else None
 
-def _fmt_ratio(base: Runs | None, runs: Runs) -> str:
-    return f"{base.seconds / runs.seconds:.2f}x" if base and base.samples else "-"
+
+@dataclass
+class Latency:
+    """The first-model row: medians of fresh processes, seconds."""
+
+    samples: dict[str, list[float]] = field(default_factory=dict)
+    rss: dict[str, list[float]] = field(default_factory=dict)
+
+    def median(self, name: str) -> float | None:
+        vals = self.samples.get(name)
+        return statistics.median(vals) if vals else None
+
+
+def _gib(res: ScenarioResult) -> float:
+    return res.scenario.total_bytes / GiB
 
 
 def table(results: list[ScenarioResult]) -> str:
     head = (
-        "| scenario | contender | median s | MiB/s | files/s | vs aria2c | vs old "
-        "| peak RSS MiB | CPU s/GiB | conns | runs |"
+        "| scenario | output | contender | median s | MiB/s | time vs aria2c "
+        "| CPU s/GiB | CPU vs aria2c | peak RSS MiB | start to 1st file ms "
+        "| window MiB/s | conns | runs |"
     )
-    lines = [head, "|" + "---|" * 11]
+    lines = [head, "|" + "---|" * 13]
     for res in results:
         sc = res.scenario
-        aria, old = res.runs.get("aria2c"), res.runs.get("old onnx.hub")
-        for name, runs in res.runs.items():
+        for (name, fs), runs in res.runs.items():
             if not runs.samples:
                 continue
-            sec = runs.seconds
-            cpu = statistics.median(s.cpu_seconds for s in runs.samples)
-            rss = max(s.peak_rss_mib for s in runs.samples)
-            conns = statistics.median(runs.connections) if runs.connections else 0
-            mibs = sc.total_bytes / MiB / sec
-            lines.append(
-                f"| {sc.number} | {name} | {sec:.2f} | {mibs:.0f} "
-                f"| {len(sc.files) / sec:.3g} | {_fmt_ratio(aria, runs)} "
-                f"| {_fmt_ratio(old, runs)} | {rss:.0f} "
-                f"| {cpu / (sc.total_bytes / GiB):.2f} | {conns:.0f} "
-                f"| {len(runs.samples)} |"
+            aria = res.get("aria2c", fs)
+            sec, cpu = runs.seconds, runs.cpu / _gib(res)
+            ratio = f"{aria.seconds / sec:.2f}x" if aria else "-"
+            cpu_ratio = f"{cpu / (aria.cpu / _gib(res)):.2f}x" if aria else "-"
+            first = (
+                f"{statistics.median(runs.first_request_ms):.0f}"
+                if runs.first_request_ms
+                else "-"
             )
+            window = (
+                f"{statistics.median(runs.window_rates) / MiB:.0f}"
+                if runs.window_rates
+                else "-"
+            )
+            conns = statistics.median(runs.connections) if runs.connections else 0
+            lines.append(
+                f"| {sc.number} | {fs} | {name} | {sec:.2f} "
+                f"| {sc.total_bytes / MiB / sec:.0f} | {ratio} | {cpu:.2f} "
+                f"| {cpu_ratio} | {runs.rss:.0f} | {first} | {window} "
+                f"| {conns:.0f} | {len(runs.samples)} |"
+            )
+    return "\n".join(lines)
+
+
+def latency_table(lat: Latency) -> str:
+    lines = ["| first model (fresh process) | median s | peak RSS MiB | runs |"]
+    lines.append("|---|---|---|---|")
+    for name, vals in lat.samples.items():
+        rss = max(lat.rss.get(name) or [0.0])
+        lines.append(
+            f"| {name} | {statistics.median(vals):.3f} | {rss:.0f} | {len(vals)} |"
+        )
     return "\n".join(lines)
 
 
@@ -103,88 +150,61 @@ class Target:
         return f"{verdict}  {self.name}: {self.detail}"
 
 
-def _mibs(res: ScenarioResult, name: str) -> float | None:
-    runs = res.runs.get(name)
-    if not runs or not runs.samples:
-        return None
-    return res.scenario.total_bytes / MiB / runs.seconds
+MIRROR = "asynchub mirror"
 
 
-def targets(results: list[ScenarioResult], s1_speed: float | None) -> list[Target]:
-    """The issue's targets for asynchub with its defaults, from the medians."""
-    by = {r.scenario.number: r for r in results}
+def targets(results: list[ScenarioResult], lat: Latency | None) -> list[Target]:
+    """Issue 11's targets for ``asynchub mirror`` (defaults), from the medians."""
     out: list[Target] = []
-
-    def vs_aria(res: ScenarioResult, what: str) -> None:
-        a, b = _mibs(res, "asynchub"), _mibs(res, "aria2c")
-        if a is None or b is None:
-            out.append(Target(what, None, "asynchub or aria2c did not run"))
-            return
-        out.append(
-            Target(
-                what,
-                a >= b * (1 - TOLERANCE),
-                f"{a:.0f} vs {b:.0f} MiB/s ({a / b:.2f}x)",
-            )
-        )
-
-    if 1 in by:
-        a, b = _mibs(by[1], "asynchub"), _mibs(by[1], "aria2c")
-        ok = None if a is None or b is None else a >= 0.9 * b
-        detail = "-" if ok is None else f"{a:.0f} vs {b:.0f} MiB/s ({a / b:.0%})"
-        out.append(Target("S1 >= 90% of aria2c's throughput, verifying", ok, detail))
-    for n in (2, 4):
-        if n not in by:
-            continue
-        res = by[n]
-        cap = res.scenario.cap or 0
-        aggregate = res.planned_connections * cap / MiB
-        bound = f"{res.planned_connections} conns x {cap / MiB:.0f} MiB/s"
-        if s1_speed and s1_speed < aggregate:
-            aggregate, bound = s1_speed, "scenario 1's speed"
-        a = _mibs(res, "asynchub")
-        ok = None if a is None else a >= 0.9 * aggregate
-        detail = "-"
-        if a is not None:
-            detail = f"{a:.0f} of {aggregate:.0f} MiB/s ({bound}): {a / aggregate:.0%}"
-            inner = res.runs["asynchub"].inner_seconds
-            if inner:
-                e = res.scenario.total_bytes / MiB / statistics.median(inner)
-                detail += f"; engine alone, without start-up: {e / aggregate:.0%}"
-        out.append(Target(f"S{n} >= 90% of the aggregate cap", ok, detail))
-        vs_aria(res, f"S{n} no slower than aria2c")
-        m = _mibs(res, "asynchub mirror")
-        if m is not None:
-            detail = f"{m:.1f} of {aggregate:.0f} MiB/s: {m / aggregate:.1%}"
-            what = f"S{n} hub.mirror >= 90% of the cap (beyond the issue's targets)"
-            out.append(Target(what, m >= 0.9 * aggregate, detail))
-    if 3 in by:
-        res = by[3]
-        a, b = res.runs.get("asynchub"), res.runs.get("aria2c")
-        if a and b and a.samples and b.samples:
-            n_files = len(res.scenario.files)
-            fa, fb = n_files / a.seconds, n_files / b.seconds
+    for res in results:
+        n = res.scenario.number
+        for fs in ("tmpfs", "disk"):
+            m, a = res.get(MIRROR, fs), res.get("aria2c", fs)
+            if m is None or a is None:
+                continue
+            r = a.seconds / m.seconds
             out.append(
                 Target(
-                    "S3 matches aria2c's files/s",
-                    fa >= fb * (1 - TOLERANCE),
-                    f"{fa:.0f} vs {fb:.0f} files/s ({fa / fb:.2f}x)",
+                    f"S{n} {fs}: mirror >= 1.0x aria2c (wall)",
+                    r >= 1.0,
+                    f"{m.seconds:.2f} vs {a.seconds:.2f} s ({r:.2f}x)",
                 )
             )
-    if 2 in by:
-        a, o = by[2].runs.get("asynchub"), by[2].runs.get("old onnx.hub")
-        if a and o and a.samples and o.samples:
-            ratio = o.seconds / a.seconds
-            out.append(Target("S2 >= 10x the old client", ratio >= 10, f"{ratio:.1f}x"))
-    for res in results:
-        runs = res.runs.get("asynchub")
-        if runs and runs.samples:
-            rss = max(s.peak_rss_mib for s in runs.samples)
+            c = m.cpu / a.cpu
             out.append(
                 Target(
-                    f"S{res.scenario.number} peak RSS < 200 MiB",
-                    rss < 200,
-                    f"{rss:.0f} MiB",
+                    f"S{n} {fs}: CPU s/GiB <= 1.5x aria2c",
+                    c <= 1.5,
+                    f"{m.cpu / _gib(res):.2f} vs {a.cpu / _gib(res):.2f} ({c:.2f}x)",
+                )
+            )
+            out.append(
+                Target(
+                    f"S{n} {fs}: peak RSS < 200 MiB", m.rss < 200, f"{m.rss:.0f} MiB"
+                )
+            )
+            cap = res.scenario.cap
+            if cap and m.window_rates:
+                agg = res.planned_connections * cap
+                w = statistics.median(m.window_rates)
+                out.append(
+                    Target(
+                        f"S{n} {fs}: >= 95% of the aggregate cap (transfer window)",
+                        w >= 0.95 * agg,
+                        f"{w / MiB:.0f} of {agg / MiB:.0f} MiB/s "
+                        f"({res.planned_connections} x {cap / MiB:.0f}): {w / agg:.0%}",
+                    )
+                )
+        m = res.get(MIRROR, "tmpfs")
+        if m and m.first_request_ms and res.scenario.entries in (184, 2000):
+            limit = 250 if res.scenario.entries >= 2000 else 150
+            ms = statistics.median(m.first_request_ms)
+            out.append(
+                Target(
+                    f"S{n}: start to first file request <= {limit} ms "
+                    f"({res.scenario.entries} entries)",
+                    ms <= limit,
+                    f"{ms:.0f} ms",
                 )
             )
     for res in results:
@@ -196,35 +216,38 @@ def targets(results: list[ScenarioResult], s1_speed: float | None) -> list[Targe
                     res.calibration.row(),
                 )
             )
+    if lat:
+        warm, base = lat.median(LAT_WARM), lat.median(LAT_BASE)
+        if warm is not None and base is not None:
+            extra = (warm - base) * 1000
+            out.append(
+                Target(
+                    "warm hub.load adds <= 150 ms to import onnx + onnx.load",
+                    extra <= 150,
+                    f"{warm:.3f} vs {base:.3f} s: +{extra:.0f} ms",
+                )
+            )
     return out
 
 
-def load_lines(results: list[ScenarioResult]) -> list[str]:
+LAT_COLD = "hub.load, cold cache"
+LAT_WARM = "hub.load, warm cache"
+LAT_CURL = "curl + import onnx + onnx.load"
+LAT_BASE = "import onnx + onnx.load (cached file)"
+
+
+def load_lines(results: list[ScenarioResult], uptimes: list[str]) -> list[str]:
     """Other processes' CPU use during the runs (this machine may be shared)."""
-    lines = []
+    lines = [f"uptime: {u}" for u in uptimes]
     for res in results:
         loads = [s.other_load for r in res.runs.values() for s in r.samples]
         if loads:
             worst = max(loads)
-            note = "  (WARNING: busy machine, timings disturbed)" if worst > 0.3 else ""
+            note = "  (busy machine: timings disturbed)" if worst > 0.3 else ""
             lines.append(
                 f"S{res.scenario.number} other processes before the runs: median "
                 f"{statistics.median(loads):.2f}, max {worst:.2f} cores{note}"
             )
-    return lines
-
-
-def cpu_lines(results: list[ScenarioResult]) -> list[str]:
-    lines = []
-    for res in results:
-        vals = []
-        for name in ("asynchub", "aria2c"):
-            runs = res.runs.get(name)
-            if runs and runs.samples:
-                cpu = statistics.median(s.cpu_seconds for s in runs.samples)
-                vals.append(f"{name} {cpu / (res.scenario.total_bytes / GiB):.2f}")
-        if vals:
-            lines.append(f"S{res.scenario.number} CPU s/GiB: " + ", ".join(vals))
     return lines
 
 
@@ -282,14 +305,14 @@ def revision() -> str:
 def write_results(
     path: Path,
     results: list[ScenarioResult],
-    table_md: str,
+    tables: str,
     notes: list[str],
     config_note: str,
 ) -> None:
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     scen = "\n".join(
         f"- S{r.scenario.number}: {r.scenario.title}: {len(r.scenario.files)} files, "
-        f"{r.scenario.total_bytes / MiB:.0f} MiB"
+        f"{r.scenario.total_bytes / MiB:.0f} MiB, {r.scenario.entries} manifest entries"
         for r in results
     )
     notes_text = "\n".join(notes)
@@ -299,10 +322,13 @@ def write_results(
         f"- Revision: {revision()}\n"
         f"- asynchub configuration: {config_note}\n\n"
         f"Scenarios:\n{scen}\n\n"
-        "Medians of the runs; `vs aria2c` and `vs old` are speed ratios (above 1x is "
-        "faster); times are whole processes, start-up included; peak RSS is the "
-        "largest resident set of any process of the contender; `conns` is the number "
-        "of distinct connections nginx saw in one run. See benchmarks/README.md for "
-        "what each contender does.\n\n"
-        f"{table_md}\n\n```\n{notes_text}\n```\n"
+        "Medians of the runs, contenders alternating. Times are whole processes, "
+        "start-up included; `time vs aria2c` is aria2c's time over this row's (above "
+        "1x is faster), against aria2c writing to the same place; CPU is user+sys of "
+        "the whole process tree; peak RSS is the largest resident set of any of its "
+        "processes; `start to 1st file` is from starting the process to nginx "
+        "starting the first file (not manifest) response; `window` is file bytes "
+        "over the span from the first file request's start to the last one's end. "
+        "See benchmarks/README.md.\n\n"
+        f"{tables}\n\n```\n{notes_text}\n```\n"
     )

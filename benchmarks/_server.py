@@ -63,7 +63,7 @@ pid {dir}/nginx.pid;
 error_log {dir}/error.log warn;
 events {{ worker_connections 4096; }}
 http {{
-    log_format bench '$connection $status $body_bytes_sent $msec $request_time';
+    log_format bench '$connection $status $body_bytes_sent $msec $request_time $uri';
     access_log {dir}/access.log bench;
     client_body_temp_path {dir}/tmp;
     proxy_temp_path {dir}/tmp;
@@ -91,6 +91,9 @@ class LogCounts:
     statuses: dict[int, int]
     body_bytes: int
     in_flight: float  # mean requests being served between the first start and last end
+    first_file_start: float  # epoch seconds the first request for a non-manifest began
+    window_bytes: int  # body bytes of file (non-manifest) requests
+    window_seconds: float  # first file request's start to the last one's end
 
 
 class Nginx:
@@ -167,15 +170,30 @@ class Nginx:
         conns: set[str] = set()
         statuses: Counter[int] = Counter()
         sent, serving, first, last = 0, 0.0, float("inf"), 0.0
+        file_first, file_last, file_bytes = float("inf"), 0.0, 0
         for line in data.decode().splitlines():
-            conn, status, size, end, took = line.split()
+            conn, status, size, end, took, uri = line.split(maxsplit=5)
             conns.add(conn)
             statuses[int(status)] += 1
             sent += int(size)
             serving += float(took)
-            first = min(first, float(end) - float(took))
+            start = float(end) - float(took)
+            first = min(first, start)
             last = max(last, float(end))
+            if not uri.endswith("/ONNX_HUB_MANIFEST.json"):
+                file_first = min(file_first, start)
+                file_last = max(file_last, float(end))
+                file_bytes += int(size)
         span = last - first
         in_flight = serving / span if span > 0 else 0.0
         requests = sum(statuses.values())
-        return LogCounts(len(conns), requests, dict(statuses), sent, in_flight)
+        return LogCounts(
+            len(conns),
+            requests,
+            dict(statuses),
+            sent,
+            in_flight,
+            file_first,
+            file_bytes,
+            max(0.0, file_last - file_first),
+        )

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..config import HubConfig
+from ._hostconn import HostConnections
 from ._http import Http
 from .hashing import BufferPool
 
@@ -31,6 +32,10 @@ class Context:
         self.executor = executor
         self.buffers = BufferPool()
         self.written_folders: set[Path] = set()  # fsynced once, when the engine closes
+        limits = config.limits
+        self.hosts = HostConnections(  # connections per file, per host (the rule)
+            min(limits.max_parts_per_file, limits.max_connections_per_host)
+        )
 
     def submit(self, fn: Callable[..., T], *args: Any) -> concurrent.futures.Future[T]:
         """Start ``fn(*args)`` in a worker thread (blocking file I/O, hashing)."""

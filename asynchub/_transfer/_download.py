@@ -40,6 +40,7 @@ from ..errors import (
 from ._aio import drain, gather_or_cancel
 from ._context import Context
 from ._errors import is_retryable, status_error
+from ._hostconn import is_refusal
 from ._http import (
     Validator,
     iter_body,
@@ -97,6 +98,10 @@ def sheds_connection(err: TransferError, others: int, shed: int) -> str | None:
 
 class _Shed(Exception):
     """This worker stops; its unfinished range went back to the queue."""
+
+
+class _Refused(Exception):
+    """An extra connection of this file was refused (see :mod:`._hostconn`)."""
 
 
 class Restart(Exception):
@@ -207,6 +212,7 @@ class Download:
         self.workers = 1
         self.active = 0  # workers still running
         self.shed = 0  # workers stopped because the host refused extra connections
+        self.in_flight = 0  # requests of this file sent and not yet finished
         self.restarts = 0
         self.bodies = 0  # responses whose body was used (more than one: spliced)
         self._last_save = time.monotonic()
@@ -257,7 +263,7 @@ class Download:
             return 1
         total = self.partial.state.total or self.spec.size or 0
         parts = _count_parts(self.partial.assembler.gaps(total), self._part())
-        return max(1, min(self.limits.max_parts_per_file, parts))
+        return max(1, min(self.ctx.hosts.allowed(self.url), parts))
 
     def _part(self) -> int:
         return self.limits.part_size
@@ -276,7 +282,12 @@ class Download:
             else:
                 await self._ready.wait()
             while (seg := self.queue.pop()) is not None:
-                await self._fetch(seg)
+                try:
+                    await self._fetch(seg)
+                except _Refused:
+                    if seg.end is not None:  # the working connections finish it
+                        self.queue.give_back(seg.pos, seg.end)
+                    return
                 self._write_back()
         except _Shed:
             self.workers -= 1
@@ -302,6 +313,8 @@ class Download:
             try:
                 await self._attempt(seg)
             except TransferError as err:
+                if self._extra_refused(err):
+                    raise _Refused from err
                 redirected, self.target = self.target != self.url, self.url
                 if not is_retryable(err, backoff.policy):
                     if redirected and asked_again < backoff.policy.attempts:
@@ -335,12 +348,23 @@ class Download:
         if seg.end is not None:  # planned parts always have an end
             self.queue.give_back(seg.pos, seg.end)
 
+    def _extra_refused(self, err: TransferError) -> bool:
+        """A refusal of an extra connection while others of this file are in flight: the
+        host's limit for the run is lowered to those (see :mod:`._hostconn`)."""
+        # The host already served this file (the probe's body) and another worker
+        # goes on (it takes the part back): a refusal now limits connections.
+        if not (is_refusal(err) and self.planned and self.bodies and self.active > 1):
+            return False
+        self.ctx.hosts.refused(max(1, self.in_flight), self.url, self.target)
+        return True
+
     def _short(self, seg: Segment) -> IncompleteTransferError:
         return IncompleteTransferError(
             f"{self.url} ended the body at byte {seg.pos} of {seg.end}", url=self.url
         )
 
     async def _attempt(self, seg: Segment) -> None:
+        self.in_flight += 1
         try:
             get = self.ctx.http.get(self.target, self._headers(seg), self._linked)
             async with get as response:
@@ -349,6 +373,7 @@ class Download:
                 self.target = str(response.url)
                 await self._stream(response, seg, skip)
         finally:
+            self.in_flight -= 1
             await self._settle(seg)
 
     def _linked(self, headers: Mapping[str, str]) -> None:
