@@ -510,11 +510,16 @@ async def cmd_serve(args: argparse.Namespace, out: Output) -> int:
 
 
 async def _until_terminated() -> None:
-    """Wait for SIGTERM (a container or service manager stopping us); Ctrl-C
-    arrives as KeyboardInterrupt and is handled by the caller."""
-    if sys.platform == "win32":  # no signal receiver there: wait for Ctrl-C
+    """Wait for Ctrl-C (SIGINT) or SIGTERM (a container or service manager).
+
+    Both are received by the event loop, so the server stops from a known point
+    on every Python: without the receiver, Ctrl-C raises KeyboardInterrupt wherever
+    the main thread happens to be, and on 3.10 that can be inside one of aiohttp's
+    callbacks, leaving the shutdown waiting for a handler that will never finish.
+    """
+    if sys.platform == "win32":  # no signal receiver there: Ctrl-C is handled above
         await anyio.sleep_forever()
-    with anyio.open_signal_receiver(signal.SIGTERM) as signals:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for _ in signals:
             return
 

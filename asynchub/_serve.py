@@ -52,6 +52,10 @@ _INDEX = (
 )
 
 
+_SHUTDOWN_SECONDS = 2.0
+"""How long a stop waits for responses in flight (aiohttp's default is 60 s)."""
+
+
 def build_app(root: Path) -> web.Application:
     """The aiohttp application serving ``root`` (GET and HEAD only)."""
     app = web.Application()
@@ -77,7 +81,9 @@ async def serving(
         )
     sock = _bind(host, port)
     log = logging.getLogger("aiohttp.access") if access_log else None
-    runner = web.AppRunner(build_app(root), access_log=log)
+    runner = web.AppRunner(
+        build_app(root), access_log=log, shutdown_timeout=_SHUTDOWN_SECONDS
+    )
     await runner.setup()
     try:
         await web.SockSite(runner, sock).start()

@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -235,6 +236,22 @@ def test_mirror_serve_and_load_through_subprocesses(
             return model.SerializeToString()
 
         assert run_sync(load) == (example_hub / TINYNET_13).read_bytes()
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "term"])
+def test_serve_stops_promptly_while_a_client_stalls_mid_body(
+    tmp_path: Path, stop: int
+) -> None:
+    """A client that stops reading holds a response open; the stop must not wait
+    aiohttp's default 60 s for it, and Ctrl-C must be a clean exit on every Python."""
+    (tmp_path / "big.onnx").write_bytes(os.urandom(32 << 20))
+    with asynchub_serve(tmp_path, stop=stop) as url:  # asserts exit 0 within 10 s
+        host, port = url.removeprefix("http://").rstrip("/").split(":")
+        client = socket.create_connection((host, int(port)))
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        client.sendall(f"GET /big.onnx HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        assert client.recv(64).startswith(b"HTTP/1.1 200")  # the body is under way
+    client.close()
 
 
 def test_mirror_with_a_failing_file_exits_1_and_says_what_to_rerun(
