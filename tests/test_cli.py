@@ -238,7 +238,9 @@ def test_mirror_serve_and_load_through_subprocesses(
         assert run_sync(load) == (example_hub / TINYNET_13).read_bytes()
 
 
-@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "term"])
+@pytest.mark.parametrize(
+    "stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "term"]
+)
 def test_serve_stops_promptly_while_a_client_stalls_mid_body(
     tmp_path: Path, stop: int
 ) -> None:
