@@ -42,7 +42,7 @@ from .errors import (
 
 if TYPE_CHECKING:
     from . import hub
-    from ._transfer.spec import (
+    from ._transfer import (
         FileFailed,
         FileProgress,
         FileResult,

@@ -34,7 +34,6 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from ._mirror_plan import format_bytes
 from ._transfer import (
     FileFailed,
     FileProgress,
@@ -42,6 +41,7 @@ from ._transfer import (
     FileVerified,
     ProgressEvent,
 )
+from .mirror import format_bytes
 
 __all__ = ("AutoProgress", "SpeedColumn", "make_bars")
 

@@ -26,18 +26,18 @@ from typing import TYPE_CHECKING
 import anyio
 
 from . import _sync
-from ._cache import (
+from ._transfer import Engine, FileSpec, ProgressCallback
+from .cache import (
+    ManifestStore,
     cache_path,
     check_writable_root,
     ensure_verified,
+    is_allowlisted,
     is_regular,
     mark_verified,
     os_error,
     sha256_file,
 )
-from ._manifest_store import ManifestStore
-from ._transfer import Engine, FileSpec, ProgressCallback
-from ._trust import is_allowlisted
 from .config import OFFICIAL_REPO, HubConfig
 from .errors import (
     ArchiveError,
@@ -363,7 +363,7 @@ class AsyncHub:
         """Extract (or reuse the proven extraction of) ``tarball``; the model folder.
 
         An existing folder is reused only if its marker names the tarball's
-        SHA-256 (:func:`~asynchub._archive.extract_tarball`); the folder returned
+        SHA-256 (:func:`~asynchub.cache._archive.extract_tarball`); the folder returned
         must hold ``model.onnx``.
         """
         target = tarball.with_name(tarball.name[: -len(".tar.gz")])
@@ -379,7 +379,7 @@ def _extract_sync(
 ) -> Path:
     """In a worker thread: extract, find the model folder; OSErrors mapped."""
     # tarfile, gzip, bz2, lzma: imported when a tarball is extracted, not at start
-    from ._archive import extract_tarball, find_model_folder
+    from .cache import extract_tarball, find_model_folder
 
     try:
         if force_reload:

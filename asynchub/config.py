@@ -117,7 +117,7 @@ class Limits(_Frozen):
     connection (a zoo mirror: 5.89 s with 16, 5.65 s with 32, on 16 connections).
     A split file opens up to ``min(max_parts_per_file, max_connections_per_host)``
     connections, fewer for a host that refused extra ones during the run (see
-    ``_transfer/_hostconn.py``).
+    ``_transfer/hostconn.py``).
     """
 
     max_connections: int = Field(default=32, ge=1)

@@ -2,7 +2,7 @@
 
 Every error asynchub raises on purpose is an :class:`AsyncHubError`; its message says
 what happened and its ``hint`` says what to do next. Third-party errors (aiohttp,
-``OSError``) are translated at one boundary each (``_transfer/_errors.py`` for the
+``OSError``) are translated at one boundary each (``_transfer/failures.py`` for the
 network, ``_cache.py`` and ``_transfer`` for the disk), so callers never need to
 catch aiohttp types.
 

@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 from . import _sync
-from ._cache_admin import CachedItem, RemoveResult, list_cache, remove_model
 from ._defaults import default_config, get_dir, set_dir
 from ._transfer import FileStarted, ProgressCallback, ProgressEvent
+from .cache import CachedItem, RemoveResult, list_cache, remove_model
 from .client import AsyncHub, Confirm, prompt_stdin
 from .config import OFFICIAL_REPO, HubConfig
 from .manifest import ModelInfo

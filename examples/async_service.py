@@ -22,7 +22,7 @@ import aiohttp
 from aiohttp import web
 
 from asynchub import AsyncHub, HubConfig
-from asynchub._example_hub import MODEL_NAMES, build_example_hub
+from asynchub.hosting._example import MODEL_NAMES, build_example_hub
 
 CLIENT = web.AppKey("client", AsyncHub)
 REPO = web.AppKey("repo", str)

@@ -71,7 +71,7 @@ def clean_env(
 @pytest.fixture(scope="session")
 def example_hub(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A generated hub of tiny real ONNX models, tarballs and a manifest."""
-    from asynchub._example_hub import build_example_hub
+    from asynchub.hosting._example import build_example_hub
 
     return build_example_hub(tmp_path_factory.mktemp("example_hub"))
 

@@ -37,13 +37,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from asynchub._cache import STATE_DIR
 from asynchub._transfer.state import (
     LOCK_SUFFIX,
     PART_SUFFIX,
     STATE_SUFFIX,
     STATE_TMP_SUFFIX,
 )
+from asynchub.cache._layout import STATE_DIR
 from asynchub.config import HubConfig, RetryPolicy, Timeouts
 
 __all__ = (

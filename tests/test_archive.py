@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from asynchub import _archive
-from asynchub._archive import TEMP_SUFFIX, extract_tarball, find_model_folder
+from asynchub.cache import _archive
+from asynchub.cache._archive import TEMP_SUFFIX, extract_tarball, find_model_folder
 from asynchub.config import ArchiveLimits
 from asynchub.errors import ArchiveError
 

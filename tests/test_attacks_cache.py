@@ -28,11 +28,11 @@ import anyio
 import pytest
 
 from asynchub import AsyncHub
-from asynchub._archive import extract_tarball
-from asynchub._cache import STATE_DIR, _marker_path, cache_path
 from asynchub._transfer import job as job_module
 from asynchub._transfer import state as state_module
 from asynchub._transfer.state import LOCK_SUFFIX, PART_SUFFIX, STATE_SUFFIX
+from asynchub.cache._archive import extract_tarball
+from asynchub.cache._layout import STATE_DIR, _marker_path, cache_path
 from asynchub.config import ArchiveLimits
 from asynchub.errors import (
     ArchiveError,
@@ -339,7 +339,7 @@ async def test_lock_that_is_no_file_is_bounded(
 async def test_lock_that_keeps_vanishing_gives_up(
     server: FaultServer, clean_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from asynchub._transfer import _lockfile
+    from asynchub._transfer import lockfile as _lockfile
 
     monkeypatch.setattr(_lockfile, "_open", lambda *_: None)
     with pytest.raises(CacheError, match="keeps vanishing"):
@@ -498,7 +498,7 @@ def test_tar_member_cannot_forge_the_extraction_marker(tmp_path: Path) -> None:
 def test_member_count_is_refused_before_any_member_is_written(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from asynchub import _archive
+    from asynchub.cache import _archive
 
     written: list[str] = []
     real = _archive._write_file
@@ -526,7 +526,7 @@ def test_member_count_is_refused_before_any_member_is_written(
 def test_a_refused_member_at_the_end_writes_nothing_first(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bad: Member
 ) -> None:
-    from asynchub import _archive
+    from asynchub.cache import _archive
 
     written: list[str] = []
     monkeypatch.setattr(
@@ -542,7 +542,7 @@ def test_a_refused_member_at_the_end_writes_nothing_first(
 async def test_disk_full_during_extraction_is_a_disk_full_error(
     genuine: FaultServer, clean_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from asynchub import _archive
+    from asynchub.cache import _archive
 
     def full(*_: object) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -620,7 +620,7 @@ async def test_redirected_part_failing_after_its_headers_is_bounded(
     clean_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Each failure at a redirect's target asks the URL again: only so often."""
-    from asynchub._transfer import _download
+    from asynchub._transfer import download as _download
     from asynchub.errors import TransferError
 
     from .fault_servers import redirect

@@ -1,4 +1,4 @@
-"""``asynchub serve``'s server (asynchub._serve): Range, ETag, and what it refuses."""
+"""``asynchub serve``'s server (asynchub.hosting._serve): Range, ETag, refusals."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import aiohttp
 import anyio
 import pytest
 
-from asynchub._serve import serving
 from asynchub.errors import CacheError
+from asynchub.hosting._serve import serving
 
 pytestmark = pytest.mark.anyio
 

@@ -14,7 +14,7 @@ import onnx
 import pytest
 
 from asynchub import compat
-from asynchub._hubbuild import write_manifest
+from asynchub.hosting._build import write_manifest
 
 from .hub_server import HubServer
 

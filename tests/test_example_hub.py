@@ -11,14 +11,14 @@ import pytest
 from onnx import compose, numpy_helper, version_converter
 from onnx.reference import ReferenceEvaluator
 
-from asynchub._archive import extract_tarball, find_model_folder
-from asynchub._example_hub import (
+from asynchub.cache._archive import extract_tarball, find_model_folder
+from asynchub.config import ArchiveLimits
+from asynchub.hosting._example import (
     MODEL_NAMES,
     MODEL_OPSETS,
     MODEL_PATHS,
     build_example_hub,
 )
-from asynchub.config import ArchiveLimits
 from asynchub.manifest import Manifest
 
 

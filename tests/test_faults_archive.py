@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 from asynchub import AsyncHub
-from asynchub._archive import TEMP_SUFFIX
-from asynchub._cache import cache_path
+from asynchub.cache._archive import TEMP_SUFFIX
+from asynchub.cache._layout import cache_path
 from asynchub.config import ArchiveLimits
 from asynchub.errors import ArchiveError
 

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from asynchub import AsyncHub, Hub, HubConfig
-from asynchub._cache import STATE_DIR, cache_path
-from asynchub._trust import add_trusted, is_allowlisted, load_persisted
+from asynchub.cache._layout import STATE_DIR, cache_path
+from asynchub.cache._trust import add_trusted, is_allowlisted, load_persisted
 from asynchub.errors import (
     ManifestNotFoundError,
     ManifestParseError,
@@ -480,7 +480,7 @@ async def test_trust_add_on_the_command_line_persists_for_strict_mode(
 ) -> None:
     import anyio
 
-    from asynchub import cli
+    from asynchub.cli import _main as cli
 
     repo = publish(server, [e()])
     argv = ["--cache-dir", str(clean_env), "trust", "add", repo]

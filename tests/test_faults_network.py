@@ -23,9 +23,9 @@ import anyio
 import pytest
 
 from asynchub import AsyncHub
-from asynchub._cache import cache_path
 from asynchub._transfer import Engine, FileSpec
-from asynchub._transfer._errors import TLSError
+from asynchub._transfer.failures import TLSError
+from asynchub.cache._layout import cache_path
 from asynchub.errors import (
     HTTPStatusError,
     IncompleteTransferError,

@@ -24,10 +24,11 @@ from typing import Any
 import anyio
 import pytest
 
-from asynchub import AsyncHub, cli
-from asynchub._cache import STATE_DIR, cache_path
-from asynchub._cache_admin import verify
+from asynchub import AsyncHub
 from asynchub._transfer.state import PART_SUFFIX, STATE_SUFFIX
+from asynchub.cache._admin import verify
+from asynchub.cache._layout import STATE_DIR, cache_path
+from asynchub.cli import _main as cli
 from asynchub.mirror import amirror
 
 from .fault_servers import (
@@ -63,7 +64,7 @@ from pathlib import Path
 
 args = json.loads(sys.argv[1])
 if args.get("nolock"):  # a filesystem where file locks silently do nothing
-    import asynchub._transfer._lockfile as lockfile
+    import asynchub._transfer.lockfile as lockfile
 
     lockfile._try_lock = lambda fd: True
 

@@ -195,7 +195,7 @@ def test_claimed_size_does_not_allocate(mode: str, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("seed", range(20))
 def test_lazy_parts_cut_exactly_like_the_eager_plan(seed: int) -> None:
-    from asynchub._transfer._download import Parts, _count_parts, _split_ranges
+    from asynchub._transfer.download import Parts, _count_parts, _split_ranges
 
     rng = random.Random(seed)
     edges = sorted(rng.sample(range(1, 10_000), 2 * rng.randint(0, 6)))
@@ -262,7 +262,7 @@ _RANGE = "bytes=100-199"
 async def test_serve_if_range_follows_rfc9110(
     served: Path, if_range: str, expect: int
 ) -> None:
-    from asynchub._serve import serving
+    from asynchub.hosting._serve import serving
 
     async with serving(served) as base:
         url = base + "m.onnx"
@@ -293,7 +293,7 @@ async def test_serve_if_range_follows_rfc9110(
 async def test_serve_range_edge_cases(
     served: Path, range_value: str, expect: int, body: bytes
 ) -> None:
-    from asynchub._serve import serving
+    from asynchub.hosting._serve import serving
 
     async with serving(served) as base:
         status, headers, got = await _ask(base + "m.onnx", {"Range": range_value})
@@ -303,7 +303,7 @@ async def test_serve_range_edge_cases(
 
 
 async def test_serve_head_with_range_has_the_headers_of_the_200(served: Path) -> None:
-    from asynchub._serve import serving
+    from asynchub.hosting._serve import serving
 
     async with serving(served) as base:
         url = base + "m.onnx"
@@ -326,7 +326,7 @@ def test_serve_with_curl_never_splices_after_the_file_changed(
         pytest.skip("curl is not installed")
     import anyio
 
-    from asynchub._serve import serving
+    from asynchub.hosting._serve import serving
 
     async def main() -> tuple[str, str]:
         async with serving(served) as base:

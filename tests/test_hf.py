@@ -35,7 +35,7 @@ pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 
 @pytest.fixture(scope="module")
 def _fake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeHF]:
-    from asynchub._example_hub import build_example_hub
+    from asynchub.hosting._example import build_example_hub
 
     hub = build_example_hub(tmp_path_factory.mktemp("hf_example"))
     fake = FakeHF()

@@ -20,10 +20,10 @@ from asynchub import (
     OfflineCacheMissError,
     OpsetNotFoundError,
     UntrustedRepoError,
-    _cache_admin,
     hub,
 )
-from asynchub._cache import cache_path, sha256_file
+from asynchub.cache import _admin as _cache_admin
+from asynchub.cache._layout import cache_path, sha256_file
 from asynchub.manifest import Manifest
 
 from .hub_server import COMMIT, HubServer

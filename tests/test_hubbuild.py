@@ -11,7 +11,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from asynchub._hubbuild import (
+from asynchub.errors import ManifestError
+from asynchub.hosting._build import (
     MANIFEST_NAME,
     build_manifest,
     folder_tags,
@@ -19,7 +20,6 @@ from asynchub._hubbuild import (
     type_string,
     write_manifest,
 )
-from asynchub.errors import ManifestError
 from asynchub.manifest import Manifest
 
 FLOAT = TensorProto.FLOAT

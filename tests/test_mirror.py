@@ -20,14 +20,6 @@ import anyio
 import pytest
 
 from asynchub import AsyncHub, HubConfig, RetryPolicy, Timeouts
-from asynchub._mirror_plan import (
-    check_mirror_path,
-    parse_shard,
-    select_entries,
-    shard_of,
-    unique_files,
-)
-from asynchub._serve import serving
 from asynchub._transfer import FileProgress, ProgressEvent
 from asynchub.errors import (
     ConfigError,
@@ -38,6 +30,7 @@ from asynchub.errors import (
     UnsafePathError,
     UntrustedRepoError,
 )
+from asynchub.hosting._serve import serving
 from asynchub.manifest import Manifest
 from asynchub.mirror import (
     MirrorPlan,
@@ -46,6 +39,13 @@ from asynchub.mirror import (
     amirror,
     download,
     mirror,
+)
+from asynchub.mirror._plan import (
+    check_mirror_path,
+    parse_shard,
+    select_entries,
+    shard_of,
+    unique_files,
 )
 
 from .servers import Behavior, FileServer
@@ -530,7 +530,7 @@ def test_sync_twins_have_the_same_parameters(
 async def test_verified_markers_are_written_in_batches(
     example_hub: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from asynchub import _mirror_run
+    from asynchub.mirror import _run as _mirror_run
 
     batches: list[int] = []
     real = _mirror_run.write_markers

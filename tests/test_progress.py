@@ -106,9 +106,9 @@ def test_resumed_bytes_fill_the_bar_but_are_not_speed(
 
     from rich.console import Console
 
-    from asynchub._cli_output import Output, ProgressDisplay
     from asynchub._transfer import FileProgress, FileStarted, FileVerified
     from asynchub._transfer.spec import FileResult
+    from asynchub.cli._output import Output, ProgressDisplay
     from asynchub.mirror import MirrorPlan
 
     mib = 1024 * 1024

@@ -8,7 +8,7 @@ import aiohttp
 import pytest
 from aiohttp.client_reqrep import ConnectionKey
 
-from asynchub._transfer._errors import HostNotFoundError, is_retryable, network_error
+from asynchub._transfer.failures import HostNotFoundError, is_retryable, network_error
 from asynchub.config import RetryPolicy
 from asynchub.errors import NetworkError
 

@@ -15,8 +15,8 @@ import pytest
 from aiohttp import web
 
 from asynchub._transfer import Engine, FileSpec
-from asynchub._transfer._errors import RetryableStatusError
-from asynchub._transfer._hostconn import HostConnections, is_refusal
+from asynchub._transfer.failures import RetryableStatusError
+from asynchub._transfer.hostconn import HostConnections, is_refusal
 from asynchub.config import Limits
 from asynchub.errors import HTTPStatusError
 

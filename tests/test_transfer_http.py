@@ -10,13 +10,13 @@ import pytest
 from yarl import URL
 
 from asynchub._transfer import Engine
-from asynchub._transfer._http import (
+from asynchub._transfer.hashing import Intervals
+from asynchub._transfer.http import (
     Validator,
     _next_hop,
     parse_content_range,
     parse_unsatisfied_length,
 )
-from asynchub._transfer.hashing import Intervals
 from asynchub._transfer.retry import Backoff, parse_retry_after
 from asynchub.config import HubConfig, RetryPolicy
 from asynchub.errors import (

@@ -34,7 +34,7 @@ from tests._server_fixtures import small_config
 
 async def main(url, dest, sha, size, threshold, nolock="0"):
     if nolock == "1":  # a filesystem where locks silently do nothing
-        import asynchub._transfer._lockfile as lockfile
+        import asynchub._transfer.lockfile as lockfile
 
         lockfile._try_lock = lambda fd: True
     config = small_config(split_threshold=int(threshold))

@@ -13,9 +13,9 @@ from yarl import URL
 
 from asynchub._transfer import Engine, FileSpec, FileStarted, ProgressEvent
 from asynchub._transfer import state as state_module
-from asynchub._transfer._admission import Admission
-from asynchub._transfer._lockfile import TargetLock, is_held
-from asynchub._transfer._netenv import NetEnv
+from asynchub._transfer.admission import Admission
+from asynchub._transfer.lockfile import TargetLock, is_held
+from asynchub._transfer.netenv import NetEnv
 from asynchub._transfer.state import LOCK_SUFFIX, STATE_SUFFIX, Partial
 
 from ._server_fixtures import PART, fast_config, file_server, small_config
@@ -106,7 +106,7 @@ def test_lock_retries_when_its_file_is_removed_under_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A holder removes the file after we opened it: lock the new file instead."""
-    from asynchub._transfer import _lockfile
+    from asynchub._transfer import lockfile as _lockfile
 
     path = tmp_path / "f.asynchub-lock"
     path.write_text("")
@@ -352,7 +352,7 @@ async def test_a_small_file_costs_two_worker_thread_hops(
 ) -> None:
     """Open (lock + partial) and seal (write, verify, rename): the per-file cost
     that bounds a mirror of many small files (see docs/design.md)."""
-    from asynchub._transfer._context import Context
+    from asynchub._transfer.context import Context
 
     hops: list[str] = []
     real = Context.submit

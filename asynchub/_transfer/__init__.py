@@ -7,6 +7,7 @@ of :mod:`.spec`. Temporary-file suffixes for ``cache prune`` are in :mod:`.state
 from __future__ import annotations
 
 from .engine import Engine
+from .lockfile import is_held
 from .spec import (
     BytesResponse,
     FileFailed,
@@ -18,13 +19,16 @@ from .spec import (
     ProgressCallback,
     ProgressEvent,
 )
-from .state import LOCK_SUFFIX, PART_SUFFIX, STATE_SUFFIX, TEMP_SUFFIXES
+from .state import (
+    LOCK_SUFFIX,
+    PART_SUFFIX,
+    STATE_SUFFIX,
+    STATE_TMP_SUFFIX,
+    TEMP_SUFFIXES,
+    may_be_owned,
+)
 
 __all__ = (
-    "LOCK_SUFFIX",
-    "PART_SUFFIX",
-    "STATE_SUFFIX",
-    "TEMP_SUFFIXES",
     "BytesResponse",
     "Engine",
     "FileFailed",
@@ -33,6 +37,13 @@ __all__ = (
     "FileSpec",
     "FileStarted",
     "FileVerified",
+    "LOCK_SUFFIX",
+    "PART_SUFFIX",
     "ProgressCallback",
     "ProgressEvent",
+    "STATE_SUFFIX",
+    "STATE_TMP_SUFFIX",
+    "TEMP_SUFFIXES",
+    "is_held",
+    "may_be_owned",
 )

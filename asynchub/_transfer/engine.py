@@ -22,14 +22,14 @@ import aiohttp
 
 from ..config import HubConfig
 from ..errors import AsyncHubError, TransferError, UnexpectedContentError
-from ._admission import Admission
-from ._context import Context
-from ._deadline import until_answered
-from ._errors import is_retryable, status_error
-from ._http import Http, bearer_tokens, iter_body, make_session, parse_content_range
-from ._local import local_path
-from ._netenv import NetEnv
+from .admission import Admission
+from .context import Context
+from .deadline import until_answered
+from .failures import is_retryable, status_error
+from .http import Http, bearer_tokens, iter_body, make_session, parse_content_range
 from .job import FileJob
+from .local import local_path
+from .netenv import NetEnv
 from .retry import Backoff, parse_retry_after
 from .spec import (
     BytesResponse,

@@ -23,7 +23,7 @@ from typing import Any
 
 import anyio
 
-from .._cache import sha256_file
+from ..cache import sha256_file
 from ..errors import (
     AsyncHubError,
     CacheError,
@@ -34,15 +34,15 @@ from ..errors import (
     TransferError,
     UnexpectedContentError,
 )
-from ._aio import drain
-from ._context import Context
-from ._deadline import until_answered
-from ._download import Download, Restart, Tail
-from ._errors import disk_error, is_retryable
-from ._local import copy_local
-from ._verify import HEAD_SIZE, verify
+from .aio import drain
+from .context import Context
+from .deadline import until_answered
+from .download import Download, Restart, Tail
+from .failures import disk_error, is_retryable
+from .local import copy_local
 from .spec import FileProgress, FileResult, FileSpec, ProgressEvent
 from .state import Partial, activity
+from .verify import HEAD_SIZE, verify
 
 __all__ = ("FileJob",)
 

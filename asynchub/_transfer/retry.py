@@ -19,7 +19,7 @@ import anyio
 
 from ..config import RetryPolicy
 from ..errors import TransferError
-from ._errors import RetryableStatusError
+from .failures import RetryableStatusError
 
 __all__ = ("Backoff", "parse_retry_after")
 

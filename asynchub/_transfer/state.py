@@ -33,8 +33,8 @@ from pathlib import Path
 
 from .._safe_fs import Folder, NotRegularFileError
 from ..errors import CacheError
-from ._lockfile import TargetLock
 from .hashing import Assembler, Intervals
+from .lockfile import TargetLock
 
 __all__ = (
     "LOCK_SUFFIX",

@@ -187,7 +187,7 @@ def _entry(
         listing.skipped.append(f"{file.path}: no opset in its name or its header")
         return None
     name, opset = named
-    from .._hubbuild import folder_tags  # imports onnx: only when a listing is built
+    from ..hosting import folder_tags  # imports onnx: only when a listing is built
 
     meta: dict[str, object] = {"tags": folder_tags(file.path)}
     if file.sha256:

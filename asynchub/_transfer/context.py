@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..config import HubConfig
-from ._hostconn import HostConnections
-from ._http import Http
 from .hashing import BufferPool
+from .hostconn import HostConnections
+from .http import Http
 
 __all__ = ("Context",)
 

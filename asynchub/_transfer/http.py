@@ -27,8 +27,8 @@ from yarl import URL
 
 from ..config import HubConfig
 from ..errors import OfflineCacheMissError, RedirectError, TransferError
-from ._errors import NETWORK_EXCEPTIONS, network_error
-from ._netenv import NetEnv
+from .failures import NETWORK_EXCEPTIONS, network_error
+from .netenv import NetEnv
 from .retry import parse_retry_after
 
 __all__ = (

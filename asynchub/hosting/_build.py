@@ -22,8 +22,8 @@ from typing import Any
 import onnx
 from onnx import helper
 
-from .errors import ManifestError
-from .manifest import Manifest, ManifestEntry
+from ..errors import ManifestError
+from ..manifest import Manifest, ManifestEntry
 
 __all__ = (
     "MANIFEST_NAME",

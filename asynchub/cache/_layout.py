@@ -27,8 +27,8 @@ from pathlib import Path
 
 import anyio
 
-from ._safe_fs import Folder, open_regular, read_regular
-from .errors import CacheError, DiskFullError, ReadOnlyCacheError, UnsafePathError
+from .._safe_fs import Folder, open_regular, read_regular
+from ..errors import CacheError, DiskFullError, ReadOnlyCacheError, UnsafePathError
 
 __all__ = (
     "STATE_DIR",

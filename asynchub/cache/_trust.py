@@ -21,11 +21,11 @@ import json
 import os
 from pathlib import Path
 
-from ._cache import STATE_DIR, write_atomic
-from ._safe_fs import read_regular
-from .config import HubConfig
-from .errors import ConfigError, RepoSpecError
-from .sources import Source, resolve_repo
+from .._safe_fs import read_regular
+from ..config import HubConfig
+from ..errors import ConfigError, RepoSpecError
+from ..sources import Source, resolve_repo
+from ._layout import STATE_DIR, write_atomic
 
 __all__ = (
     "add_trusted",

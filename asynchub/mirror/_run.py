@@ -1,7 +1,7 @@
 """The machinery behind :mod:`asynchub.mirror`: check, plan, fetch, write, report.
 
 One run: resolve the repo and read its manifest; select entries and their files
-(:mod:`asynchub._mirror_plan`); find the files already in place (size, then the
+(:mod:`asynchub.mirror._plan`); find the files already in place (size, then the
 verified marker or a hash); announce the plan; check trust, free space and any older
 manifest; fetch the rest concurrently through one engine, recording each failure;
 then, in mirror mode and only when nothing failed, write the manifest.
@@ -21,33 +21,23 @@ from pathlib import Path
 
 import anyio
 
-from ._cache import (
+from .._defaults import default_config
+from .._safe_fs import read_regular
+from .._transfer import Engine, FileSpec, ProgressCallback
+from ..cache import (
+    ManifestStore,
     cache_path,
     check_writable_root,
     ensure_verified,
+    is_allowlisted,
     is_regular,
     mark_verified,
     os_error,
     sha256_file,
     write_markers,
 )
-from ._defaults import default_config
-from ._manifest_store import ManifestStore
-from ._mirror_plan import (
-    PlannedFile,
-    check_mirror_path,
-    format_bytes,
-    parse_shard,
-    select_entries,
-    shard_of,
-    unique_files,
-)
-from ._mirror_report import FileFailure, FileOutcome, MirrorPlan, MirrorReport, Mode
-from ._safe_fs import read_regular
-from ._transfer import Engine, FileSpec, ProgressCallback
-from ._trust import is_allowlisted
-from .config import HubConfig
-from .errors import (
+from ..config import HubConfig
+from ..errors import (
     ArchiveUnavailableError,
     AsyncHubError,
     CacheError,
@@ -56,8 +46,18 @@ from .errors import (
     RemoteFileNotFoundError,
     UntrustedRepoError,
 )
-from .manifest import Manifest, ManifestEntry
-from .sources import MANIFEST_NAME, Source, resolve_repo
+from ..manifest import Manifest, ManifestEntry
+from ..sources import MANIFEST_NAME, Source, resolve_repo
+from ._plan import (
+    PlannedFile,
+    check_mirror_path,
+    format_bytes,
+    parse_shard,
+    select_entries,
+    shard_of,
+    unique_files,
+)
+from ._report import FileFailure, FileOutcome, MirrorPlan, MirrorReport, Mode
 
 __all__ = ("Options", "PlanCallback", "ShardArg", "Target", "run")
 

@@ -21,7 +21,7 @@ Every command takes ``--quiet``, ``--debug`` and ``--cache-dir D``. Repeat ``--t
 ``--model`` and ``--opset`` to give several. Exit codes: 0 success, 1 something
 failed while working (a file, a corrupt cache entry, a missing model), 2 the command
 line or configuration is wrong. Errors are one line with a hint; ``--debug`` adds
-the traceback. Output and progress rendering live in :mod:`asynchub._cli_output`.
+the traceback. Output and progress rendering live in :mod:`asynchub.cli._output`.
 """
 
 from __future__ import annotations
@@ -36,12 +36,12 @@ from typing import TypeAlias
 
 import anyio
 
-from . import __version__
-from ._cli_commands import COMMANDS
-from ._cli_output import ConsoleLogHandler, Output
-from ._mirror_plan import parse_shard
-from .config import OFFICIAL_REPO
-from .errors import AsyncHubError, ConfigError, RepoSpecError
+from .. import __version__
+from ..config import OFFICIAL_REPO
+from ..errors import AsyncHubError, ConfigError, RepoSpecError
+from ..mirror import parse_shard
+from ._commands import COMMANDS
+from ._output import ConsoleLogHandler, Output
 
 __all__ = ("build_parser", "main")
 
@@ -79,7 +79,7 @@ def _run(args: argparse.Namespace, output: Output) -> int:
         output.error("interrupted; run the same command again to resume")
         return 130
     except AsyncHubError as exc:
-        from ._cli_words import cli_message
+        from ._words import cli_message
 
         _report_error(args, output, cli_message(exc))
         return 2 if isinstance(exc, _USAGE_ERRORS) else 1

@@ -20,19 +20,19 @@ from urllib.parse import unquote, urlsplit
 
 import anyio
 
-from ._cache import STATE_DIR, write_atomic
-from ._safe_fs import read_regular
-from ._transfer import Engine
-from ._trust import is_allowlisted
-from .config import HubConfig
-from .errors import (
+from .._safe_fs import read_regular
+from .._transfer import Engine
+from ..config import HubConfig
+from ..errors import (
     ManifestNotFoundError,
     OfflineCacheMissError,
     TransferError,
     UntrustedRepoError,
 )
-from .manifest import Manifest
-from .sources import Source, github, hf_manifest
+from ..manifest import Manifest
+from ..sources import Source, github, hf_manifest
+from ._layout import STATE_DIR, write_atomic
+from ._trust import is_allowlisted
 
 __all__ = ("ManifestStore", "shipped_manifest_bytes")
 

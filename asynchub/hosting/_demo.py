@@ -1,7 +1,7 @@
 """``asynchub demo``: the whole path, on this machine, with no internet.
 
 1. build the example hub (tiny real ONNX models with test data) in a folder;
-2. serve it on 127.0.0.1 with :mod:`asynchub._serve`;
+2. serve it on 127.0.0.1 with :mod:`asynchub.hosting._serve`;
 3. mirror it over HTTP into another folder (progress through the callbacks);
 4. load one model by name from the server with :class:`~asynchub.client.AsyncHub`;
 5. run every mirrored model on its ``test_data_set_0`` with
@@ -26,15 +26,15 @@ from numpy.typing import NDArray
 from onnx import numpy_helper
 from onnx.reference import ReferenceEvaluator
 
-from ._archive import extract_tarball, find_model_folder
-from ._example_hub import build_example_hub
+from .._transfer import ProgressCallback
+from ..cache import extract_tarball, find_model_folder
+from ..client import AsyncHub
+from ..config import ArchiveLimits, HubConfig
+from ..manifest import Manifest, ManifestEntry
+from ..mirror import MirrorReport, PlanCallback, amirror
+from ..sources import MANIFEST_NAME
+from ._example import build_example_hub
 from ._serve import serving
-from ._transfer import ProgressCallback
-from .client import AsyncHub
-from .config import ArchiveLimits, HubConfig
-from .manifest import Manifest, ManifestEntry
-from .mirror import MirrorReport, PlanCallback, amirror
-from .sources import MANIFEST_NAME
 
 __all__ = ("DemoCheck", "DemoResult", "run_demo")
 

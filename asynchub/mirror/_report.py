@@ -13,8 +13,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, computed_field
 
-from ._mirror_plan import format_bytes
-from .errors import MirrorError
+from ..errors import MirrorError
+from ._plan import format_bytes
 
 __all__ = ("FileFailure", "FileOutcome", "Mode", "MirrorPlan", "MirrorReport")
 

@@ -22,7 +22,7 @@ How a run behaves:
   :class:`~asynchub.errors.MirrorError`. Rerun the same call to retry them.
 - **Disk space.** Before the first byte, the free space at ``dest`` is compared with
   the bytes still to fetch; ``check_space=False`` skips the check.
-- **Trust.** A repo that is not trusted (see :mod:`asynchub._trust`) needs
+- **Trust.** A repo that is not trusted (see :mod:`asynchub.cache._trust`) needs
   ``silent=True``; in strict trust mode only the allow-list is used.
 
 Many machines: ``shard=(I, N)`` (or ``"I/N"``, ``I`` counted from 0) keeps only the
@@ -43,12 +43,12 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import _sync
-from ._defaults import default_config
-from ._mirror_report import FileFailure, FileOutcome, MirrorPlan, MirrorReport
-from ._mirror_run import Options, PlanCallback, ShardArg, Target, run
-from ._transfer import ProgressCallback
-from .config import OFFICIAL_REPO, HubConfig
+from .. import _sync
+from .._defaults import default_config
+from .._transfer import ProgressCallback
+from ..config import OFFICIAL_REPO, HubConfig
+from ._report import FileFailure, FileOutcome, MirrorPlan, MirrorReport
+from ._run import Options, PlanCallback, ShardArg, Target, run
 
 __all__ = (
     "FileFailure",

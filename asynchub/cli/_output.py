@@ -21,16 +21,15 @@ from functools import cached_property
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any, Literal
 
-from ._mirror_plan import format_bytes
-from ._text import plain
-from ._transfer import (
+from .._text import plain
+from .._transfer import (
     FileFailed,
     FileProgress,
     FileStarted,
     FileVerified,
     ProgressEvent,
 )
-from .mirror import MirrorPlan
+from ..mirror import MirrorPlan, format_bytes
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -247,7 +246,7 @@ def _console(stream: IO[str], tty: bool) -> Console:
 
 
 def _make_bars(console: Console) -> Progress:
-    from ._autoprogress import make_bars  # speed in KiB/s, like the summaries
+    from .._autoprogress import make_bars  # speed in KiB/s, like the summaries
 
     return make_bars(console, transient=False)
 

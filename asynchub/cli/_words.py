@@ -8,7 +8,7 @@ rewrites a hint through :func:`cli_hint` and a whole error through
 
 from __future__ import annotations
 
-from .errors import AsyncHubError, OpsetNotFoundError
+from ..errors import AsyncHubError, OpsetNotFoundError
 
 __all__ = ("cli_hint", "cli_message")
 

@@ -37,21 +37,21 @@ from ..errors import (
     TransferError,
     TransferTimeoutError,
 )
-from ._aio import drain, gather_or_cancel
-from ._context import Context
-from ._errors import is_retryable, status_error
-from ._hostconn import is_refusal
-from ._http import (
+from .aio import drain, gather_or_cancel
+from .context import Context
+from .failures import is_retryable, status_error
+from .hostconn import is_refusal
+from .http import (
     Validator,
     iter_body,
     parse_content_range,
     parse_unsatisfied_length,
     require_identity,
 )
-from ._verify import HEAD_SIZE, check_announced_size
 from .retry import Backoff, parse_retry_after
 from .spec import FileSpec
 from .state import Partial
+from .verify import HEAD_SIZE, check_announced_size
 
 _log = logging.getLogger("asynchub")
 

@@ -18,15 +18,15 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from ._suggest import did_you_mean
-from .errors import (
+from .._suggest import did_you_mean
+from ..errors import (
     ConfigError,
     ManifestParseError,
     ModelNotFoundError,
     OpsetNotFoundError,
     UnsafePathError,
 )
-from .manifest import Manifest, ManifestEntry, check_relative_path
+from ..manifest import Manifest, ManifestEntry, check_relative_path
 
 __all__ = (
     "PlannedFile",

@@ -42,10 +42,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from ._safe_fs import read_regular
-from ._windows_names import fold_key, windows_name_problem
-from .config import ArchiveLimits
-from .errors import ArchiveError
+from .._safe_fs import read_regular
+from .._windows_names import fold_key, windows_name_problem
+from ..config import ArchiveLimits
+from ..errors import ArchiveError
 
 __all__ = ("TEMP_SUFFIX", "extract_tarball", "find_model_folder", "member_digests")
 

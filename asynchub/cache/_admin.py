@@ -1,7 +1,7 @@
 """Look after the cache: list it, re-verify it, prune it, measure it.
 
 These back ``asynchub cache ls | verify | prune | du``. They walk the cache folder
-(onnx.hub's layout, see :mod:`asynchub._cache`) and block: call them in a worker
+(onnx.hub's layout, see :mod:`asynchub.cache._layout`) and block: call them in a worker
 thread from async code.
 
 What they recognise:
@@ -31,21 +31,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from ._archive import TEMP_SUFFIX as EXTRACT_SUFFIX
-from ._archive import member_digests
-from ._cache import STATE_DIR, is_regular, sha256_file
-from ._manifest_store import shipped_manifest_bytes
-from ._transfer._lockfile import is_held
-from ._transfer.state import (
+from .._transfer import (
     LOCK_SUFFIX,
     PART_SUFFIX,
     STATE_SUFFIX,
     STATE_TMP_SUFFIX,
+    is_held,
     may_be_owned,
 )
-from .config import OFFICIAL_REPO, ArchiveLimits
-from .errors import ArchiveError, ManifestError, ModelNotFoundError
-from .manifest import Manifest
+from ..config import OFFICIAL_REPO, ArchiveLimits
+from ..errors import ArchiveError, ManifestError, ModelNotFoundError
+from ..manifest import Manifest
+from ._archive import TEMP_SUFFIX as EXTRACT_SUFFIX
+from ._archive import member_digests
+from ._layout import STATE_DIR, is_regular, sha256_file
+from ._manifests import shipped_manifest_bytes
 
 __all__ = (
     "CachedItem",
@@ -243,7 +243,7 @@ def remove_model(root: Path, model: str, opset: int | None = None) -> RemoveResu
         and (opset is None or item.opset == opset)
     ]
     if not items:
-        from ._suggest import did_you_mean
+        from .._suggest import did_you_mean
 
         cached = {i.model for i in list_cache(root) if i.model}
         at = "" if opset is None else f" at opset {opset}"

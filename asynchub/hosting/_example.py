@@ -29,7 +29,7 @@ from numpy.typing import NDArray
 from onnx import TensorProto, helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
-from ._hubbuild import write_manifest
+from ._build import write_manifest
 
 __all__ = ("MODEL_NAMES", "MODEL_OPSETS", "MODEL_PATHS", "build_example_hub")
 

@@ -1,7 +1,7 @@
 """What each ``asynchub`` command does, once :mod:`asynchub.cli` parsed it.
 
 Every command is ``async def (args, output) -> exit code``; printing goes through
-:class:`~asynchub._cli_output.Output` only.
+:class:`~asynchub.cli._output.Output` only.
 """
 
 from __future__ import annotations
@@ -19,18 +19,17 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from ._cli_output import Output, ProgressDisplay
-from ._mirror_plan import format_bytes
-from ._trust import add_trusted, load_persisted, remove_trusted, trusted_list_path
-from .client import AsyncHub
-from .config import OFFICIAL_REPO, HubConfig
-from .errors import ConfigError
-from .manifest import Manifest, ModelInfo
-from .mirror import MirrorReport, adownload, amirror
-from .sources import MANIFEST_NAME
+from ..cache import add_trusted, load_persisted, remove_trusted, trusted_list_path
+from ..client import AsyncHub
+from ..config import OFFICIAL_REPO, HubConfig
+from ..errors import ConfigError
+from ..manifest import Manifest, ModelInfo
+from ..mirror import MirrorReport, adownload, amirror, format_bytes
+from ..sources import MANIFEST_NAME
+from ._output import Output, ProgressDisplay
 
 if TYPE_CHECKING:  # the demo needs onnx and numpy: imported when it runs
-    from ._demo import DemoResult
+    from ..hosting import DemoResult
 
 __all__ = ("COMMANDS",)
 
@@ -80,7 +79,7 @@ def _nothing_selected(
 ) -> str | None:
     """Which name or tag made a selection empty, with the closest spellings;
     None when each exists (another filter emptied it)."""
-    from ._suggest import did_you_mean
+    from .._suggest import did_you_mean
 
     names = [entry.model for entry in manifest]
     for model in models or ():
@@ -259,7 +258,7 @@ def _print_paths(out: Output, report: MirrorReport) -> None:
 def _print_failures(
     args: argparse.Namespace, out: Output, report: MirrorReport
 ) -> None:
-    from ._cli_words import cli_hint
+    from ._words import cli_hint
 
     for failure in report.failed:
         hint = cli_hint(failure.hint)
@@ -309,7 +308,7 @@ def _print_outcome(out: Output, report: MirrorReport) -> None:
 
 
 async def cmd_cache_ls(args: argparse.Namespace, out: Output) -> int:
-    from . import _cache_admin  # only the cache commands need it
+    from ..cache import _admin as _cache_admin  # only the cache commands need it
 
     root = _config(args).resolved_cache_dir()
     items = await anyio.to_thread.run_sync(_cache_admin.list_cache, root)
@@ -370,7 +369,7 @@ def _when(stamp: float | None) -> str:
 
 
 async def cmd_cache_rm(args: argparse.Namespace, out: Output) -> int:
-    from . import _cache_admin  # only the cache commands need it
+    from ..cache import _admin as _cache_admin  # only the cache commands need it
 
     root = _config(args).resolved_cache_dir()
     result = await anyio.to_thread.run_sync(
@@ -387,7 +386,7 @@ async def cmd_cache_rm(args: argparse.Namespace, out: Output) -> int:
 
 
 async def cmd_cache_verify(args: argparse.Namespace, out: Output) -> int:
-    from . import _cache_admin  # only the cache commands need it
+    from ..cache import _admin as _cache_admin  # only the cache commands need it
 
     root = _config(args).resolved_cache_dir()
     result = await anyio.to_thread.run_sync(
@@ -412,7 +411,7 @@ async def cmd_cache_verify(args: argparse.Namespace, out: Output) -> int:
 
 
 async def cmd_cache_prune(args: argparse.Namespace, out: Output) -> int:
-    from . import _cache_admin  # only the cache commands need it
+    from ..cache import _admin as _cache_admin  # only the cache commands need it
 
     config = _config(args)
     root = config.resolved_cache_dir()
@@ -445,7 +444,7 @@ async def cmd_cache_prune(args: argparse.Namespace, out: Output) -> int:
 
 
 async def cmd_cache_du(args: argparse.Namespace, out: Output) -> int:
-    from . import _cache_admin  # only the cache commands need it
+    from ..cache import _admin as _cache_admin  # only the cache commands need it
 
     root = _config(args).resolved_cache_dir()
     usage = await anyio.to_thread.run_sync(_cache_admin.disk_usage, root)
@@ -463,7 +462,7 @@ async def cmd_cache_du(args: argparse.Namespace, out: Output) -> int:
 
 
 async def cmd_manifest_build(args: argparse.Namespace, out: Output) -> int:
-    from ._hubbuild import write_manifest  # imports onnx: only for this command
+    from ..hosting import write_manifest  # imports onnx: only for this command
 
     if not args.dir.is_dir():
         raise ConfigError(
@@ -496,7 +495,7 @@ async def cmd_serve(args: argparse.Namespace, out: Output) -> int:
             f"warning: listening on {args.host}: other machines can read "
             "every file in the folder"
         )
-    from ._serve import serving  # aiohttp.web: only for this command
+    from ..hosting import serving  # aiohttp.web: only for this command
 
     async with serving(root, args.host, args.port, access_log=not args.quiet) as url:
         out.result(f"serving {root.resolve()} at {url}")
@@ -554,7 +553,7 @@ async def cmd_trust_list(args: argparse.Namespace, out: Output) -> int:
 
 
 async def cmd_demo(args: argparse.Namespace, out: Output) -> int:
-    from ._demo import run_demo  # imports onnx and numpy: only for the demo
+    from ..hosting import run_demo  # imports onnx and numpy: only for the demo
 
     workdir = args.dir or Path(tempfile.mkdtemp(prefix="asynchub-demo-"))
     try:

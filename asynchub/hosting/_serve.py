@@ -37,10 +37,10 @@ from pathlib import Path
 import anyio
 from aiohttp import web
 
-from ._transfer.state import TEMP_SUFFIXES
-from .errors import CacheError, UnsafePathError
-from .manifest import check_relative_path
-from .sources import MANIFEST_NAME
+from .._transfer import TEMP_SUFFIXES
+from ..errors import CacheError, UnsafePathError
+from ..manifest import check_relative_path
+from ..sources import MANIFEST_NAME
 
 __all__ = ("build_app", "serve_forever", "serving")
 

@@ -1,0 +1,92 @@
+"""What is kept on disk: layout, manifests, trust list, archives, admin.
+
+The package's face: every name other packages use is listed here and loaded on first
+use (PEP 562), so importing one module of the package does not import the others.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._admin import CachedItem, RemoveResult, list_cache, remove_model
+    from ._archive import extract_tarball, find_model_folder
+    from ._layout import (
+        cache_path,
+        check_writable_root,
+        ensure_verified,
+        is_regular,
+        mark_verified,
+        os_error,
+        sha256_file,
+        write_markers,
+    )
+    from ._manifests import ManifestStore
+    from ._trust import (
+        add_trusted,
+        is_allowlisted,
+        load_persisted,
+        remove_trusted,
+        trusted_list_path,
+    )
+
+_LAZY = {
+    "CachedItem": "._admin",
+    "ManifestStore": "._manifests",
+    "RemoveResult": "._admin",
+    "add_trusted": "._trust",
+    "cache_path": "._layout",
+    "check_writable_root": "._layout",
+    "ensure_verified": "._layout",
+    "extract_tarball": "._archive",
+    "find_model_folder": "._archive",
+    "is_allowlisted": "._trust",
+    "is_regular": "._layout",
+    "list_cache": "._admin",
+    "load_persisted": "._trust",
+    "mark_verified": "._layout",
+    "os_error": "._layout",
+    "remove_model": "._admin",
+    "remove_trusted": "._trust",
+    "sha256_file": "._layout",
+    "trusted_list_path": "._trust",
+    "write_markers": "._layout",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module_name, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+__all__ = (
+    "CachedItem",
+    "ManifestStore",
+    "RemoveResult",
+    "add_trusted",
+    "cache_path",
+    "check_writable_root",
+    "ensure_verified",
+    "extract_tarball",
+    "find_model_folder",
+    "is_allowlisted",
+    "is_regular",
+    "list_cache",
+    "load_persisted",
+    "mark_verified",
+    "os_error",
+    "remove_model",
+    "remove_trusted",
+    "sha256_file",
+    "trusted_list_path",
+    "write_markers",
+)
