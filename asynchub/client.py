@@ -15,24 +15,27 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import shutil
 import sys
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
 import anyio
+from typing_extensions import Unpack
 
 from . import _sync
 from ._transfer import Engine, FileSpec, ProgressCallback
 from .cache import (
+    Confirm,
     ManifestStore,
+    admit,
     cache_path,
     check_writable_root,
     ensure_verified,
-    is_allowlisted,
     is_regular,
     mark_verified,
     os_error,
@@ -51,15 +54,15 @@ from .errors import (
     UntrustedRepoError,
 )
 from .manifest import Manifest, ModelInfo
+from .mirror import HubRunArgs, Job, MirrorReport, Target, run, split_args
 from .sources import Source, hf_manifest, resolve_repo
 
 if TYPE_CHECKING:  # onnx (and numpy) cost 0.1 s to import: only when a model loads
     import onnx
 
-__all__ = ("AsyncHub", "Hub", "prompt_stdin")
+__all__ = ("AsyncHub", "Confirm", "Hub", "prompt_stdin")
 
 _log = logging.getLogger("asynchub")
-Confirm = Callable[[str], bool]
 
 
 def prompt_stdin(message: str) -> bool:
@@ -277,6 +280,45 @@ class AsyncHub:
         names = (network_model, preprocessing_model)
         return await anyio.to_thread.run_sync(_merge, net, pre, names)
 
+    async def mirror(
+        self,
+        dest: str | os.PathLike[str],
+        repo: str = OFFICIAL_REPO,
+        **kwargs: Unpack[HubRunArgs],
+    ) -> MirrorReport:
+        """Mirror the selected models of ``repo`` into ``dest``, laid out as a hub,
+        on this client's engine, manifest store and trust gate.
+
+        Takes ``selection=`` or its fields, the switches, ``progress`` and
+        ``on_plan``, as :func:`asynchub.mirror.amirror` documents.
+        """
+        target = Target("mirror", Path(dest).expanduser().absolute())
+        return await self._run("mirror", target, repo, kwargs)
+
+    async def download(
+        self, repo: str = OFFICIAL_REPO, **kwargs: Unpack[HubRunArgs]
+    ) -> MirrorReport:
+        """Fill this client's cache with the selected models (tarballs only with
+        ``with_data=True``), as :func:`asynchub.mirror.adownload` documents."""
+        return await self._run(
+            "download", Target("cache", self.cache_dir), repo, kwargs
+        )
+
+    async def _run(
+        self, name: str, target: Target, repo: str, kwargs: HubRunArgs
+    ) -> MirrorReport:
+        selection, switches, rest = split_args(name, kwargs)
+        job = Job(
+            selection,
+            switches,
+            self.config,
+            progress=rest.get("progress", self._progress),
+            on_plan=rest.get("on_plan"),
+            confirm=self._confirm,
+        )
+        engine, manifests = await self._ensure_open()
+        return await run(engine, manifests, self.source(repo), target, job)
+
     async def _cached_file(
         self,
         source: Source,
@@ -340,22 +382,7 @@ class AsyncHub:
         return result.path
 
     async def _trusted(self, source: Source, silent: bool) -> bool:
-        if await anyio.to_thread.run_sync(is_allowlisted, source, self.config):
-            return True
-        message = (
-            f"The model repo specification {source.spec} is not trusted and may "
-            "contain security vulnerabilities. Only continue if you trust this repo."
-        )
-        if self.config.trust == "strict":
-            raise UntrustedRepoError(
-                f"{source.spec} is not on the trusted list (strict trust mode)",
-                hint="add it with 'asynchub trust add REPO' or ASYNCHUB_TRUSTED_REPOS",
-            )
-        if silent:
-            return True
-        if self._confirm is None:
-            raise UntrustedRepoError(message)
-        return await anyio.to_thread.run_sync(self._confirm, message)
+        return await admit(source, self.config, silent=silent, confirm=self._confirm)
 
     async def _extract(
         self, tarball: Path, sha: str | None, force_reload: bool

@@ -18,20 +18,15 @@ before downloading from an untrusted repo unless ``silent=True``, as onnx.hub di
 
 from __future__ import annotations
 
-import asyncio
 import atexit
-import weakref
-from collections.abc import Awaitable, Callable
-from contextvars import ContextVar
 from pathlib import Path
-from typing import TYPE_CHECKING, ParamSpec, TypeVar
+from typing import TYPE_CHECKING
 
 from . import _sync
+from ._default_hub import aclose, default_client, run_prompting
 from ._defaults import default_config, get_dir, set_dir
-from ._transfer import FileStarted, ProgressCallback, ProgressEvent
 from .cache import CachedItem, RemoveResult, list_cache, remove_model
-from .client import AsyncHub, Confirm, prompt_stdin
-from .config import OFFICIAL_REPO, HubConfig
+from .config import OFFICIAL_REPO
 from .manifest import ModelInfo
 from .mirror import (
     MirrorPlan,
@@ -73,66 +68,6 @@ __all__ = (
     "set_dir",
 )
 
-P = ParamSpec("P")
-T = TypeVar("T")
-_prompting: ContextVar[bool] = ContextVar("asynchub_prompting", default=False)
-_Key = tuple[HubConfig, bool]
-_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[_Key, AsyncHub]]
-_clients = weakref.WeakKeyDictionary()
-
-
-async def _client() -> AsyncHub:
-    """This loop's default client for the current configuration."""
-    per_loop = _clients.setdefault(asyncio.get_running_loop(), {})
-    interactive = _prompting.get()
-    key = (default_config(), interactive)
-    client = per_loop.get(key)
-    if client is None:
-        for stale in [k for k in per_loop if k[0] != key[0]]:
-            await per_loop.pop(stale).aclose()  # set_dir or the environment changed
-        confirm: Confirm | None = prompt_stdin if interactive else None
-        progress = _auto_progress() if key[0].progress_bars else None
-        client = per_loop[key] = AsyncHub(key[0], confirm=confirm, progress=progress)
-    return client
-
-
-def _auto_progress() -> ProgressCallback:
-    """Bars for downloads that take a while (see :mod:`asynchub._autoprogress`);
-    rich is imported only when a download starts."""
-    shown: list[ProgressCallback] = []
-
-    def callback(event: ProgressEvent) -> None:
-        if not shown:
-            if not isinstance(event, FileStarted):
-                return
-            from ._autoprogress import AutoProgress
-
-            shown.append(AutoProgress())
-        shown[0](event)
-
-    return callback
-
-
-async def _with_prompt(
-    fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs
-) -> T:
-    _prompting.set(True)  # only this task's context: the sync caller's call
-    return await fn(*args, **kwargs)
-
-
-def _run_prompting(
-    fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs
-) -> T:
-    """Run an async twin from sync code, prompting on stdin for untrusted repos."""
-    return _sync.run(_with_prompt, fn, *args, **kwargs)
-
-
-async def aclose() -> None:
-    """Close this loop's default clients (their HTTP sessions)."""
-    per_loop = _clients.pop(asyncio.get_running_loop(), {})
-    for client in per_loop.values():
-        await client.aclose()
-
 
 async def alist_models(
     repo: str = OFFICIAL_REPO,
@@ -149,7 +84,7 @@ async def alist_models(
     Raises:
         ManifestNotFoundError: The repo has no manifest (also an AssertionError).
     """
-    client = await _client()
+    client = await default_client()
     return await client.list_models(repo, model, tags)
 
 
@@ -164,7 +99,7 @@ async def aget_model_info(
         ModelNotFoundError: No model has that name (also an AssertionError).
         OpsetNotFoundError: The model has no such opset (also an AssertionError).
     """
-    client = await _client()
+    client = await default_client()
     return await client.get_model_info(model, repo, opset)
 
 
@@ -193,7 +128,7 @@ async def aload(
         IntegrityError: The download's SHA-256 differs from the manifest's.
         TransferError: The file could not be downloaded after every retry.
     """
-    client = await _client()
+    client = await default_client()
     return await client.load(model, repo, opset, force_reload, silent)
 
 
@@ -216,7 +151,7 @@ async def adownload_model(
     Raises:
         The same errors as :func:`aload`.
     """
-    client = await _client()
+    client = await default_client()
     return await client.download_model(model, repo, opset, force_reload, silent)
 
 
@@ -236,7 +171,7 @@ async def adownload_model_with_test_data(
         ArchiveError: The tarball holds a member that is refused or too large.
         UntrustedRepoError, IntegrityError, TransferError: as for :func:`aload`.
     """
-    client = await _client()
+    client = await default_client()
     return await client.download_model_with_test_data(
         model, repo, opset, force_reload, silent
     )
@@ -257,7 +192,7 @@ async def aload_composite_model(
         ValueError: A non-default domain is imported at two different versions.
         RuntimeError: One of the models could not be loaded (prompt declined).
     """
-    client = await _client()
+    client = await default_client()
     return await client.load_composite_model(
         network_model,
         preprocessing_model,
@@ -275,14 +210,14 @@ def list_models(
     tags: list[str] | None = None,
 ) -> list[ModelInfo]:
     """Sync twin of :func:`alist_models`."""
-    return _run_prompting(alist_models, repo, model, tags)
+    return run_prompting(alist_models, repo, model, tags)
 
 
 def get_model_info(
     model: str, repo: str = OFFICIAL_REPO, opset: int | None = None
 ) -> ModelInfo:
     """Sync twin of :func:`aget_model_info`."""
-    return _run_prompting(aget_model_info, model, repo, opset)
+    return run_prompting(aget_model_info, model, repo, opset)
 
 
 def load(
@@ -293,7 +228,7 @@ def load(
     silent: bool = False,
 ) -> onnx.ModelProto | None:
     """Sync twin of :func:`aload`; prompts on stdin for an untrusted repo."""
-    return _run_prompting(aload, model, repo, opset, force_reload, silent)
+    return run_prompting(aload, model, repo, opset, force_reload, silent)
 
 
 def download_model(
@@ -304,7 +239,7 @@ def download_model(
     silent: bool = False,
 ) -> Path | None:
     """Sync twin of :func:`adownload_model`; prompts on stdin for an untrusted repo."""
-    return _run_prompting(adownload_model, model, repo, opset, force_reload, silent)
+    return run_prompting(adownload_model, model, repo, opset, force_reload, silent)
 
 
 def scan_cache() -> list[CachedItem]:
@@ -335,7 +270,7 @@ def download_model_with_test_data(
     silent: bool = False,
 ) -> str | None:
     """Sync twin of :func:`adownload_model_with_test_data`."""
-    return _run_prompting(
+    return run_prompting(
         adownload_model_with_test_data,
         model,
         repo,
@@ -355,7 +290,7 @@ def load_composite_model(
     silent: bool = False,
 ) -> onnx.ModelProto | None:
     """Sync twin of :func:`aload_composite_model`."""
-    return _run_prompting(
+    return run_prompting(
         aload_composite_model,
         network_model,
         preprocessing_model,

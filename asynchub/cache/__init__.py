@@ -24,7 +24,9 @@ if TYPE_CHECKING:
     )
     from ._manifests import ManifestStore
     from ._trust import (
+        Confirm,
         add_trusted,
+        admit,
         is_allowlisted,
         load_persisted,
         remove_trusted,
@@ -35,7 +37,9 @@ _LAZY = {
     "CachedItem": "._admin",
     "ManifestStore": "._manifests",
     "RemoveResult": "._admin",
+    "Confirm": "._trust",
     "add_trusted": "._trust",
+    "admit": "._trust",
     "cache_path": "._layout",
     "check_writable_root": "._layout",
     "ensure_verified": "._layout",
@@ -72,7 +76,9 @@ __all__ = (
     "CachedItem",
     "ManifestStore",
     "RemoveResult",
+    "Confirm",
     "add_trusted",
+    "admit",
     "cache_path",
     "check_writable_root",
     "ensure_verified",

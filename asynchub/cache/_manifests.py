@@ -27,12 +27,11 @@ from ..errors import (
     ManifestNotFoundError,
     OfflineCacheMissError,
     TransferError,
-    UntrustedRepoError,
 )
 from ..manifest import Manifest
 from ..sources import Source, github, hf_manifest
 from ._layout import STATE_DIR, write_atomic
-from ._trust import is_allowlisted
+from ._trust import admit
 
 __all__ = ("ManifestStore", "shipped_manifest_bytes")
 
@@ -83,7 +82,7 @@ class ManifestStore:
         hit = self._memo.get(source.manifest_url)
         if hit and time.monotonic() - hit[0] < self.MEMO_SECONDS:
             return hit[1], hit[2]
-        await self._check_strict_trust(source)
+        await admit(source, self._config, silent=False, manifest_only=True)
         if source.kind == "hf":
             data, pinned = await hf_manifest.load(
                 self._engine, self._config, source, self._read_async, self._write_async
@@ -94,17 +93,6 @@ class ManifestStore:
         manifest = Manifest.parse(data, source=pinned.manifest_url)
         self._memo[source.manifest_url] = (time.monotonic(), manifest, pinned)
         return manifest, pinned
-
-    async def _check_strict_trust(self, source: Source) -> None:
-        """In strict mode an unlisted repo is not used at all, not even its manifest."""
-        if self._config.trust != "strict":
-            return
-        if not await anyio.to_thread.run_sync(is_allowlisted, source, self._config):
-            raise UntrustedRepoError(
-                f"{source.spec} is not on the trusted list (strict trust mode), so "
-                "its manifest is not read",
-                hint="add it with 'asynchub trust add REPO' or ASYNCHUB_TRUSTED_REPOS",
-            )
 
     async def _pin(self, source: Source) -> Source:
         if source.kind != "github" or self._config.offline or not self._config.pin_refs:

@@ -19,16 +19,21 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
+
+import anyio
 
 from .._safe_fs import read_regular
 from ..config import HubConfig
-from ..errors import ConfigError, RepoSpecError
+from ..errors import ConfigError, RepoSpecError, UntrustedRepoError
 from ..sources import Source, resolve_repo
 from ._layout import STATE_DIR, write_atomic
 
 __all__ = (
+    "Confirm",
     "add_trusted",
+    "admit",
     "is_allowlisted",
     "load_persisted",
     "remove_trusted",
@@ -37,6 +42,59 @@ __all__ = (
 )
 
 _LIST_NAME = "trusted_repos.json"
+Confirm = Callable[[str], bool]
+"""Asked whether to trust a repo (the sync API's stdin prompt); True to go on."""
+_HINT = (
+    "add it with 'asynchub trust add REPO' or ASYNCHUB_TRUSTED_REPOS, or pass "
+    "silent=True if you trust it"
+)
+_STRICT_HINT = "add it with 'asynchub trust add REPO' or ASYNCHUB_TRUSTED_REPOS"
+
+
+async def admit(
+    source: Source,
+    config: HubConfig,
+    *,
+    silent: bool,
+    confirm: Confirm | None = None,
+    manifest_only: bool = False,
+) -> bool:
+    """The one trust gate that every path (load, download, mirror) goes through.
+
+    True: use the repo. False: the user answered "n" at ``confirm``'s prompt.
+    ``manifest_only`` asks whether the repo's manifest may be read at all, which
+    only strict mode refuses. In strict mode ``silent`` never bypasses the list.
+
+    Raises:
+        UntrustedRepoError: Strict mode and the repo is not on the list, or compat
+            mode, not ``silent`` and nobody to ask.
+    """
+    if manifest_only and config.trust != "strict":
+        return True
+    if await anyio.to_thread.run_sync(is_allowlisted, source, config):
+        return True
+    strict = config.trust == "strict"
+    if silent and not strict:
+        return True
+    message = untrusted_message(source, strict)
+    if strict or confirm is None:
+        raise UntrustedRepoError(message, hint=_STRICT_HINT if strict else _HINT)
+    return await anyio.to_thread.run_sync(confirm, message)
+
+
+def untrusted_message(source: Source, strict: bool) -> str:
+    """onnx.hub's warning, with where the list is and what strict mode means."""
+    if strict:
+        return (
+            f"The model repo specification {source.spec} is not trusted: it is not "
+            "on the trusted list (strict trust mode): its manifest is not read and "
+            "none of its files are fetched."
+        )
+    return (
+        f"The model repo specification {source.spec} is not trusted and may contain "
+        "security vulnerabilities: it is not on the trusted list. Only continue if "
+        "you trust this repo."
+    )
 
 
 def user_config_dir() -> Path:

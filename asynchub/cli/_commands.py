@@ -24,7 +24,7 @@ from ..client import AsyncHub
 from ..config import OFFICIAL_REPO, HubConfig
 from ..errors import ConfigError
 from ..manifest import Manifest, ModelInfo
-from ..mirror import MirrorReport, adownload, amirror, format_bytes
+from ..mirror import MirrorReport, Selection, format_bytes
 from ..sources import MANIFEST_NAME
 from ._output import Output, ProgressDisplay
 
@@ -145,59 +145,67 @@ async def cmd_download(args: argparse.Namespace, out: Output) -> int:
         out.error("give MODEL names or --all (not both)")
         return 2
     named = bool(args.models)
-    kwargs = _filter_kwargs(args, models=args.models if named else None)
-    kwargs["force"] = args.force
-    if named and not args.opset:
-        kwargs["latest_only"] = True  # what load(name) uses: the highest opset
-    if args.local_dir is not None:
-        report = await _with_progress(
-            out,
-            args,
-            lambda display: amirror(
-                args.local_dir, args.repo, with_data=args.with_data, **kwargs,
-                **display,
-            ),
-        )  # fmt: skip
-    else:
-        report = await _with_progress(
-            out,
-            args,
-            lambda display: adownload(
-                args.repo, with_data=args.with_data, **kwargs, **display
-            ),
-        )
-    return await _finish(args, out, report)
+    selection = _selection(
+        args,
+        models=args.models if named else None,
+        with_data=args.with_data,
+        latest_only=args.latest_only or (named and not args.opset),
+    )  # a named model without --opset: what load(name) uses, the highest opset
+    return await _run(args, out, selection, dest=args.local_dir)
 
 
 async def cmd_mirror(args: argparse.Namespace, out: Output) -> int:
-    kwargs = _filter_kwargs(args, models=args.model)
-    report = await _with_progress(
-        out,
+    selection = _selection(
         args,
-        lambda display: amirror(
-            args.dest, args.repo, with_data=not args.no_data, **kwargs, **display
-        ),
+        models=args.model,
+        with_data=not args.no_data,
+        latest_only=args.latest_only,
     )
-    return await _finish(args, out, report)
+    return await _run(args, out, selection, dest=args.dest)
 
 
-def _filter_kwargs(
-    args: argparse.Namespace, models: list[str] | None
-) -> dict[str, Any]:
-    return {
-        "models": models,
-        "tags": args.tag,
-        "opsets": args.opset,
-        "latest_only": args.latest_only,
-        "shard": args.shard,
+def _selection(
+    args: argparse.Namespace,
+    *,
+    models: list[str] | None,
+    with_data: bool,
+    latest_only: bool,
+) -> Selection:
+    """The options that choose files, as the one value the API takes."""
+    return Selection(
+        models=models,
+        tags=args.tag,
+        opsets=args.opset,
+        latest_only=latest_only,
+        with_data=with_data,
+        include=args.include,
+        exclude=args.exclude,
+        shard=args.shard,
+    )
+
+
+async def _run(
+    args: argparse.Namespace, out: Output, selection: Selection, dest: Path | None
+) -> int:
+    """Mirror into ``dest`` (or fill the cache when None) on one client."""
+    switches: dict[str, Any] = {
         "verify_existing": args.verify_existing,
         "check_space": not args.no_space_check,
         "dry_run": args.dry_run,
         "silent": args.yes,
-        "include": args.include,
-        "exclude": args.exclude,
-        "config": _config(args),
+        "force": getattr(args, "force", False),
     }
+    async with AsyncHub(_config(args)) as hub:
+        report = await _with_progress(
+            out,
+            args,
+            lambda display: (
+                hub.mirror(dest, args.repo, selection=selection, **switches, **display)
+                if dest is not None
+                else hub.download(args.repo, selection=selection, **switches, **display)
+            ),
+        )
+    return await _finish(args, out, report)
 
 
 async def _with_progress(

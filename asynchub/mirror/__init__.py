@@ -13,14 +13,23 @@ if TYPE_CHECKING:
     from ._api import adownload, amirror, download, mirror
     from ._plan import format_bytes, parse_shard
     from ._report import FileFailure, FileOutcome, MirrorPlan, MirrorReport
-    from ._run import PlanCallback
+    from ._run import Job, PlanCallback, Target, run
+    from ._selection import HubRunArgs, RunArgs, Selection, Switches, split_args
 
 _LAZY = {
     "FileFailure": "._report",
     "FileOutcome": "._report",
     "MirrorPlan": "._report",
     "MirrorReport": "._report",
+    "HubRunArgs": "._selection",
+    "Job": "._run",
     "PlanCallback": "._run",
+    "RunArgs": "._selection",
+    "Selection": "._selection",
+    "Switches": "._selection",
+    "Target": "._run",
+    "run": "._run",
+    "split_args": "._selection",
     "adownload": "._api",
     "amirror": "._api",
     "download": "._api",
@@ -48,11 +57,19 @@ __all__ = (
     "FileOutcome",
     "MirrorPlan",
     "MirrorReport",
+    "HubRunArgs",
+    "Job",
     "PlanCallback",
+    "RunArgs",
+    "Selection",
+    "Switches",
+    "Target",
     "adownload",
     "amirror",
     "download",
     "format_bytes",
     "mirror",
     "parse_shard",
+    "run",
+    "split_args",
 )

@@ -39,16 +39,20 @@ shard reads the same manifest.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import AsyncIterator
+from typing import cast
+
+from typing_extensions import Unpack
 
 from .. import _sync
-from .._defaults import default_config
-from .._transfer import ProgressCallback
-from ..config import OFFICIAL_REPO, HubConfig
+from .._default_hub import default_client
+from ..client import AsyncHub
+from ..config import OFFICIAL_REPO
 from ._report import FileFailure, FileOutcome, MirrorPlan, MirrorReport
-from ._run import Options, PlanCallback, ShardArg, Target, run
+from ._run import PlanCallback
+from ._selection import HubRunArgs, RunArgs, Selection, Switches
 
 __all__ = (
     "FileFailure",
@@ -56,6 +60,9 @@ __all__ = (
     "MirrorPlan",
     "MirrorReport",
     "PlanCallback",
+    "RunArgs",
+    "Selection",
+    "Switches",
     "adownload",
     "amirror",
     "download",
@@ -66,50 +73,25 @@ __all__ = (
 async def amirror(
     dest: str | os.PathLike[str],
     repo: str = OFFICIAL_REPO,
-    *,
-    models: Sequence[str] | None = None,
-    tags: Sequence[str] | None = None,
-    opsets: Sequence[int] | None = None,
-    latest_only: bool = False,
-    with_data: bool = True,
-    shard: ShardArg = None,
-    verify_existing: bool = False,
-    check_space: bool = True,
-    dry_run: bool = False,
-    silent: bool = False,
-    include: Sequence[str] | None = None,
-    exclude: Sequence[str] | None = None,
-    force: bool = False,
-    config: HubConfig | None = None,
-    progress: ProgressCallback | None = None,
-    on_plan: PlanCallback | None = None,
+    **kwargs: Unpack[RunArgs],
 ) -> MirrorReport:
     """Mirror the selected models of ``repo`` into ``dest``, laid out as a hub.
 
+    Runs on the module's default :class:`~asynchub.client.AsyncHub` (the one
+    ``hub.aload`` uses), or on a client of its own when ``config`` is given; a
+    service holding a client calls :meth:`AsyncHub.mirror` instead.
+
     Args:
         dest: The folder to fill (created if needed).
-        repo: ``owner/name[:ref]``, an http(s) URL or a local folder.
-        models: Model names to keep (case-insensitive); None keeps all.
-        tags: Keep models with any of these tags; None keeps all.
-        opsets: Keep these opsets; None keeps all.
-        latest_only: Keep only each model's highest selected opset.
-        with_data: Also mirror each model's ``model_with_data`` tarball.
-        shard: ``(I, N)`` or ``"I/N"``: mirror only shard I (0-based) of N.
-        verify_existing: Re-hash files already in ``dest`` instead of trusting
-            their verified markers.
-        check_space: Refuse to start when ``dest`` has less free space than the
-            bytes still to fetch.
-        dry_run: Plan only: report what would be fetched, fetch nothing.
-        silent: Mirror a repo that is not on the trusted list (compat trust mode).
-        include: fnmatch patterns (``*`` also matches ``/``) on each file's
-            manifest path; when given, only files matching one are fetched.
-        exclude: Patterns of files to leave out. A model whose ``.onnx`` file is
-            filtered out is left out of the mirror's manifest too.
-        force: Fetch every selected file again, even if it is in place.
-        config: Limits, timeouts, trust...; when None, the module defaults
-            (``HubConfig.from_env()`` and ``hub.set_dir``).
-        progress: Called with every file's progress events (on the event loop).
-        on_plan: Called once with the :class:`MirrorPlan` before fetching.
+        repo: ``owner/name[:ref]``, ``hf://owner/name[@rev]``, an http(s) URL or a
+            local folder.
+        **kwargs: ``selection=`` a :class:`Selection`, or its fields as shortcuts
+            (``models``, ``tags``, ``opsets``, ``latest_only``, ``with_data``,
+            ``include``, ``exclude``, ``shard``); the :class:`Switches`
+            (``verify_existing``, ``check_space``, ``dry_run``, ``silent``,
+            ``force``); ``config`` (limits, timeouts, trust; the module defaults when
+            None); ``progress`` (every file's progress events, on the event loop);
+            ``on_plan`` (called once with the :class:`MirrorPlan` before fetching).
 
     Returns:
         The report; call ``raise_for_failures()`` to turn failures into an error.
@@ -120,159 +102,53 @@ async def amirror(
         UntrustedRepoError: The repo is untrusted and ``silent`` is False.
         DiskFullError: Not enough free space (when ``check_space``).
         ConfigError: ``shard`` is malformed.
+        TypeError: An unknown keyword (the message names the closest one).
     """
-    options = Options.of(
-        models,
-        tags,
-        opsets,
-        latest_only=latest_only,
-        with_data=with_data,
-        shard=shard,
-        verify_existing=verify_existing,
-        check_space=check_space,
-        dry_run=dry_run,
-        silent=silent,
-        include=include,
-        exclude=exclude,
-        force=force,
-    )
-    target = Target("mirror", Path(dest).expanduser().absolute())
-    return await run(target, repo, options, config, progress, on_plan)
+    async with _hub_for(kwargs) as (hub, rest):
+        return await hub.mirror(dest, repo, **rest)
 
 
 async def adownload(
-    repo: str = OFFICIAL_REPO,
-    *,
-    models: Sequence[str] | None = None,
-    tags: Sequence[str] | None = None,
-    opsets: Sequence[int] | None = None,
-    latest_only: bool = False,
-    with_data: bool = False,
-    shard: ShardArg = None,
-    verify_existing: bool = False,
-    check_space: bool = True,
-    dry_run: bool = False,
-    silent: bool = False,
-    include: Sequence[str] | None = None,
-    exclude: Sequence[str] | None = None,
-    force: bool = False,
-    config: HubConfig | None = None,
-    progress: ProgressCallback | None = None,
-    on_plan: PlanCallback | None = None,
+    repo: str = OFFICIAL_REPO, **kwargs: Unpack[RunArgs]
 ) -> MirrorReport:
     """Fill the local cache with the selected models, so ``load`` works offline.
 
-    Takes the same filters as :func:`amirror`; files go to the cache
+    Takes the same keywords as :func:`amirror`; files go to the cache
     (``config.cache_dir`` or the onnx.hub default) in onnx.hub's layout and are
-    marked verified. Tarballs are cached (not extracted) when ``with_data``;
-    ``download_model_with_test_data`` extracts them later without the network.
+    marked verified. Tarballs are cached (not extracted) when ``with_data``
+    (default False here); ``download_model_with_test_data`` extracts them later
+    without the network.
 
     Raises:
         The same errors as :func:`amirror`.
     """
-    options = Options.of(
-        models,
-        tags,
-        opsets,
-        latest_only=latest_only,
-        with_data=with_data,
-        shard=shard,
-        verify_existing=verify_existing,
-        check_space=check_space,
-        dry_run=dry_run,
-        silent=silent,
-        include=include,
-        exclude=exclude,
-        force=force,
-    )
-    config = config if config is not None else default_config()
-    target = Target("cache", config.resolved_cache_dir())
-    return await run(target, repo, options, config, progress, on_plan)
+    async with _hub_for(kwargs) as (hub, rest):
+        return await hub.download(repo, **rest)
 
 
 def mirror(
     dest: str | os.PathLike[str],
     repo: str = OFFICIAL_REPO,
-    *,
-    models: Sequence[str] | None = None,
-    tags: Sequence[str] | None = None,
-    opsets: Sequence[int] | None = None,
-    latest_only: bool = False,
-    with_data: bool = True,
-    shard: ShardArg = None,
-    verify_existing: bool = False,
-    check_space: bool = True,
-    dry_run: bool = False,
-    silent: bool = False,
-    include: Sequence[str] | None = None,
-    exclude: Sequence[str] | None = None,
-    force: bool = False,
-    config: HubConfig | None = None,
-    progress: ProgressCallback | None = None,
-    on_plan: PlanCallback | None = None,
+    **kwargs: Unpack[RunArgs],
 ) -> MirrorReport:
     """Sync twin of :func:`amirror` (callbacks run on asynchub's loop thread)."""
-    return _sync.run(
-        amirror,
-        dest,
-        repo,
-        models=models,
-        tags=tags,
-        opsets=opsets,
-        latest_only=latest_only,
-        with_data=with_data,
-        shard=shard,
-        verify_existing=verify_existing,
-        check_space=check_space,
-        dry_run=dry_run,
-        silent=silent,
-        include=include,
-        exclude=exclude,
-        force=force,
-        config=config,
-        progress=progress,
-        on_plan=on_plan,
-    )
+    return _sync.run(amirror, dest, repo, **kwargs)
 
 
-def download(
-    repo: str = OFFICIAL_REPO,
-    *,
-    models: Sequence[str] | None = None,
-    tags: Sequence[str] | None = None,
-    opsets: Sequence[int] | None = None,
-    latest_only: bool = False,
-    with_data: bool = False,
-    shard: ShardArg = None,
-    verify_existing: bool = False,
-    check_space: bool = True,
-    dry_run: bool = False,
-    silent: bool = False,
-    include: Sequence[str] | None = None,
-    exclude: Sequence[str] | None = None,
-    force: bool = False,
-    config: HubConfig | None = None,
-    progress: ProgressCallback | None = None,
-    on_plan: PlanCallback | None = None,
-) -> MirrorReport:
+def download(repo: str = OFFICIAL_REPO, **kwargs: Unpack[RunArgs]) -> MirrorReport:
     """Sync twin of :func:`adownload` (callbacks run on asynchub's loop thread)."""
-    return _sync.run(
-        adownload,
-        repo,
-        models=models,
-        tags=tags,
-        opsets=opsets,
-        latest_only=latest_only,
-        with_data=with_data,
-        shard=shard,
-        verify_existing=verify_existing,
-        check_space=check_space,
-        dry_run=dry_run,
-        silent=silent,
-        include=include,
-        exclude=exclude,
-        force=force,
-        config=config,
-        progress=progress,
-        on_plan=on_plan,
-    )
+    return _sync.run(adownload, repo, **kwargs)
+
+
+@contextlib.asynccontextmanager
+async def _hub_for(
+    kwargs: RunArgs,
+) -> AsyncIterator[tuple[AsyncHub, HubRunArgs]]:
+    """The client a module call runs on, and the keywords it passes on."""
+    config = kwargs.get("config")
+    rest = cast(HubRunArgs, {k: v for k, v in kwargs.items() if k != "config"})
+    if config is None:
+        yield await default_client(), rest
+        return
+    async with AsyncHub(config) as hub:
+        yield hub, rest

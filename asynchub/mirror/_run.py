@@ -9,7 +9,6 @@ then, in mirror mode and only when nothing failed, write the manifest.
 
 from __future__ import annotations
 
-import fnmatch
 import logging
 import os
 import shutil
@@ -21,15 +20,15 @@ from pathlib import Path
 
 import anyio
 
-from .._defaults import default_config
 from .._safe_fs import read_regular
 from .._transfer import Engine, FileSpec, ProgressCallback
 from ..cache import (
+    Confirm,
     ManifestStore,
+    admit,
     cache_path,
     check_writable_root,
     ensure_verified,
-    is_allowlisted,
     is_regular,
     mark_verified,
     os_error,
@@ -44,79 +43,27 @@ from ..errors import (
     DiskFullError,
     ManifestError,
     RemoteFileNotFoundError,
-    UntrustedRepoError,
 )
 from ..manifest import Manifest, ManifestEntry
-from ..sources import MANIFEST_NAME, Source, resolve_repo
+from ..sources import MANIFEST_NAME, Source
 from ._plan import (
     PlannedFile,
     check_mirror_path,
     format_bytes,
-    parse_shard,
     select_entries,
     shard_of,
     unique_files,
 )
 from ._report import FileFailure, FileOutcome, MirrorPlan, MirrorReport, Mode
+from ._selection import Selection, Switches
 
-__all__ = ("Options", "PlanCallback", "ShardArg", "Target", "run")
+__all__ = ("Job", "PlanCallback", "ShardArg", "Target", "run")
 
 _log = logging.getLogger("asynchub")
 _CHECKERS = 4  # files checked (possibly hashed) at once before a run
 MARKER_BATCH = 64  # verified markers written per thread hop
 ShardArg = tuple[int, int] | str | None
 PlanCallback = Callable[[MirrorPlan], None]
-
-
-@dataclass(frozen=True)
-class Options:
-    """The caller's selection and switches, copied and validated once."""
-
-    models: Sequence[str] | None
-    tags: Sequence[str] | None
-    opsets: Sequence[int] | None
-    latest_only: bool
-    with_data: bool
-    shard: tuple[int, int] | None
-    verify_existing: bool
-    check_space: bool
-    dry_run: bool
-    silent: bool
-    include: Sequence[str] | None = None
-    exclude: Sequence[str] | None = None
-    force: bool = False
-
-    @classmethod
-    def of(
-        cls,
-        models: Sequence[str] | None,
-        tags: Sequence[str] | None,
-        opsets: Sequence[int] | None,
-        *,
-        shard: ShardArg,
-        include: Sequence[str] | None = None,
-        exclude: Sequence[str] | None = None,
-        **flags: bool,
-    ) -> Options:
-        """Copy the caller's sequences and validate the shard."""
-        return cls(
-            models=None if models is None else list(models),
-            tags=None if tags is None else list(tags),
-            opsets=None if opsets is None else [int(o) for o in opsets],
-            shard=parse_shard(shard),
-            include=None if include is None else list(include),
-            exclude=None if exclude is None else list(exclude),
-            **flags,
-        )
-
-    def wants(self, path: str) -> bool:
-        """True when ``path`` passes ``include`` (any) and ``exclude`` (none)
-        (fnmatch patterns on the manifest path: ``*`` also matches ``/``)."""
-        if self.include is not None and not any(
-            fnmatch.fnmatchcase(path, pattern) for pattern in self.include
-        ):
-            return False
-        return not any(fnmatch.fnmatchcase(path, p) for p in self.exclude or ())
 
 
 @dataclass(frozen=True)
@@ -171,62 +118,65 @@ class _Tally:
 
 
 async def run(
+    engine: Engine,
+    manifests: ManifestStore,
+    source: Source,
     target: Target,
-    repo: str,
-    options: Options,
-    config: HubConfig | None,
-    progress: ProgressCallback | None,
-    on_plan: PlanCallback | None,
+    job: Job,
 ) -> MirrorReport:
+    """One mirror or cache fill, on the engine and manifest store of the hub that
+    calls it (:meth:`~asynchub.client.AsyncHub.mirror`)."""
     started = time.monotonic()
-    config = config if config is not None else default_config()
-    source = resolve_repo(repo, config)
-    async with Engine(config) as engine:
-        manifest, source = await ManifestStore(config, engine).resolve(source)
-        entries, files, mine = _plan(manifest, options)
-        tally = _Tally()
-        todo = await _sort_existing(
-            target, mine, options.verify_existing, tally, options.force
-        )
-        if on_plan is not None:
-            on_plan(_plan_event(mine, todo))
-        if todo and not options.dry_run:
-            await _prepare(source, target, todo, options, config)
-            await _fetch_all(engine, source, target, todo, progress, tally)
-    written = False
-    if target.mode == "mirror" and not options.dry_run and not tally.failed:
-        written = await _finish_manifest(target, entries, files, options.shard)
-    return _report(
-        target,
-        source,
-        options,
-        entries,
-        mine,
-        todo,
-        tally,
-        time.monotonic() - started,
-        written,
+    manifest, source = await manifests.resolve(source)
+    entries, files, mine = _plan(manifest, job.selection, target.mode == "mirror")
+    tally = _Tally()
+    todo = await _sort_existing(
+        target, mine, job.switches.verify_existing, tally, job.switches.force
     )
+    if job.on_plan is not None:
+        job.on_plan(_plan_event(mine, todo))
+    if todo and not job.switches.dry_run:
+        await _prepare(source, target, todo, job)
+        await _fetch_all(engine, source, target, todo, job.progress, tally)
+    written = False
+    if target.mode == "mirror" and not job.switches.dry_run and not tally.failed:
+        shard = job.selection.shard_pair
+        written = await _finish_manifest(target, entries, files, shard)
+    elapsed = time.monotonic() - started
+    return _report(target, source, job, entries, mine, todo, tally, elapsed, written)
+
+
+@dataclass(frozen=True)
+class Job:
+    """What one run was asked: the selection, the switches, and who to tell."""
+
+    selection: Selection
+    switches: Switches
+    config: HubConfig
+    progress: ProgressCallback | None = None
+    on_plan: PlanCallback | None = None
+    confirm: Confirm | None = None
 
 
 def _plan(
-    manifest: Manifest, options: Options
+    manifest: Manifest, selection: Selection, data_by_default: bool
 ) -> tuple[list[ManifestEntry], list[PlannedFile], list[PlannedFile]]:
     """Selected entries, their files, and the files of this shard."""
     entries = select_entries(
         manifest,
-        models=options.models,
-        tags=options.tags,
-        opsets=options.opsets,
-        latest_only=options.latest_only,
+        models=selection.models,
+        tags=selection.tags,
+        opsets=selection.opsets,
+        latest_only=selection.latest_only,
     )
-    if options.include is not None or options.exclude:
-        entries = [e for e in entries if options.wants(e.model_path)]
-    files = unique_files(entries, options.with_data)
-    files = [f for f in files if options.wants(f.path)]
-    if options.shard is None:
+    if selection.filters_paths:
+        entries = [e for e in entries if selection.wants(e.model_path)]
+    files = unique_files(entries, selection.data_for(data_by_default))
+    files = [f for f in files if selection.wants(f.path)]
+    shard = selection.shard_pair
+    if shard is None:
         return entries, files, files
-    index, count = options.shard
+    index, count = shard
     return entries, files, [f for f in files if shard_of(f.path, count) == index]
 
 
@@ -324,33 +274,16 @@ async def _is_current(target: Target, file: PlannedFile, rehash: bool) -> bool:
 
 
 async def _prepare(
-    source: Source,
-    target: Target,
-    todo: list[PlannedFile],
-    options: Options,
-    config: HubConfig,
+    source: Source, target: Target, todo: list[PlannedFile], job: Job
 ) -> None:
     """Checks and clean-up before fetching: trust, a writable folder, free space,
     stale manifest."""
-    await _check_trust(source, config, options.silent)
-    if options.check_space:
+    await admit(source, job.config, silent=job.switches.silent, confirm=job.confirm)
+    if job.switches.check_space:
         await anyio.to_thread.run_sync(_check_space, target.root, _size(todo))
     await anyio.to_thread.run_sync(check_writable_root, target.root)
     if target.mode == "mirror":
         await anyio.to_thread.run_sync(_retire_manifest, target.root, todo)
-
-
-async def _check_trust(source: Source, config: HubConfig, silent: bool) -> None:
-    if await anyio.to_thread.run_sync(is_allowlisted, source, config):
-        return
-    if silent and config.trust == "compat":
-        return
-    mode = " (strict trust mode)" if config.trust == "strict" else ""
-    raise UntrustedRepoError(
-        f"{source.spec} is not on the trusted list{mode}, so its files are not fetched",
-        hint="add it with 'asynchub trust add REPO', or pass silent=True (--yes) "
-        "if you trust it",
-    )
 
 
 def _check_space(root: Path, needed: int) -> None:
@@ -549,7 +482,7 @@ def _write_if_changed(path: Path, data: bytes) -> None:
 def _report(
     target: Target,
     source: Source,
-    options: Options,
+    job: Job,
     entries: list[ManifestEntry],
     mine: list[PlannedFile],
     todo: list[PlannedFile],
@@ -561,8 +494,8 @@ def _report(
         mode=target.mode,
         repo=source.spec,
         dest=str(target.root),
-        shard=options.shard,
-        dry_run=options.dry_run,
+        shard=job.selection.shard_pair,
+        dry_run=job.switches.dry_run,
         models=len(entries),
         total_files=len(mine),
         total_bytes=_size(mine),
