@@ -54,7 +54,14 @@ if TYPE_CHECKING:
     )
     from .client import AsyncHub, Hub
     from .manifest import IoPort, IoPorts, Manifest, ManifestEntry, Metadata, ModelInfo
-    from .mirror import FileFailure, FileOutcome, MirrorPlan, MirrorReport
+    from .mirror import (
+        FileFailure,
+        FileOutcome,
+        MirrorPlan,
+        MirrorReport,
+        Selection,
+        Switches,
+    )
 
 # Imported on first use (PEP 562): the engine alone (``asynchub._transfer``) then
 # does not pay for the clients, the manifest model and the mirror at start-up.
@@ -79,7 +86,15 @@ _LAZY = {
         ".manifest",
     ),
     **dict.fromkeys(
-        ("FileFailure", "FileOutcome", "MirrorPlan", "MirrorReport"), ".mirror"
+        (
+            "FileFailure",
+            "FileOutcome",
+            "MirrorPlan",
+            "MirrorReport",
+            "Selection",
+            "Switches",
+        ),
+        ".mirror",
     ),
 }
 
@@ -147,6 +162,8 @@ __all__ = (
     "RemoteFileNotFoundError",
     "RepoSpecError",
     "RetryPolicy",
+    "Selection",
+    "Switches",
     "Timeouts",
     "TransferError",
     "TransferTimeoutError",

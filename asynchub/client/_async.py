@@ -16,9 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import shutil
 import sys
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from types import TracebackType
@@ -27,25 +25,18 @@ from typing import TYPE_CHECKING
 import anyio
 from typing_extensions import Unpack
 
-from . import _sync
-from ._transfer import Engine, FileSpec, ProgressCallback
-from .cache import (
+from .._transfer import Engine, FileSpec, ProgressCallback
+from ..cache import (
     Confirm,
     ManifestStore,
     admit,
     cache_path,
     check_writable_root,
     ensure_verified,
-    is_regular,
     mark_verified,
-    os_error,
-    sha256_file,
 )
-from .config import OFFICIAL_REPO, HubConfig
-from .errors import (
-    ArchiveError,
-    ArchiveUnavailableError,
-    AsyncHubError,
+from ..config import OFFICIAL_REPO, HubConfig
+from ..errors import (
     CacheError,
     HTTPStatusError,
     ModelNotFoundError,
@@ -53,14 +44,16 @@ from .errors import (
     RemoteFileNotFoundError,
     UntrustedRepoError,
 )
-from .manifest import Manifest, ModelInfo
-from .mirror import HubRunArgs, Job, MirrorReport, Target, run, split_args
-from .sources import Source, hf_manifest, resolve_repo
+from ..manifest import Manifest, ModelInfo
+from ..mirror import HubRunArgs, Job, MirrorReport, Target, run, split_args
+from ..sources import Source, hf_manifest, resolve_repo
 
 if TYPE_CHECKING:  # onnx (and numpy) cost 0.1 s to import: only when a model loads
     import onnx
 
-__all__ = ("AsyncHub", "Confirm", "Hub", "prompt_stdin")
+from ._files import extract_model_folder, load_onnx, merge_models, unavailable_archive
+
+__all__ = ("AsyncHub", "prompt_stdin")
 
 _log = logging.getLogger("asynchub")
 
@@ -212,7 +205,7 @@ class AsyncHub:
         path = await self.download_model(model, repo, opset, force_reload, silent)
         if path is None:
             return None
-        return await anyio.to_thread.run_sync(_load_onnx, path)
+        return await anyio.to_thread.run_sync(load_onnx, path)
 
     async def download_model_with_test_data(
         self,
@@ -245,7 +238,7 @@ class AsyncHub:
                 silent,
             )
         except RemoteFileNotFoundError as err:
-            raise _unavailable(source, meta.model_with_data_path, err) from err
+            raise unavailable_archive(source, meta.model_with_data_path, err) from err
         if tarball is None:
             return None
         folder = await self._extract(tarball, meta.model_with_data_sha, force_reload)
@@ -278,7 +271,7 @@ class AsyncHub:
         if net is None:
             raise RuntimeError(f"Could not load the network model: {network_model}")
         names = (network_model, preprocessing_model)
-        return await anyio.to_thread.run_sync(_merge, net, pre, names)
+        return await anyio.to_thread.run_sync(merge_models, net, pre, names)
 
     async def mirror(
         self,
@@ -397,185 +390,5 @@ class AsyncHub:
         if not tarball.name.endswith(".tar.gz"):
             target = tarball.with_name(tarball.name + ".d")
         return await anyio.to_thread.run_sync(
-            _extract_sync, tarball, target, sha, force_reload, self.config
+            extract_model_folder, tarball, target, sha, force_reload, self.config
         )
-
-
-def _extract_sync(
-    tarball: Path, target: Path, sha: str | None, force_reload: bool, config: HubConfig
-) -> Path:
-    """In a worker thread: extract, find the model folder; OSErrors mapped."""
-    # tarfile, gzip, bz2, lzma: imported when a tarball is extracted, not at start
-    from .cache import extract_tarball, find_model_folder
-
-    try:
-        if force_reload:
-            _remove_tree(target)
-        digest = sha if sha is not None else sha256_file(tarball)
-        extract_tarball(tarball, target, config.archive, archive_sha256=digest)
-        folder = find_model_folder(target)
-    except OSError as exc:
-        if isinstance(exc, AsyncHubError):
-            raise
-        raise os_error(exc, target, "extract into") from exc
-    if not is_regular(folder / "model.onnx"):
-        raise ArchiveError(
-            f"{tarball.name} has no model.onnx in the folder chosen as the model "
-            f"folder ({folder})",
-            hint="the archive does not have the layout of a model with test data "
-            "(<folder>/model.onnx and test_data_set_*); report it to the repo",
-        )
-    return folder
-
-
-def _unavailable(
-    source: Source, path: str, err: RemoteFileNotFoundError
-) -> RemoteFileNotFoundError:
-    """Every source of the official zoo answered 404 for a test-data archive."""
-    if not source.official:
-        return err
-    return ArchiveUnavailableError(
-        f"{path} is not available upstream: every source answered 404 "
-        f"({len(source.file_bases)} tried)",
-        status=err.status,
-        url=err.url,
-    )
-
-
-def _remove_tree(path: Path) -> None:
-    """Remove an extracted folder by renaming it aside first (never half-deleted)."""
-    if not path.exists() and not path.is_symlink():
-        return
-    doomed = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.asynchub-old")
-    with contextlib.suppress(FileNotFoundError):
-        path.rename(doomed)
-    if doomed.is_symlink():  # never follow a planted link into someone else's files
-        doomed.unlink()
-    else:
-        shutil.rmtree(doomed, ignore_errors=True)
-
-
-class Hub:
-    """The sync twin of :class:`AsyncHub`, usable with or without a running loop.
-
-    Every method runs the async twin on asynchub's background event loop and waits,
-    so it also works inside a Jupyter cell. By default it prompts on stdin before
-    downloading from an untrusted repo, as onnx.hub did.
-    """
-
-    def __init__(
-        self,
-        config: HubConfig | None = None,
-        *,
-        progress: ProgressCallback | None = None,
-        confirm: Confirm | None = prompt_stdin,
-    ) -> None:
-        self._async = AsyncHub(config, progress=progress, confirm=confirm)
-
-    @property
-    def config(self) -> HubConfig:
-        return self._async.config
-
-    @property
-    def cache_dir(self) -> Path:
-        return self._async.cache_dir
-
-    def __enter__(self) -> Hub:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Close the HTTP session."""
-        _sync.run(self._async.aclose)
-
-    def manifest(self, repo: str = OFFICIAL_REPO) -> Manifest:
-        return _sync.run(self._async.manifest, repo)
-
-    def list_models(
-        self,
-        repo: str = OFFICIAL_REPO,
-        model: str | None = None,
-        tags: list[str] | None = None,
-    ) -> list[ModelInfo]:
-        return _sync.run(self._async.list_models, repo, model, tags)
-
-    def get_model_info(
-        self, model: str, repo: str = OFFICIAL_REPO, opset: int | None = None
-    ) -> ModelInfo:
-        return _sync.run(self._async.get_model_info, model, repo, opset)
-
-    def download_model(
-        self,
-        model: str,
-        repo: str = OFFICIAL_REPO,
-        opset: int | None = None,
-        force_reload: bool = False,
-        silent: bool = False,
-    ) -> Path | None:
-        return _sync.run(
-            self._async.download_model, model, repo, opset, force_reload, silent
-        )
-
-    def load(
-        self,
-        model: str,
-        repo: str = OFFICIAL_REPO,
-        opset: int | None = None,
-        force_reload: bool = False,
-        silent: bool = False,
-    ) -> onnx.ModelProto | None:
-        return _sync.run(self._async.load, model, repo, opset, force_reload, silent)
-
-    def download_model_with_test_data(
-        self,
-        model: str,
-        repo: str = OFFICIAL_REPO,
-        opset: int | None = None,
-        force_reload: bool = False,
-        silent: bool = False,
-    ) -> str | None:
-        return _sync.run(
-            self._async.download_model_with_test_data,
-            model,
-            repo,
-            opset,
-            force_reload,
-            silent,
-        )
-
-    def load_composite_model(
-        self,
-        network_model: str,
-        preprocessing_model: str,
-        network_repo: str = OFFICIAL_REPO,
-        preprocessing_repo: str = OFFICIAL_REPO,
-        opset: int | None = None,
-        force_reload: bool = False,
-        silent: bool = False,
-    ) -> onnx.ModelProto | None:
-        return _sync.run(
-            self._async.load_composite_model,
-            network_model,
-            preprocessing_model,
-            network_repo,
-            preprocessing_repo,
-            opset,
-            force_reload,
-            silent,
-        )
-
-
-def _load_onnx(path: Path) -> onnx.ModelProto:
-    import onnx
-
-    return onnx.load(str(path))
-
-
-def _merge(
-    net: onnx.ModelProto, pre: onnx.ModelProto, names: tuple[str, str]
-) -> onnx.ModelProto:
-    from ._composite import merge_composite
-
-    return merge_composite(net, pre, names)
