@@ -1,15 +1,5 @@
-"""Hub clients: :class:`AsyncHub` (async) and :class:`Hub` (its sync twin).
-
-A client holds a :class:`~asynchub.config.HubConfig`, one HTTP session and one
-transfer engine, so every call made through it shares one connection budget and
-concurrent requests for the same file share one download. Services should create
-one client and keep it::
-
-    async with AsyncHub() as hub:
-        model = await hub.load("mnist")
-
-The module-level functions of :mod:`asynchub.hub` use a default client.
-"""
+"""`AsyncHub`: the composition root. It owns one engine, one manifest store and the
+trust gate, and everything else (load, cache fills, mirrors) borrows them."""
 
 from __future__ import annotations
 
