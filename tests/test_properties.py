@@ -27,8 +27,8 @@ from hypothesis import strategies as st
 from yarl import URL
 
 from asynchub import HubConfig
+from asynchub._transfer.assembler import Intervals
 from asynchub._transfer.download import _split_ranges, _subtract
-from asynchub._transfer.hashing import Intervals
 from asynchub._transfer.http import (
     ContentRange,
     Validator,

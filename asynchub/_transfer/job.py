@@ -23,7 +23,6 @@ from typing import Any
 
 import anyio
 
-from ..cache import sha256_file
 from ..errors import (
     AsyncHubError,
     CacheError,
@@ -35,6 +34,7 @@ from ..errors import (
     UnexpectedContentError,
 )
 from .aio import drain
+from .assembler import sha256_file
 from .context import Context
 from .deadline import until_answered
 from .download import Download, Restart, Tail
