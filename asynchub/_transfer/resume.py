@@ -83,29 +83,47 @@ async def fetch_resuming(
     ``judge`` tells a refused connection (:mod:`.hostconn`); raises
     :class:`BackedOff`, or the last error once retries are spent.
     """
-    backoff = Backoff(policy)
-    asked_again = 0  # bounded too: a URL may redirect to a failing target forever
+    retries = _Retries(policy)
     while not seg.done:
         before = seg.pos
         try:
             await attempt(seg)
         except TransferError as err:
-            verdict = judge(err, seg)
-            if verdict == "back off":
-                raise BackedOff from err
-            redirected = route.back_to_url()
-            if not is_retryable(err, policy):
-                if redirected and asked_again < policy.attempts:
-                    asked_again += 1  # e.g. a signed redirect expired: ask the URL
-                    continue
-                if verdict != "retry":
-                    raise
-            if seg.pos > before:
-                backoff.reset()
-            await backoff.wait_or_raise(err)
+            await retries.after(err, judge(err, seg), route, seg.pos > before)
             continue
         if not seg.done and seg.pos == before:
-            await backoff.wait_or_raise(_short(seg, route.url))
+            await retries.backoff.wait_or_raise(_short(seg, route.url))
+
+
+class _Retries:
+    """The retry budget of one segment, and how often it asked the URL again."""
+
+    def __init__(self, policy: RetryPolicy) -> None:
+        self.backoff = Backoff(policy)
+        self.asked_again = 0  # bounded: a URL may redirect to a failing target forever
+
+    async def after(
+        self,
+        err: TransferError,
+        verdict: Verdict | None,
+        route: Route,
+        progressed: bool,
+    ) -> None:
+        """Raise (``err``, or :class:`BackedOff`), or wait before the next attempt
+        (no wait when a redirect's target failed: the URL is asked again first)."""
+        if verdict == "back off":
+            raise BackedOff from err
+        redirected = route.back_to_url()
+        policy = self.backoff.policy
+        if not is_retryable(err, policy):
+            if redirected and self.asked_again < policy.attempts:
+                self.asked_again += 1  # e.g. a signed redirect expired: ask the URL
+                return
+            if verdict != "retry":
+                raise err
+        if progressed:
+            self.backoff.reset()
+        await self.backoff.wait_or_raise(err)
 
 
 def _short(seg: Segment, url: str) -> IncompleteTransferError:
