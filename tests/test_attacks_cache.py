@@ -620,7 +620,7 @@ async def test_redirected_part_failing_after_its_headers_is_bounded(
     clean_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Each failure at a redirect's target asks the URL again: only so often."""
-    from asynchub._transfer import download as _download
+    from asynchub._transfer import stream as _stream
     from asynchub.errors import TransferError
 
     from .fault_servers import redirect
@@ -628,7 +628,7 @@ async def test_redirected_part_failing_after_its_headers_is_bounded(
     async def broken(self: Any, response: Any, seg: Any, skip: int) -> None:
         raise TransferError("the body broke in a way that is not retried")
 
-    monkeypatch.setattr(_download.Download, "_stream", broken)
+    monkeypatch.setattr(_stream.BodyWriter, "stream", broken)
     with FaultServer() as srv:
         srv.hub({PATH: DATA})
         srv.route(f"/hub/{PATH}", redirect(f"/cdn/{PATH}"))

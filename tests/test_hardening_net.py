@@ -195,7 +195,9 @@ def test_claimed_size_does_not_allocate(mode: str, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("seed", range(20))
 def test_lazy_parts_cut_exactly_like_the_eager_plan(seed: int) -> None:
-    from asynchub._transfer.download import Parts, _count_parts, _split_ranges
+    from asynchub._transfer.parts import Parts
+    from asynchub._transfer.parts import count_parts as _count_parts
+    from asynchub._transfer.parts import split_ranges as _split_ranges
 
     rng = random.Random(seed)
     edges = sorted(rng.sample(range(1, 10_000), 2 * rng.randint(0, 6)))

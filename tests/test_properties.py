@@ -27,14 +27,15 @@ from hypothesis import strategies as st
 from yarl import URL
 
 from asynchub import HubConfig
-from asynchub._transfer.download import _split_ranges, _subtract
-from asynchub._transfer.hashing import Intervals
+from asynchub._transfer.assembler import Intervals
 from asynchub._transfer.http import (
     ContentRange,
     Validator,
     parse_content_range,
     parse_unsatisfied_length,
 )
+from asynchub._transfer.parts import split_ranges as _split_ranges
+from asynchub._transfer.parts import subtract as _subtract
 from asynchub._transfer.retry import parse_retry_after
 from asynchub._windows_names import windows_name_problem
 from asynchub.cache._archive import _name_problem, _safe_parts

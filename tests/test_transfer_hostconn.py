@@ -44,7 +44,9 @@ class StingyServer:
         match = _RANGE.fullmatch(request.headers.get("Range", ""))
         if match and self.active >= self.allow:
             self.refused += 1
-            return web.Response(status=self.status)
+            if self.status == 0 and request.transport is not None:
+                request.transport.abort()  # 0: reset the connection, no answer
+            return web.Response(status=self.status or 503)
         self.active += 1
         self.peak = max(self.peak, self.active)
         done = False
@@ -106,7 +108,7 @@ def _spec(server: StingyServer, name: str, data: bytes, dest: Path) -> FileSpec:
     )
 
 
-@pytest.mark.parametrize("status", [403, 429, 503])
+@pytest.mark.parametrize("status", [403, 429, 503, 0])
 async def test_refused_extra_connections_back_off_and_are_remembered(
     stingy: StingyServer, tmp_path: Path, status: int
 ) -> None:
@@ -161,3 +163,30 @@ def test_a_file_alone_may_use_every_connection_to_its_host() -> None:
     # per-connection-capped link unused; the per-host cap now bounds a file.
     limits = Limits()
     assert limits.max_parts_per_file == limits.max_connections_per_host == 16
+
+
+async def test_the_notice_says_connections_are_refused(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """While refused connections are retried, the "still waiting" notice says so
+    (not "no answer"); the file still fails at its first-byte deadline."""
+    import logging
+
+    from asynchub.config import HubConfig, RetryPolicy, Timeouts
+    from asynchub.errors import TransferTimeoutError
+
+    config = HubConfig(
+        timeouts=Timeouts(connect=0.3, read=0.3, first_byte=1.0, notice=0.25),
+        retry=RetryPolicy(attempts=1000, backoff_base=0.02, backoff_max=0.05),
+        fsync=False,
+    )
+    spec = FileSpec(("http://127.0.0.1:9/a.bin",), tmp_path / "a.bin", label="a")
+    caplog.set_level(logging.WARNING, "asynchub")
+    async with Engine(config) as engine:
+        with pytest.raises(TransferTimeoutError):
+            await engine.fetch(spec)
+    notes = [
+        r.getMessage() for r in caplog.records if "still waiting" in r.getMessage()
+    ]
+    assert notes and all("127.0.0.1:9 refused" in n for n in notes)
+    assert all("; retrying" in n and "no answer" not in n for n in notes)

@@ -10,7 +10,7 @@ import pytest
 from yarl import URL
 
 from asynchub._transfer import Engine
-from asynchub._transfer.hashing import Intervals
+from asynchub._transfer.assembler import Intervals
 from asynchub._transfer.http import (
     Validator,
     _next_hop,

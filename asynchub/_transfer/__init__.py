@@ -1,32 +1,82 @@
 """The transfer engine: concurrent, ranged, resumable, hashed while streaming, atomic.
 
-Public to the rest of asynchub (not to users): :class:`Engine` and the value types
-of :mod:`.spec`. Temporary-file suffixes for ``cache prune`` are in :mod:`.state`.
+Public to the rest of asynchub (not to users): :class:`Engine`, the value types of
+:mod:`.spec`, and :func:`sha256_file` (the cache hashes its files with it).
+Temporary-file suffixes for ``cache prune`` are in :mod:`.state`.
+
+The face loads each name on first use (PEP 562): the cache imports
+:func:`sha256_file` without loading the network stack.
 """
 
 from __future__ import annotations
 
-from .engine import Engine
-from .lockfile import is_held
-from .spec import (
-    BytesResponse,
-    FileFailed,
-    FileProgress,
-    FileResult,
-    FileSpec,
-    FileStarted,
-    FileVerified,
-    ProgressCallback,
-    ProgressEvent,
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .assembler import sha256_file
+    from .engine import Engine
+    from .lockfile import is_held
+    from .spec import (
+        BytesResponse,
+        FileFailed,
+        FileProgress,
+        FileResult,
+        FileSpec,
+        FileStarted,
+        FileVerified,
+        ProgressCallback,
+        ProgressEvent,
+    )
+    from .state import (
+        LOCK_SUFFIX,
+        PART_SUFFIX,
+        STATE_SUFFIX,
+        STATE_TMP_SUFFIX,
+        TEMP_SUFFIXES,
+        may_be_owned,
+    )
+
+_SPEC = (
+    "BytesResponse",
+    "FileFailed",
+    "FileProgress",
+    "FileResult",
+    "FileSpec",
+    "FileStarted",
+    "FileVerified",
+    "ProgressCallback",
+    "ProgressEvent",
 )
-from .state import (
-    LOCK_SUFFIX,
-    PART_SUFFIX,
-    STATE_SUFFIX,
-    STATE_TMP_SUFFIX,
-    TEMP_SUFFIXES,
-    may_be_owned,
+_STATE = (
+    "LOCK_SUFFIX",
+    "PART_SUFFIX",
+    "STATE_SUFFIX",
+    "STATE_TMP_SUFFIX",
+    "TEMP_SUFFIXES",
+    "may_be_owned",
 )
+_LAZY = {
+    "Engine": ".engine",
+    "is_held": ".lockfile",
+    "sha256_file": ".assembler",
+    **dict.fromkeys(_SPEC, ".spec"),
+    **dict.fromkeys(_STATE, ".state"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module_name, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 __all__ = (
     "BytesResponse",
@@ -46,4 +96,5 @@ __all__ = (
     "TEMP_SUFFIXES",
     "is_held",
     "may_be_owned",
+    "sha256_file",
 )

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..config import HubConfig
-from .hashing import BufferPool
+from .assembler import BufferPool
 from .hostconn import HostConnections
 from .http import Http
 

@@ -7,8 +7,10 @@ until the server's first answer (any HTTP response, even a 503): connects, retri
 and mirror URLs all count against ``Timeouts.first_byte``. While nothing has
 answered it logs a "still waiting" warning every ``Timeouts.notice`` seconds (at
 most a quarter of ``first_byte``, so a short deadline still says why) naming
-what waits and for which host. Once an answer came it no longer interferes:
-stalls and retries are bounded by ``read`` and ``RetryPolicy`` then.
+what waits, for which host, and what is happening: the host refused N connections
+and they are being retried, or no answer came yet. The work reports both to its
+:class:`FirstAnswer`. Once an answer came it no longer interferes: stalls and
+retries are bounded by ``read`` and ``RetryPolicy`` then.
 """
 
 from __future__ import annotations
@@ -22,16 +24,37 @@ from yarl import URL
 
 from ..config import Timeouts
 from ..errors import TransferTimeoutError
+from .hostconn import refused_connection
 
-__all__ = ("until_answered",)
+__all__ = ("FirstAnswer", "until_answered")
 
 _log = logging.getLogger("asynchub")
 T = TypeVar("T")
 
 
+class FirstAnswer:
+    """Whether a server answered yet, and how many connections were refused before."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+        self.refused = 0
+
+    def set(self) -> None:
+        """A server answered (any HTTP response), or no network is involved."""
+        self._event.set()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def failed(self, err: BaseException) -> None:
+        """A request failed: count it if the host refused the connection."""
+        if not self.is_set() and refused_connection(err):
+            self.refused += 1
+
+
 async def until_answered(
     work: Coroutine[Any, Any, T],
-    answered: asyncio.Event,
+    answered: FirstAnswer,
     timeouts: Timeouts,
     label: str,
     url: Callable[[], str],
@@ -54,19 +77,37 @@ async def until_answered(
                 await _cancel(child)
                 raise _timeout(label, url(), limit)
             await asyncio.wait({child}, timeout=min(left, every))
-            if not child.done() and not answered.is_set() and end - loop.time() > 0:
-                _log.warning(
-                    "still waiting for %r: no answer from %s after %.0f s "
-                    "(connecting or waiting for the response; gives up after %g s)",
-                    label,
-                    _host(url()),
-                    limit - (end - loop.time()),
-                    limit,
-                )
+            left = end - loop.time()
+            if not child.done() and not answered.is_set() and left > 0:
+                _notice(label, url(), answered.refused, limit - left, limit)
         return child.result()
     except asyncio.CancelledError:
         await _cancel(child)
         raise
+
+
+def _notice(label: str, url: str, refused: int, waited: float, limit: float) -> None:
+    """The "still waiting" warning, saying what is happening."""
+    host, after = _host(url), f"gives up after {limit:g} s"
+    if refused:
+        many = "connection" if refused == 1 else "connections"
+        _log.warning(
+            "still waiting for %r: %s refused %d %s; retrying (%s)",
+            label,
+            host,
+            refused,
+            many,
+            after,
+        )
+        return
+    _log.warning(
+        "still waiting for %r: no answer from %s for %.0f s "
+        "(connecting or waiting for the response; %s)",
+        label,
+        host,
+        waited,
+        after,
+    )
 
 
 def _timeout(label: str, url: str, limit: float) -> TransferTimeoutError:

@@ -24,7 +24,7 @@ from ..config import HubConfig
 from ..errors import AsyncHubError, TransferError, UnexpectedContentError
 from .admission import Admission
 from .context import Context
-from .deadline import until_answered
+from .deadline import FirstAnswer, until_answered
 from .failures import is_retryable, status_error
 from .http import Http, bearer_tokens, iter_body, make_session, parse_content_range
 from .job import FileJob
@@ -223,7 +223,7 @@ class Engine:
         limit = max_bytes if max_bytes is not None else self._manifest_cap()
         if url.startswith("file:"):
             return await self.ctx.run(_read_local, url, limit)
-        answered = asyncio.Event()
+        answered = FirstAnswer()
         work = self._get_retrying(url, headers, limit, answered)
         timeouts = self.config.timeouts
         return await until_answered(work, answered, timeouts, url, lambda: url)
@@ -233,13 +233,14 @@ class Engine:
         url: str,
         headers: Mapping[str, str] | None,
         limit: int,
-        answered: asyncio.Event,
+        answered: FirstAnswer,
     ) -> BytesResponse:
         backoff = Backoff(self.config.retry)
         while True:
             try:
                 return await self._get_once(url, headers, limit, answered)
             except TransferError as err:
+                answered.failed(err)
                 if not is_retryable(err, backoff.policy):
                     raise
                 await backoff.wait_or_raise(err)
@@ -252,7 +253,7 @@ class Engine:
         url: str,
         headers: Mapping[str, str] | None,
         limit: int,
-        answered: asyncio.Event,
+        answered: FirstAnswer,
     ) -> BytesResponse:
         async with self.ctx.http.get(url, headers) as response:
             answered.set()

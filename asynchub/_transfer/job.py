@@ -23,7 +23,6 @@ from typing import Any
 
 import anyio
 
-from ..cache import sha256_file
 from ..errors import (
     AsyncHubError,
     CacheError,
@@ -35,8 +34,9 @@ from ..errors import (
     UnexpectedContentError,
 )
 from .aio import drain
+from .assembler import sha256_file
 from .context import Context
-from .deadline import until_answered
+from .deadline import FirstAnswer, until_answered
 from .download import Download, Restart, Tail
 from .failures import disk_error, is_retryable
 from .local import copy_local
@@ -72,7 +72,7 @@ class FileJob:
         self.bodies = 0  # bodies the last download was assembled from
         self.tail: Tail | None = None  # the last batch, written when sealing
         self._last_event = 0.0
-        self.answered = asyncio.Event()  # a server answered: see ._deadline
+        self.answered = FirstAnswer()  # a server answered: see .deadline
         self.url = spec.urls[0] if spec.urls else ""  # the URL being tried
 
     async def run(self) -> FileResult:
@@ -218,12 +218,12 @@ class FileJob:
                 pending=self.pending,
                 on_bytes=self._on_bytes,
                 on_reset=self._on_reset,
-                on_answer=self.answered.set,
+                answer=self.answered,
             )
             try:
-                total = await download.run()
-                self.bodies, self.tail = download.bodies, download.tail
-                return total
+                fetched = await download.run()
+                self.bodies, self.tail = fetched.bodies, fetched.tail
+                return fetched.total
             except Restart as restart:
                 use_ranges = use_ranges and not restart.ranges_broken
                 reason = restart.reason

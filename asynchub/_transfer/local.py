@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
 from ..errors import RemoteFileNotFoundError, TransferError
-from .hashing import Assembler
+from .assembler import Assembler
 
 __all__ = ("COPY_SIZE", "copy_local", "local_path")
 

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from .._safe_fs import Folder, NotRegularFileError
 from ..errors import CacheError
-from .hashing import Assembler, Intervals
+from .assembler import Assembler, Intervals
 from .lockfile import TargetLock
 
 __all__ = (

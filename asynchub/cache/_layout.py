@@ -27,7 +27,8 @@ from pathlib import Path
 
 import anyio
 
-from .._safe_fs import Folder, open_regular, read_regular
+from .._safe_fs import Folder, read_regular
+from .._transfer import sha256_file
 from ..errors import CacheError, DiskFullError, ReadOnlyCacheError, UnsafePathError
 
 __all__ = (
@@ -43,7 +44,6 @@ __all__ = (
 
 STATE_DIR = ".asynchub"
 _log = logging.getLogger("asynchub")
-_HASH_BLOCK = 1024 * 1024
 _MAX_MARKER = 64 * 1024
 #: The shape of a hashed cache name: ``<sha256>_``. Only a file's own name may have
 #: it, and only when its entry has that SHA-256 (see :func:`cache_path`).
@@ -71,16 +71,6 @@ def cache_path(root: Path, path: str, sha: str | None) -> Path:
             "rename the path in the manifest",
         )
     return root.joinpath(*dirs, f"{sha}_{name}" if sha else name)
-
-
-def sha256_file(path: Path) -> str:
-    """SHA-256 of a regular file, read in 1 MiB blocks (blocking: call it in a
-    thread). A link, FIFO or device at ``path`` raises NotRegularFileError."""
-    digest = hashlib.sha256()
-    with os.fdopen(open_regular(path), "rb") as file:
-        while block := file.read(_HASH_BLOCK):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _marker_path(root: Path, file: Path) -> Path:

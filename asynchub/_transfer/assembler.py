@@ -1,11 +1,12 @@
-"""Write parts at their offsets and hash the file in order as its prefix grows.
+"""The file writer and the hasher: parts written at their offsets, hashed in order.
 
 SHA-256 cannot be parallelised, so the :class:`Assembler` keeps a watermark
 ``hashed``: bytes written at the watermark are hashed straight from the buffer; when a
 write closes a gap, the parts already on disk beyond it are read back (from the page
 cache) and hashed, and the watermark jumps. All methods run in worker threads
 (``hashlib`` releases the GIL), never on the event loop; one lock keeps the hasher
-consistent, while ``pwrite`` itself runs outside it.
+consistent, while ``pwrite`` itself runs outside it. :func:`sha256_file` hashes a
+file already on disk (the cache uses it too).
 """
 
 from __future__ import annotations
@@ -15,14 +16,27 @@ import hashlib
 import os
 import threading
 from collections.abc import Iterable
+from pathlib import Path
 
-__all__ = ("BATCH_SIZE", "Assembler", "BufferPool", "Intervals")
+from .._safe_fs import open_regular
+
+__all__ = ("BATCH_SIZE", "Assembler", "BufferPool", "Intervals", "sha256_file")
 
 BATCH_SIZE = 1024 * 1024
 """Bytes a stream gathers before one thread hop (write + hash)."""
 
 READBACK_SIZE = 1024 * 1024
 """Chunk size when hashing bytes back from disk (resume, out-of-order parts)."""
+
+
+def sha256_file(path: Path) -> str:
+    """SHA-256 of a regular file, read in 1 MiB blocks (blocking: call it in a
+    thread). A link, FIFO or device at ``path`` raises NotRegularFileError."""
+    digest = hashlib.sha256()
+    with os.fdopen(open_regular(path), "rb") as file:
+        while block := file.read(READBACK_SIZE):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 class BufferPool:

@@ -1,0 +1,105 @@
+"""The byte ranges of one download: segments being fetched and the queue of parts.
+
+Pure bookkeeping, no I/O: :class:`Segment` is one range in flight, :class:`Parts`
+the ranges still to fetch, cut into parts only as workers take them.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .stream import Batch
+
+__all__ = ("Parts", "Segment", "count_parts", "split_ranges", "subtract")
+
+
+@dataclass
+class Segment:
+    """A byte range ``[start, end)`` being fetched; ``pos`` is the next byte.
+
+    ``answered``: the segment's current request got a response (a connection
+    refused or reset before one is a refusal, see :mod:`.hostconn`).
+    """
+
+    start: int
+    end: int | None
+    pos: int
+    whole: bool = False
+    finished: bool = False
+    answered: bool = False
+    pending: tuple[concurrent.futures.Future[None], Batch] | None = None
+    flushed_at: float = field(default_factory=time.monotonic)
+
+    @property
+    def done(self) -> bool:
+        return self.finished or (self.end is not None and self.pos >= self.end)
+
+
+class Parts:
+    """The ranges still to fetch, cut into parts only as workers take them.
+
+    Memory is in proportion to the number of gaps (what is on disk), never to a
+    size the manifest or the server claims: a 10**14-byte claim was 6 million
+    segments (915 MiB) planned before the first request.
+    """
+
+    def __init__(self, part: int) -> None:
+        self.part = part
+        self._gaps: deque[tuple[int, int]] = deque()
+
+    def extend(self, gaps: list[tuple[int, int]]) -> None:
+        self._gaps.extend((a, b) for a, b in gaps if a < b)
+
+    def pop(self) -> Segment | None:
+        """The next part, or None when nothing is left."""
+        if not self._gaps:
+            return None
+        start, end = self._gaps.popleft()
+        cut = min(end, start + self.part)
+        if cut < end:
+            self._gaps.appendleft((cut, end))
+        return Segment(start, cut, start)
+
+    def give_back(self, start: int, end: int) -> None:
+        """Put a range a worker could not finish back in front of the others."""
+        if start < end:
+            self._gaps.appendleft((start, end))
+
+    def clear(self) -> None:
+        self._gaps.clear()
+
+    def __bool__(self) -> bool:
+        return bool(self._gaps)
+
+
+def count_parts(gaps: list[tuple[int, int]], part: int) -> int:
+    """How many parts of at most ``part`` bytes ``gaps`` make (without making them)."""
+    return sum(-(-(end - start) // part) for start, end in gaps if end > start)
+
+
+def subtract(
+    gaps: list[tuple[int, int]], lo: int, hi: int | None
+) -> list[tuple[int, int]]:
+    """``gaps`` without ``[lo, hi)``."""
+    out: list[tuple[int, int]] = []
+    end_cut = hi if hi is not None else lo
+    for start, end in gaps:
+        if start < lo:
+            out.append((start, min(end, lo)))
+        if end > end_cut:
+            out.append((max(start, end_cut), end))
+    return [(a, b) for a, b in out if a < b]
+
+
+def split_ranges(gaps: list[tuple[int, int]], part: int) -> list[tuple[int, int]]:
+    """Cut each gap into parts of at most ``part`` bytes."""
+    return [
+        (pos, min(pos + part, end))
+        for start, end in gaps
+        for pos in range(start, end, part)
+    ]
