@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 from yarl import URL
 
 from asynchub import HubConfig
+from asynchub._fs import windows_name_problem
 from asynchub._transfer.download import _split_ranges, _subtract
 from asynchub._transfer.hashing import Intervals
 from asynchub._transfer.http import (
@@ -36,7 +37,6 @@ from asynchub._transfer.http import (
     parse_unsatisfied_length,
 )
 from asynchub._transfer.retry import parse_retry_after
-from asynchub._windows_names import windows_name_problem
 from asynchub.cache._archive import _name_problem, _safe_parts
 from asynchub.cache._layout import cache_path
 from asynchub.errors import (

@@ -23,6 +23,7 @@ from typing import Any
 
 import anyio
 
+from .._fs import os_error
 from ..cache import sha256_file
 from ..errors import (
     AsyncHubError,
@@ -38,7 +39,7 @@ from .aio import drain
 from .context import Context
 from .deadline import until_answered
 from .download import Download, Restart, Tail
-from .failures import disk_error, is_retryable
+from .failures import is_retryable
 from .local import copy_local
 from .spec import FileProgress, FileResult, FileSpec, ProgressEvent
 from .state import Partial, activity
@@ -82,7 +83,7 @@ class FileJob:
         except OSError as exc:
             if isinstance(exc, AsyncHubError):
                 raise
-            raise disk_error(exc, self.spec.dest) from exc
+            raise os_error(exc, self.spec.dest) from exc
 
     # lock and partial -------------------------------------------------
     async def _locked(self) -> FileResult:

@@ -31,7 +31,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .._safe_fs import Folder, NotRegularFileError
+from .._fs import Folder, NotRegularFileError, write_in
 from ..errors import CacheError
 from .hashing import Assembler, Intervals
 from .lockfile import TargetLock
@@ -106,7 +106,7 @@ class Partial:
     :meth:`commit`, :meth:`keep` or :meth:`discard`, which also release the lock.
     All methods do blocking I/O and run in worker threads. Every name is used
     relative to ``folder``, opened from the cache root without following links
-    (:mod:`asynchub._safe_fs`).
+    (:mod:`asynchub._fs.safe`).
     """
 
     def __init__(
@@ -504,13 +504,12 @@ def _is_int(value: object) -> bool:
 
 
 def _write_state(folder: Folder, name: str, state: ResumeState) -> None:
-    tmp = name[: -len(STATE_SUFFIX)] + STATE_TMP_SUFFIX
-    folder.unlink(tmp)  # ours from an earlier save, or planted: never opened
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
-    fd = folder.open_file(tmp, flags, 0o644)
-    with os.fdopen(fd, "wb") as file:
-        file.write(json.dumps(asdict(state)).encode("utf-8"))
-    folder.rename(tmp, name)
+    """Replace the sidecar atomically: no fsync (it is rewritten about once a
+    second, and a stale one only resumes less), the creation mode; its temp file
+    has a fixed name, with a suffix ``cache prune`` knows."""
+    temp = name[: -len(STATE_SUFFIX)] + STATE_TMP_SUFFIX
+    data = json.dumps(asdict(state)).encode("utf-8")
+    write_in(folder, name, data, fsync=False, mode=None, temp=temp)
 
 
 def fsync_dir(folder: Path) -> None:

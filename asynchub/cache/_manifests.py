@@ -20,7 +20,7 @@ from urllib.parse import unquote, urlsplit
 
 import anyio
 
-from .._safe_fs import read_regular
+from .._fs import read_regular
 from .._transfer import Engine
 from ..config import HubConfig
 from ..errors import (

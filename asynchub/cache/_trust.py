@@ -21,7 +21,7 @@ import json
 import os
 from pathlib import Path
 
-from .._safe_fs import read_regular
+from .._fs import read_regular
 from ..config import HubConfig
 from ..errors import ConfigError, RepoSpecError
 from ..sources import Source, resolve_repo
