@@ -174,7 +174,9 @@ class OpsetNotFoundError(ModelNotFoundError):
 class TransferError(AsyncHubError):
     """Raised when a file could not be transferred."""
 
-    default_hint = "check the URL and your network, then run again to resume"
+    default_hint: str | None = (
+        "check the URL and your network, then run again to resume"
+    )
 
     def __init__(
         self, message: str, *, url: str | None = None, hint: str | None = None
