@@ -48,9 +48,9 @@ from .http import (
     parse_unsatisfied_length,
     require_identity,
 )
+from .partial import Partial
 from .retry import Backoff, parse_retry_after
 from .spec import FileSpec
-from .state import Partial
 from .verify import HEAD_SIZE, check_announced_size
 
 _log = logging.getLogger("asynchub")

@@ -41,8 +41,9 @@ from .deadline import until_answered
 from .download import Download, Restart, Tail
 from .failures import is_retryable
 from .local import copy_local
+from .partial import Partial
 from .spec import FileProgress, FileResult, FileSpec, ProgressEvent
-from .state import Partial, activity
+from .state import activity
 from .verify import HEAD_SIZE, verify
 
 __all__ = ("FileJob",)
