@@ -30,7 +30,7 @@ from ..errors import (
     UntrustedRepoError,
 )
 from ..manifest import Manifest
-from ..sources import Source, github, hf_manifest
+from ..sources import MANIFEST_NAME, Source, github, hf_manifest
 from ._layout import STATE_DIR, write_atomic
 from ._trust import is_allowlisted
 
@@ -52,9 +52,7 @@ def _warn_once(key: str, message: str) -> None:
 
 def shipped_manifest_bytes() -> bytes:
     """The official zoo's manifest as shipped inside the package."""
-    return (
-        resources.files("asynchub") / "data" / "ONNX_HUB_MANIFEST.json"
-    ).read_bytes()
+    return (resources.files("asynchub") / "data" / MANIFEST_NAME).read_bytes()
 
 
 class ManifestStore:
