@@ -1,4 +1,4 @@
-"""Fetch one HTTP URL into a :class:`~.state.Partial`: probe, plan parts, stream.
+"""Fetch one HTTP URL into a :class:`~.partial.Partial`: probe, plan parts, stream.
 
 The first request (the *probe*) asks for the first missing range (or the whole file
 when it is small or its size unknown). Its answer fixes the plan:
