@@ -1,12 +1,27 @@
-"""Merge a preprocessing model into a network model (``load_composite_model``)."""
+"""Load a preprocessing and a network model, and merge them (``load_composite_model``).
+
+Every failure is an asynchub error: the first load that fails is raised as itself
+(not inside an ExceptionGroup), a model declined at the trust prompt is a
+:class:`~asynchub.errors.CompositeLoadError` (onnx.hub's RuntimeError), and models
+that cannot be merged are a :class:`~asynchub.errors.CompositeMergeError`
+(onnx.hub's ValueError).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
+import anyio
 import onnx
 import onnx.compose
 import onnx.version_converter
 
-__all__ = ("merge_composite",)
+from .errors import CompositeLoadError, CompositeMergeError
+
+__all__ = ("Loader", "load_pair", "merge_composite")
+
+Loader = Callable[[str, str], Awaitable[onnx.ModelProto | None]]
+"""Loads ``(model, repo)``; None when the repo was declined at the trust prompt."""
 
 _DEFAULT = "ai.onnx"
 
@@ -25,7 +40,7 @@ def _check_domains(
     """
     for domain in (net.keys() & pre.keys()) - {_DEFAULT}:
         if net[domain] != pre[domain]:
-            raise ValueError(
+            raise CompositeMergeError(
                 f"Can not merge {names[1]} and {names[0]} because they contain "
                 f"different opset versions for domain {domain} ({pre[domain]} and "
                 f"{net[domain]}). Only the default domain can be automatically "
@@ -33,11 +48,56 @@ def _check_domains(
             )
 
 
-def _upgrade(model: onnx.ModelProto, version: int, ir_version: int) -> onnx.ModelProto:
-    converted = onnx.version_converter.convert_version(model, version)
-    converted.ir_version = max(converted.ir_version, ir_version)
-    onnx.checker.check_model(converted)
+def _upgrade(
+    model: onnx.ModelProto, version: int, ir_version: int, name: str
+) -> onnx.ModelProto:
+    """``model`` converted to opset ``version`` (and at least IR ``ir_version``)."""
+    try:
+        converted = onnx.version_converter.convert_version(model, version)
+        converted.ir_version = max(converted.ir_version, ir_version)
+        onnx.checker.check_model(converted)
+    except Exception as err:  # onnx raises ConvertError, ValidationError, ...
+        raise CompositeMergeError(
+            f"Can not convert {name} to opset {version}: {err}"
+        ) from err
     return converted
+
+
+async def load_pair(
+    load: Loader, network: tuple[str, str], preprocessing: tuple[str, str]
+) -> tuple[onnx.ModelProto, onnx.ModelProto]:
+    """Load ``(model, repo)`` pairs concurrently; the network and the preprocessing.
+
+    The first failure cancels the other load and is raised as itself; when both
+    fail, the preprocessing model's error (onnx.hub loaded it first).
+    """
+    loaded: dict[str, onnx.ModelProto | None] = {}
+    failed: dict[str, Exception] = {}
+
+    async def one(key: str, name: str, repo: str) -> None:
+        try:
+            loaded[key] = await load(name, repo)
+        except Exception as err:  # re-raised below, outside the task group
+            failed[key] = err
+            group.cancel_scope.cancel()
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(one, "pre", *preprocessing)
+        group.start_soon(one, "net", *network)
+    for key in ("pre", "net"):
+        if key in failed:
+            raise failed[key]
+    return _model(loaded, "net", network[0]), _model(loaded, "pre", preprocessing[0])
+
+
+def _model(
+    loaded: dict[str, onnx.ModelProto | None], key: str, name: str
+) -> onnx.ModelProto:
+    model = loaded.get(key)
+    if model is None:
+        which = "preprocessing" if key == "pre" else "network"
+        raise CompositeLoadError(f"Could not load the {which} model: {name}")
+    return model
 
 
 def merge_composite(
@@ -55,11 +115,16 @@ def merge_composite(
     _check_domains(net_v, pre_v, names)
     net_opset, pre_opset = net_v.get(_DEFAULT, -1), pre_v.get(_DEFAULT, -1)
     if pre_opset > net_opset:
-        network = _upgrade(network, pre_opset, preprocessing.ir_version)
+        network = _upgrade(network, pre_opset, preprocessing.ir_version, names[0])
     elif net_opset > pre_opset:
-        preprocessing = _upgrade(preprocessing, net_opset, network.ir_version)
+        preprocessing = _upgrade(preprocessing, net_opset, network.ir_version, names[1])
     weights = {init.name for init in network.graph.initializer}
     inputs = [i for i in network.graph.input if i.name not in weights]
     outputs = preprocessing.graph.output
     io_map = [(o.name, i.name) for o, i in zip(outputs, inputs, strict=False)]
-    return onnx.compose.merge_models(preprocessing, network, io_map=io_map)
+    try:
+        return onnx.compose.merge_models(preprocessing, network, io_map=io_map)
+    except (ValueError, onnx.checker.ValidationError) as err:  # do not connect
+        raise CompositeMergeError(
+            f"Can not merge {names[1]} into {names[0]}: {err}"
+        ) from err

@@ -3,8 +3,9 @@
 Every error asynchub raises on purpose is an :class:`AsyncHubError`; its message says
 what happened and its ``hint`` says what to do next. Third-party errors (aiohttp,
 ``OSError``) are translated at one boundary each (``_transfer/failures.py`` for the
-network, ``_cache.py`` and ``_transfer`` for the disk), so callers never need to
-catch aiohttp types.
+network, ``_fs/os_errors.py`` for the disk), so callers never need to catch aiohttp
+or ``OSError`` types. Every class has a hint (a class default, which a raise site may
+replace with a more precise one).
 
 Where the old ``onnx.hub`` raised ``AssertionError`` (manifest not found, model not
 found, opset not found, SHA-256 mismatch), the new class also subclasses
@@ -22,16 +23,23 @@ found, opset not found, SHA-256 mismatch), the new class also subclasses
     │   └── OpsetNotFoundError
     ├── TransferError                    .url
     │   ├── HTTPStatusError              .status
+    │   │   ├── RetryableStatusError     .retry_after (408/429/5xx, re-raised when
+    │   │   │                            retries run out)
     │   │   ├── RemoteFileNotFoundError(FileNotFoundError)
     │   │   │   └── ArchiveUnavailableError (no source serves a test-data archive)
     │   │   └── HubAuthError(PermissionError) (gated/private repo, 401/403)
     │   ├── NetworkError(ConnectionError)
-    │   │   └── TransferTimeoutError(TimeoutError)
+    │   │   ├── TransferTimeoutError(TimeoutError)
+    │   │   ├── TLSError                 (certificate or TLS failure, never retried)
+    │   │   └── HostNotFoundError        (the name does not resolve, not retried)
     │   ├── IncompleteTransferError      (body shorter or longer than announced)
     │   ├── RedirectError                (loop, downgrade, non-http scheme)
     │   └── UnexpectedContentError       (LFS pointer or HTML page in place of a file)
     ├── IntegrityError(AssertionError)   .path .expected .actual
     ├── ArchiveError(ValueError)         (hostile or oversized tarball)
+    ├── CompositeError                   (load_composite_model)
+    │   ├── CompositeLoadError(RuntimeError)  (a model was declined at the prompt)
+    │   └── CompositeMergeError(ValueError)   (the two models cannot be merged)
     ├── CacheError(OSError)
     │   ├── DiskFullError
     │   ├── ReadOnlyCacheError(PermissionError)
@@ -48,9 +56,13 @@ __all__ = (
     "ArchiveUnavailableError",
     "AsyncHubError",
     "CacheError",
+    "CompositeError",
+    "CompositeLoadError",
+    "CompositeMergeError",
     "ConfigError",
     "DiskFullError",
     "HTTPStatusError",
+    "HostNotFoundError",
     "HubAuthError",
     "IncompleteTransferError",
     "IntegrityError",
@@ -66,6 +78,8 @@ __all__ = (
     "RedirectError",
     "RemoteFileNotFoundError",
     "RepoSpecError",
+    "RetryableStatusError",
+    "TLSError",
     "TransferError",
     "TransferTimeoutError",
     "UnexpectedContentError",
@@ -94,6 +108,10 @@ class AsyncHubError(Exception):
 class ConfigError(AsyncHubError, ValueError):
     """Raised when a configuration value or environment variable is invalid."""
 
+    default_hint = (
+        "fix the value (see 'asynchub --help' and the ASYNCHUB_* variables) or unset it"
+    )
+
 
 class RepoSpecError(AsyncHubError, ValueError):
     """Raised when a ``repo`` string is neither owner/name[:ref], a URL nor a folder."""
@@ -113,6 +131,8 @@ class UntrustedRepoError(AsyncHubError, PermissionError):
 
 class ManifestError(AsyncHubError):
     """Raised when a manifest cannot be obtained or used."""
+
+    default_hint = "check the repo and its manifest, or report it to its maintainers"
 
 
 class ManifestNotFoundError(ManifestError, AssertionError):
@@ -154,6 +174,10 @@ class OpsetNotFoundError(ModelNotFoundError):
 class TransferError(AsyncHubError):
     """Raised when a file could not be transferred."""
 
+    default_hint: str | None = (
+        "check the URL and your network, then run again to resume"
+    )
+
     def __init__(
         self, message: str, *, url: str | None = None, hint: str | None = None
     ):
@@ -162,7 +186,13 @@ class TransferError(AsyncHubError):
 
 
 class HTTPStatusError(TransferError):
-    """Raised when a server answers with a status that is not retried (or ran out)."""
+    """Raised when a server answers with a status that is not retried (or ran out).
+
+    Without a hint of its own (the raise site's or the class default), the hint
+    follows the status: rate-limited, refused, failing.
+    """
+
+    default_hint: str | None = None  # from the status, unless a subclass has one
 
     def __init__(
         self,
@@ -173,7 +203,33 @@ class HTTPStatusError(TransferError):
         hint: str | None = None,
     ) -> None:
         self.status = status
+        if hint is None and self.default_hint is None:
+            hint = _status_hint(status)
         super().__init__(message, url=url, hint=hint)
+
+
+def _status_hint(status: int) -> str:
+    """What to do about an HTTP status that is not a usable answer."""
+    if status == 429:
+        return "the server is rate-limiting; wait a few minutes and run again"
+    if status in (401, 403):
+        return "the file is private, or the host is rate-limiting (403); check access"
+    if status >= 500:
+        return "the server is failing; run again later to resume"
+    return "the server refused the request; check the URL"
+
+
+class RetryableStatusError(HTTPStatusError):
+    """A 408/429/5xx answer, retried with backoff; ``retry_after`` in seconds.
+
+    Re-raised as it is when the retries run out.
+    """
+
+    def __init__(
+        self, message: str, *, status: int, url: str, retry_after: float | None
+    ) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, status=status, url=url, hint=_status_hint(status))
 
 
 class RemoteFileNotFoundError(HTTPStatusError, FileNotFoundError):
@@ -222,6 +278,22 @@ class TransferTimeoutError(NetworkError, TimeoutError):
     )
 
 
+class TLSError(NetworkError):
+    """A certificate or TLS failure: never retried, never retried insecurely."""
+
+    default_hint = (
+        "check the server certificate and the system CA store; asynchub never "
+        "falls back to an unverified connection"
+    )
+
+
+class HostNotFoundError(NetworkError):
+    """The host name does not resolve (not a temporary DNS failure): not retried,
+    so an offline machine falls back to cached or shipped copies at once."""
+
+    default_hint = "check the host name, your DNS and proxy settings, or go offline"
+
+
 class IncompleteTransferError(TransferError):
     """Raised when a body is shorter or longer than announced after every retry."""
 
@@ -236,6 +308,11 @@ class RedirectError(TransferError):
 
 class UnexpectedContentError(TransferError):
     """Raised when a server returns a Git LFS pointer or an HTML page for a file."""
+
+    default_hint = (
+        "the server sent a placeholder, not the file: check the repo's file URLs "
+        "(Git LFS media must be served)"
+    )
 
 
 class IntegrityError(AsyncHubError, AssertionError):
@@ -270,8 +347,37 @@ class ArchiveError(AsyncHubError, ValueError):
     default_hint = "the archive is malformed or hostile; nothing was extracted"
 
 
+class CompositeError(AsyncHubError):
+    """Raised when ``load_composite_model`` cannot produce the merged model."""
+
+    default_hint = "load the two models with load() and merge them with onnx.compose"
+
+
+class CompositeLoadError(CompositeError, RuntimeError):
+    """Raised when one of the two models was not loaded (its repo was declined at
+    the trust prompt); onnx.hub raised RuntimeError here."""
+
+    default_hint = (
+        "answer yes at the prompt, pass silent=True if you trust the repo, or add "
+        "it with 'asynchub trust add REPO'"
+    )
+
+
+class CompositeMergeError(CompositeError, ValueError):
+    """Raised when the two models cannot be merged: a non-default domain at two
+    versions, an opset conversion that fails, or graphs that do not connect;
+    onnx.hub raised ValueError for the first."""
+
+    default_hint = (
+        "convert the models to matching opsets yourself (onnx.version_converter) "
+        "and merge them with onnx.compose.merge_models"
+    )
+
+
 class CacheError(AsyncHubError, OSError):
     """Raised when the cache or mirror folder cannot be written or read."""
+
+    default_hint = "check the folder's permissions and free space"
 
 
 class DiskFullError(CacheError):
@@ -297,6 +403,8 @@ class OfflineCacheMissError(CacheError, FileNotFoundError):
 
 class MirrorError(AsyncHubError):
     """Raised by ``MirrorReport.raise_for_failures()`` when any file failed."""
+
+    default_hint = "see the failures listed; run again to fetch only what is missing"
 
     def __init__(
         self, message: str, *, failures: Sequence[object], hint: str | None = None

@@ -29,8 +29,8 @@ from pydantic import (
     field_validator,
 )
 
+from ._fs import fold_key, windows_name_problem
 from ._suggest import did_you_mean
-from ._windows_names import fold_key, windows_name_problem
 from .errors import (
     ManifestParseError,
     ModelNotFoundError,

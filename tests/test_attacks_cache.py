@@ -227,7 +227,7 @@ async def test_final_name_swapped_for_a_link_at_the_rename_is_refused(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The part is swapped for a link between the last write and the rename."""
-    from asynchub._safe_fs import Folder
+    from asynchub._fs import Folder
 
     outside = tmp_path / "victim.bin"
     outside.write_bytes(SECRET)
@@ -293,7 +293,7 @@ def test_a_folder_swapped_for_a_link_after_it_was_opened_is_not_followed(
     tmp_path: Path,
 ) -> None:
     """openat semantics: names resolve in the folder that was opened and checked."""
-    from asynchub._safe_fs import Folder
+    from asynchub._fs import Folder
 
     root, outside = tmp_path / "cache", tmp_path / "outside"
     (root / "a" / "b").mkdir(parents=True)

@@ -24,7 +24,6 @@ import pytest
 
 from asynchub import AsyncHub
 from asynchub._transfer import Engine, FileSpec
-from asynchub._transfer.failures import TLSError
 from asynchub.cache._layout import cache_path
 from asynchub.errors import (
     HTTPStatusError,
@@ -33,6 +32,7 @@ from asynchub.errors import (
     NetworkError,
     RedirectError,
     RemoteFileNotFoundError,
+    TLSError,
     TransferError,
     UnexpectedContentError,
 )

@@ -13,7 +13,6 @@ from onnx import TensorProto, helper, numpy_helper
 
 from asynchub.errors import ManifestError
 from asynchub.hosting._build import (
-    MANIFEST_NAME,
     build_manifest,
     folder_tags,
     onnx_release,
@@ -21,6 +20,7 @@ from asynchub.hosting._build import (
     write_manifest,
 )
 from asynchub.manifest import Manifest
+from asynchub.sources import MANIFEST_NAME
 
 FLOAT = TensorProto.FLOAT
 

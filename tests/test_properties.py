@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 from yarl import URL
 
 from asynchub import HubConfig
+from asynchub._fs import windows_name_problem
 from asynchub._transfer.assembler import Intervals
 from asynchub._transfer.http import (
     ContentRange,
@@ -37,7 +38,6 @@ from asynchub._transfer.http import (
 from asynchub._transfer.parts import split_ranges as _split_ranges
 from asynchub._transfer.parts import subtract as _subtract
 from asynchub._transfer.retry import parse_retry_after
-from asynchub._windows_names import windows_name_problem
 from asynchub.cache._archive import _name_problem, _safe_parts
 from asynchub.cache._layout import cache_path
 from asynchub.errors import (

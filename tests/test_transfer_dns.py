@@ -8,9 +8,9 @@ import aiohttp
 import pytest
 from aiohttp.client_reqrep import ConnectionKey
 
-from asynchub._transfer.failures import HostNotFoundError, is_retryable, network_error
+from asynchub._transfer.failures import is_retryable, network_error
 from asynchub.config import RetryPolicy
-from asynchub.errors import NetworkError
+from asynchub.errors import HostNotFoundError, NetworkError
 
 
 def _dns_error(code: int) -> aiohttp.ClientConnectorDNSError:

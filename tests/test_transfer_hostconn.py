@@ -15,10 +15,9 @@ import pytest
 from aiohttp import web
 
 from asynchub._transfer import Engine, FileSpec
-from asynchub._transfer.failures import RetryableStatusError
 from asynchub._transfer.hostconn import HostConnections, is_refusal
 from asynchub.config import Limits
-from asynchub.errors import HTTPStatusError
+from asynchub.errors import HTTPStatusError, RetryableStatusError
 
 from ._server_fixtures import PART, small_config
 

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from asynchub._transfer import Engine, FileSpec
-from asynchub._transfer.state import PART_SUFFIX, STATE_SUFFIX, Partial
+from asynchub._transfer.partial import Partial
+from asynchub._transfer.state import PART_SUFFIX, STATE_SUFFIX
 from asynchub.config import HubConfig
 
 from ._server_fixtures import PART, fast_config, file_server, small_config

@@ -16,7 +16,8 @@ from asynchub._transfer import state as state_module
 from asynchub._transfer.admission import Admission
 from asynchub._transfer.lockfile import TargetLock, is_held
 from asynchub._transfer.netenv import NetEnv
-from asynchub._transfer.state import LOCK_SUFFIX, STATE_SUFFIX, Partial
+from asynchub._transfer.partial import Partial
+from asynchub._transfer.state import LOCK_SUFFIX, STATE_SUFFIX
 
 from ._server_fixtures import PART, fast_config, file_server, small_config
 from .servers import Behavior, FileServer

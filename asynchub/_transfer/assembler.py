@@ -18,7 +18,7 @@ import threading
 from collections.abc import Iterable
 from pathlib import Path
 
-from .._safe_fs import open_regular
+from .._fs import open_regular
 
 __all__ = ("BATCH_SIZE", "Assembler", "BufferPool", "Intervals", "sha256_file")
 

@@ -1,4 +1,4 @@
-"""Fetch one HTTP URL into a :class:`~.state.Partial`: probe, plan parts, stream.
+"""Fetch one HTTP URL into a :class:`~.partial.Partial`: probe, plan parts, stream.
 
 The first request (the *probe*, :mod:`.probe`) asks for the first missing range
 (:mod:`.resume`), or the whole file when it is small or its size unknown. Its answer
@@ -25,11 +25,11 @@ from .aio import drain, gather_or_cancel
 from .context import Context
 from .deadline import FirstAnswer
 from .hostconn import Connection, Verdict
+from .partial import Partial
 from .parts import Parts, Segment, count_parts
 from .probe import Probe, Restart
 from .resume import BackedOff, Route, fetch_resuming, first_segment
 from .spec import FileSpec
-from .state import Partial
 from .stream import BodyWriter, Tail
 
 __all__ = ("Download", "Fetched", "Restart", "Tail")

@@ -30,6 +30,7 @@ from .http import Http, bearer_tokens, iter_body, make_session, parse_content_ra
 from .job import FileJob
 from .local import local_path
 from .netenv import NetEnv
+from .partial import fsync_dir
 from .retry import Backoff, parse_retry_after
 from .spec import (
     BytesResponse,
@@ -41,7 +42,6 @@ from .spec import (
     ProgressCallback,
     ProgressEvent,
 )
-from .state import fsync_dir
 
 __all__ = ("WORKER_THREADS", "Engine")
 

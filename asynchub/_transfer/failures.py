@@ -1,38 +1,33 @@
-"""Translate aiohttp and OS errors into asynchub errors, in one place.
+"""Translate aiohttp errors and HTTP statuses into asynchub errors, in one place.
 
 Network code catches :data:`NETWORK_EXCEPTIONS` around each aiohttp call and raises
-:func:`network_error`; disk code catches ``OSError`` and raises :func:`disk_error`.
-Nothing outside ``_transfer`` ever sees an aiohttp type.
+:func:`network_error`. Nothing outside ``_transfer`` ever sees an aiohttp type. (Disk
+errors are translated by :func:`asynchub._fs.os_error`.)
 """
 
 from __future__ import annotations
 
 import asyncio
-import errno
 import socket
 import ssl
-from pathlib import Path
 
 import aiohttp
 
 from ..config import RetryPolicy
 from ..errors import (
-    CacheError,
-    DiskFullError,
+    HostNotFoundError,
     HTTPStatusError,
     IncompleteTransferError,
     NetworkError,
-    ReadOnlyCacheError,
     RemoteFileNotFoundError,
+    RetryableStatusError,
+    TLSError,
     TransferError,
     TransferTimeoutError,
 )
 
 __all__ = (
     "NETWORK_EXCEPTIONS",
-    "RetryableStatusError",
-    "TLSError",
-    "disk_error",
     "is_retryable",
     "network_error",
     "status_error",
@@ -44,32 +39,6 @@ NETWORK_EXCEPTIONS: tuple[type[BaseException], ...] = (
     ConnectionError,
 )
 """What an aiohttp request or body read may raise for network reasons."""
-
-
-class TLSError(NetworkError):
-    """A certificate or TLS failure: never retried, never retried insecurely."""
-
-    default_hint = (
-        "check the server certificate and the system CA store; asynchub never "
-        "falls back to an unverified connection"
-    )
-
-
-class HostNotFoundError(NetworkError):
-    """The host name does not resolve (not a temporary DNS failure): not retried,
-    so an offline machine falls back to cached or shipped copies at once."""
-
-    default_hint = "check the host name, your DNS and proxy settings, or go offline"
-
-
-class RetryableStatusError(HTTPStatusError):
-    """A 408/429/5xx answer, retried with backoff; ``retry_after`` in seconds."""
-
-    def __init__(
-        self, message: str, *, status: int, url: str, retry_after: float | None
-    ) -> None:
-        self.retry_after = retry_after
-        super().__init__(message, status=status, url=url, hint=_status_hint(status))
 
 
 def network_error(exc: BaseException, url: str) -> TransferError:
@@ -119,17 +88,7 @@ def status_error(
         return RetryableStatusError(
             message, status=status, url=url, retry_after=retry_after
         )
-    return HTTPStatusError(message, status=status, url=url, hint=_status_hint(status))
-
-
-def _status_hint(status: int) -> str:
-    if status == 429:
-        return "the server is rate-limiting; wait a few minutes and run again"
-    if status in (401, 403):
-        return "the file is private, or the host is rate-limiting (403); check access"
-    if status >= 500:
-        return "the server is failing; run again later to resume"
-    return "the server refused the request; check the URL"
+    return HTTPStatusError(message, status=status, url=url)  # hint from the status
 
 
 def is_retryable(err: BaseException, policy: RetryPolicy) -> bool:
@@ -139,14 +98,3 @@ def is_retryable(err: BaseException, policy: RetryPolicy) -> bool:
     if isinstance(err, (TLSError, HostNotFoundError)):
         return False
     return isinstance(err, (NetworkError, IncompleteTransferError))
-
-
-def disk_error(exc: OSError, path: Path | str) -> CacheError:
-    """The asynchub error for an ``OSError`` raised while writing ``path``."""
-    code = exc.errno
-    if code in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
-        return DiskFullError(f"no space left on the device while writing {path}")
-    if code in (errno.EROFS, errno.EACCES, errno.EPERM):
-        why = exc.strerror or "permission denied"
-        return ReadOnlyCacheError(f"cannot write {path}: {why}")
-    return CacheError(f"cannot write {path}: {exc}")

@@ -23,6 +23,7 @@ from typing import Any
 
 import anyio
 
+from .._fs import os_error
 from ..errors import (
     AsyncHubError,
     CacheError,
@@ -38,10 +39,11 @@ from .assembler import sha256_file
 from .context import Context
 from .deadline import FirstAnswer, until_answered
 from .download import Download, Restart, Tail
-from .failures import disk_error, is_retryable
+from .failures import is_retryable
 from .local import copy_local
+from .partial import Partial
 from .spec import FileProgress, FileResult, FileSpec, ProgressEvent
-from .state import Partial, activity
+from .state import activity
 from .verify import HEAD_SIZE, verify
 
 __all__ = ("FileJob",)
@@ -82,7 +84,7 @@ class FileJob:
         except OSError as exc:
             if isinstance(exc, AsyncHubError):
                 raise
-            raise disk_error(exc, self.spec.dest) from exc
+            raise os_error(exc, self.spec.dest) from exc
 
     # lock and partial -------------------------------------------------
     async def _locked(self) -> FileResult:

@@ -19,7 +19,7 @@ import os
 import sys
 from pathlib import Path
 
-from .._safe_fs import Folder, NotRegularFileError
+from .._fs import Folder, NotRegularFileError
 from ..errors import CacheError
 
 __all__ = ("TargetLock", "is_held")

@@ -24,10 +24,10 @@ from .http import (
     parse_unsatisfied_length,
     require_identity,
 )
+from .partial import Partial
 from .parts import Parts, Segment, subtract
 from .retry import parse_retry_after
 from .spec import FileSpec
-from .state import Partial
 from .verify import HEAD_SIZE, check_announced_size
 
 __all__ = ("Probe", "Restart", "linked_sha256")

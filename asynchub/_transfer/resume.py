@@ -16,10 +16,10 @@ from ..config import Limits, RetryPolicy
 from ..errors import IncompleteTransferError, TransferError
 from .failures import is_retryable
 from .hostconn import Verdict
+from .partial import Partial
 from .parts import Segment
 from .retry import Backoff
 from .spec import FileSpec
-from .state import Partial
 
 __all__ = ("BackedOff", "Route", "fetch_resuming", "first_segment")
 

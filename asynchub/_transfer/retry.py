@@ -18,8 +18,7 @@ from datetime import timezone
 import anyio
 
 from ..config import RetryPolicy
-from ..errors import TransferError
-from .failures import RetryableStatusError
+from ..errors import RetryableStatusError, TransferError
 
 __all__ = ("Backoff", "parse_retry_after")
 

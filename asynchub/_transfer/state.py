@@ -1,11 +1,12 @@
-"""Temporary files beside the destination, and the resume sidecar that explains them.
+"""The names of the temporary files beside a destination, their resume sidecars,
+and who owns them: which leftovers a later run (or ``cache prune``) may claim.
 
 For a destination ``<dir>/<name>`` the engine uses, in ``<dir>``:
 
 - ``<name>.<token>.asynchub-part``  the bytes received so far (unique per owner);
 - ``<name>.<token>.asynchub-state`` JSON: URL, size, validator, ranges on disk,
   first written about a second into the download (a small file never has one);
-- ``<name>.asynchub-lock``          the cross-process lock (:mod:`._lockfile`),
+- ``<name>.asynchub-lock``          the cross-process lock (:mod:`.lockfile`),
   removed again unless a partial is left behind.
 
 A later run finds a previous partial through its state file and *claims* it by
@@ -14,7 +15,8 @@ processes never write the same temporary file even where file locks silently do
 nothing. It looks only when it finds a lock file (a previous owner kept a partial
 or died), or when it has no lock. Correctness never rests on the lock: it rests on
 unique names, SHA-256 verification and ``os.replace``. ``cache prune`` finds
-leftovers by :data:`TEMP_SUFFIXES`.
+leftovers by :data:`TEMP_SUFFIXES`. The temporary file of one job, opened and
+closed, is :class:`~.partial.Partial`.
 """
 
 from __future__ import annotations
@@ -26,15 +28,11 @@ import os
 import secrets
 import socket
 import string
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .._safe_fs import Folder, NotRegularFileError
-from ..errors import CacheError
-from .assembler import Assembler, Intervals
-from .lockfile import TargetLock
+from .._fs import Folder, write_in
 
 __all__ = (
     "LOCK_SUFFIX",
@@ -42,12 +40,17 @@ __all__ = (
     "STATE_SUFFIX",
     "STATE_TMP_SUFFIX",
     "TEMP_SUFFIXES",
-    "Partial",
     "ResumeState",
     "activity",
-    "fsync_dir",
+    "claim_previous",
     "lock_path",
+    "mark_done",
+    "mark_live",
     "may_be_owned",
+    "new_token",
+    "part_name",
+    "state_name",
+    "write_state",
 )
 
 PART_SUFFIX = ".asynchub-part"
@@ -88,220 +91,21 @@ class ResumeState:
 
 
 def lock_path(dest: Path) -> Path:
+    """The cross-process lock file of ``dest``."""
     return dest.with_name(dest.name + LOCK_SUFFIX)
 
 
-def _part(dest: Path, token: str) -> str:
+def part_name(dest: Path, token: str) -> str:
+    """The name of ``dest``'s temporary file owned by ``token``."""
     return f"{dest.name}.{token}{PART_SUFFIX}"
 
 
-def _state(dest: Path, token: str) -> str:
+def state_name(dest: Path, token: str) -> str:
+    """The name of the sidecar of ``dest``'s temporary file owned by ``token``."""
     return f"{dest.name}.{token}{STATE_SUFFIX}"
 
 
-class Partial:
-    """The temporary file and sidecar of one destination, owned by one job.
-
-    Open with :meth:`begin` (lock, then :meth:`open`); then exactly one of
-    :meth:`commit`, :meth:`keep` or :meth:`discard`, which also release the lock.
-    All methods do blocking I/O and run in worker threads. Every name is used
-    relative to ``folder``, opened from the cache root without following links
-    (:mod:`asynchub._safe_fs`).
-    """
-
-    def __init__(
-        self,
-        dest: Path,
-        token: str,
-        state: ResumeState,
-        fd: int,
-        lock: TargetLock | None = None,
-        folder: Folder | None = None,
-    ) -> None:
-        self.dest, self.token, self.state, self.fd = dest, token, state, fd
-        self.lock = lock
-        self.folder = folder if folder is not None else Folder.by_path(dest.parent)
-        self.assembler = Assembler(fd, Intervals(state.done))
-        self.resumed = self.assembler.covered()
-        self.others_left = False  # leftovers of live owners: keep the lock file
-        self.saved = False  # the sidecar exists (first written by save())
-        self._save_lock = threading.Lock()
-        _LIVE_TOKENS.add(token)
-
-    @property
-    def part_path(self) -> Path:
-        return self.dest.with_name(_part(self.dest, self.token))
-
-    @property
-    def state_path(self) -> Path:
-        return self.dest.with_name(_state(self.dest, self.token))
-
-    @classmethod
-    def begin(
-        cls,
-        dest: Path,
-        urls: tuple[str, ...],
-        sha256: str | None,
-        size: int | None,
-        root: Path | None = None,
-        *,
-        locked: bool = True,
-    ) -> Partial | None:
-        """Lock ``dest`` and open its partial; None while another holds the lock.
-
-        The folder is opened from ``root`` (default: ``dest``'s folder) without
-        following links, created as needed. ``locked=False`` skips the lock (a
-        waiter that gave up on a holder that makes no progress).
-        """
-        folder = Folder.open(root or dest.parent, dest.parent)
-        try:
-            name = lock_path(dest).name
-            lock = TargetLock.acquire_in(folder, name) if locked else None
-            if lock is None and locked:
-                folder.close()
-                return None
-            try:
-                return cls.open(dest, urls, sha256, size, lock=lock, folder=folder)
-            except BaseException:
-                if lock is not None:
-                    lock.release(remove=False)
-                raise
-        except BaseException:
-            folder.close()
-            raise
-
-    @classmethod
-    def open(
-        cls,
-        dest: Path,
-        urls: tuple[str, ...],
-        sha256: str | None,
-        size: int | None,
-        lock: TargetLock | None = None,
-        folder: Folder | None = None,
-    ) -> Partial:
-        """Claim the best previous partial for ``dest`` that fits, else start empty.
-
-        With a ``lock`` that was just created, nobody left a partial: no scan. A
-        claimed part that is not a regular file with one link (a planted link,
-        hard link or FIFO) is removed, never opened.
-        """
-        if folder is None:
-            folder = Folder.open(dest.parent, dest.parent)
-        scan = lock is None or lock.existed
-        claimed, others = (None, False)
-        if scan:
-            claimed, others = _claim_previous(folder, dest, urls, sha256, size)
-        fd = -1
-        if claimed is not None:
-            token, state = claimed
-            try:
-                fd = folder.open_file(_part(dest, token), os.O_RDWR)
-            except (NotRegularFileError, FileNotFoundError):
-                folder.unlink(_part(dest, token))
-                folder.unlink(_state(dest, token))
-                claimed = None
-            else:
-                size_now = os.fstat(fd).st_size
-                state.done = Intervals(state.done).clip(size_now).as_list()
-        if claimed is None:
-            token, state = _new_token(), ResumeState(urls[0], sha256)
-            flags = os.O_RDWR | os.O_CREAT | os.O_EXCL
-            fd = folder.open_file(_part(dest, token), flags, 0o644)
-        partial = cls(dest, token, state, fd, lock, folder)
-        partial.others_left = others
-        partial.saved = claimed is not None
-        return partial
-
-    def restart(self, url: str) -> None:
-        """Drop every byte: the remote changed, or another URL is tried."""
-        self.assembler.reset()
-        self.state = ResumeState(url, self.state.sha256)
-        self.resumed = 0
-        self.save()
-
-    def save(self) -> None:
-        """Record the ranges on disk (atomically; cheap, called about once a second)."""
-        with self._save_lock:
-            self.state.done = self.assembler.snapshot()
-            self.state.pid, self.state.host = os.getpid(), _HOST
-            _write_state(self.folder, _state(self.dest, self.token), self.state)
-            self.saved = True
-
-    def sync_data(self) -> None:
-        """Write the bytes received so far to disk (no metadata: fdatasync)."""
-        if self.fd >= 0:
-            getattr(os, "fdatasync", os.fsync)(self.fd)
-
-    def commit(self, size: int, fsync: bool) -> None:
-        """Move the verified file to ``dest`` (its data fsynced first when asked).
-
-        The folder is not fsynced here: a crash may then forget the rename (the
-        file is fetched again), never expose a partial; the engine fsyncs each
-        folder it wrote to once, when it closes (:func:`fsync_dir`).
-        """
-        os.ftruncate(self.fd, size)  # nothing beyond the verified bytes
-        if fsync:
-            os.fsync(self.fd)
-        ours = os.fstat(self.fd)
-        if os.name == "nt":  # Windows renames no open file; elsewhere the open fd
-            self._close()  # keeps our inode (and its number) from being reused
-        try:
-            self.folder.rename(_part(self.dest, self.token), self.dest.name)
-            self._check_final(ours)
-        finally:
-            self._close()
-        self._remove_state()
-        self._unlock(remove=not self.others_left)
-
-    def _check_final(self, ours: os.stat_result) -> None:
-        """The final name must hold the very file we wrote (not a swapped-in link)."""
-        try:
-            now = self.folder.lstat(self.dest.name)
-        except FileNotFoundError:
-            now = None
-        identity = None if now is None else (now.st_ino, now.st_dev, now.st_mode)
-        if identity != (ours.st_ino, ours.st_dev, ours.st_mode):
-            if now is not None:
-                self.folder.unlink(self.dest.name)
-            raise CacheError(
-                f"{self.dest} was replaced while it was being written",
-                hint="another process writes into the cache folder; keep it private",
-            )
-
-    def keep(self) -> None:
-        """Leave the partial, its sidecar and the lock file for a later run."""
-        with contextlib.suppress(OSError):
-            self.save()
-        self._close()
-        self._unlock(remove=False)
-
-    def discard(self) -> None:
-        """Remove the partial and its sidecar."""
-        self._close()
-        self.folder.unlink(_part(self.dest, self.token))
-        self._remove_state()
-        self._unlock(remove=not self.others_left)
-
-    def _close(self) -> None:
-        _LIVE_TOKENS.discard(self.token)
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
-
-    def _remove_state(self) -> None:
-        if self.saved:
-            self.folder.unlink(_state(self.dest, self.token))
-
-    def _unlock(self, *, remove: bool) -> None:
-        try:
-            if self.lock is not None:
-                self.lock.release(remove=remove)
-        finally:
-            self.folder.close()
-
-
-def _claim_previous(
+def claim_previous(
     folder: Folder,
     dest: Path,
     urls: tuple[str, ...],
@@ -328,8 +132,8 @@ def _claim_previous(
         if best is None and _fits(state, urls, sha256, size):
             best = claimed
         else:
-            folder.unlink(_part(dest, token))
-            folder.unlink(_state(dest, token))
+            folder.unlink(part_name(dest, token))
+            folder.unlink(state_name(dest, token))
     return best, others
 
 
@@ -356,10 +160,10 @@ def _remove_orphans(
 ) -> None:
     for mtime, token in parts:
         if token not in with_state and not _token_owner_alive(token, mtime):
-            folder.unlink(_part(dest, token))
+            folder.unlink(part_name(dest, token))
 
 
-def _new_token() -> str:
+def new_token() -> str:
     """``<host tag>-<pid>-<random>``: names the owner even before its sidecar."""
     return f"{_HOST_TAG}-{os.getpid():x}-{secrets.token_hex(6)}"
 
@@ -385,20 +189,20 @@ def _token_pid(token: str) -> int | None:
 
 def _claim(folder: Folder, dest: Path, old: str) -> tuple[str, ResumeState] | None:
     """Atomically rename a dead owner's state and part to a fresh token."""
-    state = _read_state(folder, _state(dest, old))
-    if state is not None and _owner_alive(state, old, folder, _state(dest, old)):
+    state = _read_state(folder, state_name(dest, old))
+    if state is not None and _owner_alive(state, old, folder, state_name(dest, old)):
         return None
-    new = _new_token()
+    new = new_token()
     try:
-        folder.rename(_state(dest, old), _state(dest, new))
+        folder.rename(state_name(dest, old), state_name(dest, new))
     except FileNotFoundError:
         return None  # another process won
     try:
-        folder.rename(_part(dest, old), _part(dest, new))
+        folder.rename(part_name(dest, old), part_name(dest, new))
     except FileNotFoundError:
-        folder.unlink(_state(dest, new))
+        folder.unlink(state_name(dest, new))
         return None
-    state = _read_state(folder, _state(dest, new))
+    state = _read_state(folder, state_name(dest, new))
     return (new, state) if state is not None else (new, ResumeState("", None))
 
 
@@ -503,25 +307,25 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _write_state(folder: Folder, name: str, state: ResumeState) -> None:
-    tmp = name[: -len(STATE_SUFFIX)] + STATE_TMP_SUFFIX
-    folder.unlink(tmp)  # ours from an earlier save, or planted: never opened
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
-    fd = folder.open_file(tmp, flags, 0o644)
-    with os.fdopen(fd, "wb") as file:
-        file.write(json.dumps(asdict(state)).encode("utf-8"))
-    folder.rename(tmp, name)
+def write_state(folder: Folder, dest: Path, token: str, state: ResumeState) -> None:
+    """Replace the sidecar atomically, with this process as its owner.
+
+    No fsync (it is rewritten about once a second, and a stale one only resumes
+    less), the creation mode; its temp file has a fixed name, with a suffix
+    ``cache prune`` knows.
+    """
+    state.pid, state.host = os.getpid(), _HOST
+    name = state_name(dest, token)
+    temp = name[: -len(STATE_SUFFIX)] + STATE_TMP_SUFFIX
+    data = json.dumps(asdict(state)).encode("utf-8")
+    write_in(folder, name, data, fsync=False, mode=None, temp=temp)
 
 
-def fsync_dir(folder: Path) -> None:
-    """Make the renames into ``folder`` durable (best effort)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+def mark_live(token: str) -> None:
+    """Record that a partial of this process uses ``token`` (never claimed)."""
+    _LIVE_TOKENS.add(token)
+
+
+def mark_done(token: str) -> None:
+    """Record that this process no longer writes the partial of ``token``."""
+    _LIVE_TOKENS.discard(token)

@@ -21,9 +21,9 @@ import aiohttp
 from ..errors import IntegrityError, TransferTimeoutError
 from .context import Context
 from .http import iter_body
+from .partial import Partial
 from .parts import Segment
 from .spec import FileSpec
-from .state import Partial
 
 __all__ = ("SAVE_INTERVAL", "Batch", "BodyWriter", "SpeedFloor", "Tail")
 

@@ -1,4 +1,4 @@
-"""What is kept on disk: layout, manifests, trust list, archives, admin.
+"""What is kept on disk: layout, manifests, trust list, archives, scan and admin.
 
 The package's face: every name other packages use is listed here and loaded on first
 use (PEP 562), so importing one module of the package does not import the others.
@@ -10,7 +10,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._admin import CachedItem, RemoveResult, list_cache, remove_model
+    from ._admin import RemoveResult, remove_model
     from ._archive import extract_tarball, find_model_folder
     from ._layout import (
         cache_path,
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
         write_markers,
     )
     from ._manifests import ManifestStore
+    from ._scan import CachedItem, list_cache
     from ._trust import (
         Confirm,
         add_trusted,
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
     )
 
 _LAZY = {
-    "CachedItem": "._admin",
+    "CachedItem": "._scan",
     "ManifestStore": "._manifests",
     "RemoveResult": "._admin",
     "Confirm": "._trust",
@@ -47,7 +48,7 @@ _LAZY = {
     "find_model_folder": "._archive",
     "is_allowlisted": "._trust",
     "is_regular": "._layout",
-    "list_cache": "._admin",
+    "list_cache": "._scan",
     "load_persisted": "._trust",
     "mark_verified": "._layout",
     "os_error": "._layout",

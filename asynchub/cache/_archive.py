@@ -42,8 +42,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from .._safe_fs import read_regular
-from .._windows_names import fold_key, windows_name_problem
+from .._fs import fold_key, read_regular, windows_name_problem
 from ..config import ArchiveLimits
 from ..errors import ArchiveError
 

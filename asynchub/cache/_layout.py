@@ -27,9 +27,10 @@ from pathlib import Path
 
 import anyio
 
-from .._safe_fs import Folder, read_regular
+from .. import _fs
+from .._fs import os_error, read_regular
 from .._transfer import sha256_file
-from ..errors import CacheError, DiskFullError, ReadOnlyCacheError, UnsafePathError
+from ..errors import CacheError, ReadOnlyCacheError, UnsafePathError
 
 __all__ = (
     "STATE_DIR",
@@ -146,23 +147,14 @@ async def mark_verified(root: Path, file: Path, sha: str) -> None:
 
 
 def write_atomic(path: Path, data: bytes, root: Path | None = None) -> None:
-    """Write ``data`` to ``path`` through a temp file and a rename (blocking).
+    """Write a small cache file atomically (blocking), by the cache's rules.
 
-    The folder is opened from ``root`` (default: ``path``'s folder) without
-    following a link below it, and created as needed (:mod:`._safe_fs`).
+    No fsync: a cache file lost in a crash is fetched or re-verified again; the
+    creation mode (``0o644`` less the umask): the cache is the user's own. The
+    folder is opened from ``root`` (default: ``path``'s folder) without following a
+    link below it, and created as needed (:func:`asynchub._fs.write_atomic`).
     """
-    with Folder.open(root or path.parent, path.parent) as folder:
-        folder.write_atomic(path.name, data)
-
-
-def os_error(exc: OSError, path: Path | str, action: str = "write") -> CacheError:
-    """Translate an OSError about the cache into asynchub's error with a hint."""
-    where = f"could not {action} {path}: {exc.strerror or exc}"
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return DiskFullError(where)
-    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-        return ReadOnlyCacheError(where)
-    return CacheError(where, hint="check the folder's permissions and free space")
+    _fs.write_atomic(path, data, fsync=False, mode=None, root=root)
 
 
 def check_writable_root(root: Path) -> None:

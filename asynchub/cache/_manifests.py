@@ -20,7 +20,7 @@ from urllib.parse import unquote, urlsplit
 
 import anyio
 
-from .._safe_fs import read_regular
+from .._fs import read_regular
 from .._transfer import Engine
 from ..config import HubConfig
 from ..errors import (
@@ -29,7 +29,7 @@ from ..errors import (
     TransferError,
 )
 from ..manifest import Manifest
-from ..sources import Source, github, hf_manifest
+from ..sources import MANIFEST_NAME, Source, github, hf_manifest
 from ._layout import STATE_DIR, write_atomic
 from ._trust import admit
 
@@ -51,9 +51,7 @@ def _warn_once(key: str, message: str) -> None:
 
 def shipped_manifest_bytes() -> bytes:
     """The official zoo's manifest as shipped inside the package."""
-    return (
-        resources.files("asynchub") / "data" / "ONNX_HUB_MANIFEST.json"
-    ).read_bytes()
+    return (resources.files("asynchub") / "data" / MANIFEST_NAME).read_bytes()
 
 
 class ManifestStore:

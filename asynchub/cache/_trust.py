@@ -24,7 +24,7 @@ from pathlib import Path
 
 import anyio
 
-from .._safe_fs import read_regular
+from .._fs import read_regular
 from ..config import HubConfig
 from ..errors import ConfigError, RepoSpecError, UntrustedRepoError
 from ..sources import Source, resolve_repo

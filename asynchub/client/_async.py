@@ -244,22 +244,22 @@ class AsyncHub:
         force_reload: bool = False,
         silent: bool = False,
     ) -> onnx.ModelProto | None:
-        """Load a preprocessing and a network model (concurrently) and merge them."""
-        loaded: dict[str, onnx.ModelProto | None] = {}
+        """Load a preprocessing and a network model (concurrently) and merge them.
 
-        async def fetch(key: str, name: str, repo: str) -> None:
-            loaded[key] = await self.load(name, repo, opset, force_reload, silent)
+        Raises the first load's error as itself, CompositeLoadError when a repo was
+        declined at the trust prompt, CompositeMergeError when the models cannot be
+        merged (:mod:`asynchub._composite`).
+        """
+        from .._composite import load_pair
 
-        async with anyio.create_task_group() as group:
-            group.start_soon(fetch, "pre", preprocessing_model, preprocessing_repo)
-            group.start_soon(fetch, "net", network_model, network_repo)
-        pre, net = loaded["pre"], loaded["net"]
-        if pre is None:
-            raise RuntimeError(
-                f"Could not load the preprocessing model: {preprocessing_model}"
-            )
-        if net is None:
-            raise RuntimeError(f"Could not load the network model: {network_model}")
+        async def one(name: str, repo: str) -> onnx.ModelProto | None:
+            return await self.load(name, repo, opset, force_reload, silent)
+
+        net, pre = await load_pair(
+            one,
+            (network_model, network_repo),
+            (preprocessing_model, preprocessing_repo),
+        )
         names = (network_model, preprocessing_model)
         return await anyio.to_thread.run_sync(merge_models, net, pre, names)
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,11 +21,12 @@ from typing import Any
 import onnx
 from onnx import helper
 
+from .._fs import write_atomic
 from ..errors import ManifestError
 from ..manifest import Manifest, ManifestEntry
+from ..sources import MANIFEST_NAME
 
 __all__ = (
-    "MANIFEST_NAME",
     "build_manifest",
     "folder_tags",
     "io_ports",
@@ -35,7 +35,6 @@ __all__ = (
     "write_manifest",
 )
 
-MANIFEST_NAME = "ONNX_HUB_MANIFEST.json"
 _TARBALL_SUFFIX = ".tar.gz"
 _OPSET_SUFFIX = re.compile(r"-\d+$")
 _GENERIC_FOLDERS = frozenset({"model", "models", "validated", "archive"})
@@ -60,7 +59,9 @@ def write_manifest(root: Path, output: Path | None = None) -> Path:
     mix.
     """
     target = output if output is not None else root / MANIFEST_NAME
-    _replace_atomically(target, build_manifest(root).to_json().encode())
+    data = build_manifest(root).to_json().encode()
+    # fsync: the manifest is the product; 0o644: a hub is read by its server's user
+    write_atomic(target, data, fsync=True, mode=0o644)
     return target
 
 
@@ -223,18 +224,3 @@ def type_string(tp: onnx.TypeProto) -> str | None:
         key = onnx.TensorProto.DataType.Name(tp.map_type.key_type).lower()
         return f"map({key},{type_string(tp.map_type.value_type)})"
     return None
-
-
-def _replace_atomically(target: Path, data: bytes) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.chmod(temp, 0o644)
-        os.replace(temp, target)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise

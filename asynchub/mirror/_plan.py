@@ -27,6 +27,7 @@ from ..errors import (
     UnsafePathError,
 )
 from ..manifest import Manifest, ManifestEntry, check_relative_path
+from ..sources import MANIFEST_NAME as _MANIFEST_NAME
 
 __all__ = (
     "PlannedFile",
@@ -41,7 +42,6 @@ __all__ = (
 
 Shard = tuple[int, int]
 _SHARD = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
-_MANIFEST_NAME = "ONNX_HUB_MANIFEST.json"
 
 
 @dataclass(frozen=True)

@@ -10,17 +10,17 @@ then, in mirror mode and only when nothing failed, write the manifest.
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import stat
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import anyio
 
-from .._safe_fs import read_regular
+from .._fs import write_if_changed
 from .._transfer import Engine, FileSpec, ProgressCallback
 from ..cache import (
     Confirm,
@@ -455,28 +455,10 @@ async def _finish_manifest(
                 )
                 return False
     data = Manifest(entries).to_json().encode()
-    await anyio.to_thread.run_sync(_write_if_changed, target.root / MANIFEST_NAME, data)
+    path = target.root / MANIFEST_NAME  # fsync and 0o644: the hub is the product
+    write = partial(write_if_changed, fsync=True, mode=0o644)
+    await anyio.to_thread.run_sync(write, path, data)
     return True
-
-
-def _write_if_changed(path: Path, data: bytes) -> None:
-    """Atomically write a world-readable file, unless it already holds ``data``."""
-    try:
-        if read_regular(path, len(data)) == data:  # never blocks on a FIFO
-            return
-    except (OSError, ValueError):
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
-    try:
-        with open(temp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temp, 0o644)
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
 
 
 def _report(

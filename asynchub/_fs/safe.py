@@ -24,11 +24,10 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import secrets
 import stat
 from pathlib import Path
 
-from .errors import CacheError
+from ..errors import CacheError
 
 __all__ = (
     "Folder",
@@ -145,18 +144,6 @@ class Folder:
             return self.lstat(name).st_mtime
         except OSError:
             return 0.0
-
-    def write_atomic(self, name: str, data: bytes) -> None:
-        """Write ``name`` through a fresh temp file and a rename (blocking)."""
-        tmp = f".{name}.{secrets.token_hex(6)}.tmp"
-        fd = self.open_file(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        try:
-            with os.fdopen(fd, "wb") as file:
-                file.write(data)
-            self.rename(tmp, name)
-        except BaseException:
-            self.unlink(tmp)
-            raise
 
 
 def open_regular(path: Path, flags: int = os.O_RDONLY) -> int:
