@@ -19,23 +19,22 @@ before downloading from an untrusted repo unless ``silent=True``, as onnx.hub di
 from __future__ import annotations
 
 import atexit
+import contextlib
+import os
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
+
+from typing_extensions import Unpack
 
 from . import _sync
 from ._default_hub import aclose, default_client, run_prompting
 from ._defaults import default_config, get_dir, set_dir
 from .cache import CachedItem, RemoveResult, list_cache, remove_model
+from .client import AsyncHub
 from .config import OFFICIAL_REPO
 from .manifest import ModelInfo
-from .mirror import (
-    MirrorPlan,
-    MirrorReport,
-    adownload,
-    amirror,
-    download,
-    mirror,
-)
+from .mirror import HubRunArgs, MirrorPlan, MirrorReport, RunArgs
 
 if TYPE_CHECKING:
     import onnx
@@ -300,6 +299,96 @@ def load_composite_model(
         force_reload,
         silent,
     )
+
+
+# ------------------------------------------------ mirrors and cache fills
+
+
+async def amirror(
+    dest: str | os.PathLike[str],
+    repo: str = OFFICIAL_REPO,
+    **kwargs: Unpack[RunArgs],
+) -> MirrorReport:
+    """Mirror the selected models of ``repo`` into ``dest``, laid out as a hub.
+
+    Runs on the module's default :class:`~asynchub.client.AsyncHub` (the one
+    :func:`aload` uses), or on a client of its own when ``config`` is given; a
+    service holding a client calls :meth:`AsyncHub.mirror` instead. How a run
+    behaves (manifest last, incremental, shards) is told in :mod:`asynchub.mirror`.
+
+    Args:
+        dest: The folder to fill (created if needed).
+        repo: ``owner/name[:ref]``, ``hf://owner/name[@rev]``, an http(s) URL or a
+            local folder.
+        **kwargs: ``selection=`` a :class:`~asynchub.mirror.Selection`, or its
+            fields as shortcuts (``models``, ``tags``, ``opsets``, ``latest_only``,
+            ``with_data``, ``include``, ``exclude``, ``shard``); the
+            :class:`~asynchub.mirror.Switches`
+            (``verify_existing``, ``check_space``, ``dry_run``, ``silent``,
+            ``force``); ``config`` (limits, timeouts, trust; the module defaults when
+            None); ``progress`` (every file's progress events, on the event loop);
+            ``on_plan`` (called once with the :class:`~asynchub.mirror.MirrorPlan`
+            before fetching).
+
+    Returns:
+        The report; call ``raise_for_failures()`` to turn failures into an error.
+
+    Raises:
+        ModelNotFoundError, OpsetNotFoundError: A named model or opset is absent.
+        ManifestError: The repo's manifest is missing or malformed.
+        UntrustedRepoError: The repo is untrusted and ``silent`` is False.
+        DiskFullError: Not enough free space (when ``check_space``).
+        ConfigError: ``shard`` is malformed.
+        TypeError: An unknown keyword (the message names the closest one).
+    """
+    async with _hub_for(kwargs) as (hub, rest):
+        return await hub.mirror(dest, repo, **rest)
+
+
+async def adownload(
+    repo: str = OFFICIAL_REPO, **kwargs: Unpack[RunArgs]
+) -> MirrorReport:
+    """Fill the local cache with the selected models, so ``load`` works offline.
+
+    Takes the same keywords as :func:`amirror`; files go to the cache
+    (``config.cache_dir`` or the onnx.hub default) in onnx.hub's layout and are
+    marked verified. Tarballs are cached (not extracted) when ``with_data``
+    (default False here); ``download_model_with_test_data`` extracts them later
+    without the network.
+
+    Raises:
+        The same errors as :func:`amirror`.
+    """
+    async with _hub_for(kwargs) as (hub, rest):
+        return await hub.download(repo, **rest)
+
+
+def mirror(
+    dest: str | os.PathLike[str],
+    repo: str = OFFICIAL_REPO,
+    **kwargs: Unpack[RunArgs],
+) -> MirrorReport:
+    """Sync twin of :func:`amirror` (callbacks run on asynchub's loop thread)."""
+    return _sync.run(amirror, dest, repo, **kwargs)
+
+
+def download(repo: str = OFFICIAL_REPO, **kwargs: Unpack[RunArgs]) -> MirrorReport:
+    """Sync twin of :func:`adownload` (callbacks run on asynchub's loop thread)."""
+    return _sync.run(adownload, repo, **kwargs)
+
+
+@contextlib.asynccontextmanager
+async def _hub_for(
+    kwargs: RunArgs,
+) -> AsyncIterator[tuple[AsyncHub, HubRunArgs]]:
+    """The client a module call runs on, and the keywords it passes on."""
+    config = kwargs.get("config")
+    rest = cast(HubRunArgs, {k: v for k, v in kwargs.items() if k != "config"})
+    if config is None:
+        yield await default_client(), rest
+        return
+    async with AsyncHub(config) as hub:
+        yield hub, rest
 
 
 def _verify_repo_ref(repo: str) -> bool:

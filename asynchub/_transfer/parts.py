@@ -10,12 +10,27 @@ import concurrent.futures
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from .stream import Batch
+__all__ = ("Batch", "Parts", "Segment", "count_parts", "split_ranges", "subtract")
 
-__all__ = ("Parts", "Segment", "count_parts", "split_ranges", "subtract")
+
+@dataclass
+class Batch:
+    """A fixed buffer being filled from the network before one thread hop."""
+
+    buf: bytearray
+    size: int = 0
+
+    @property
+    def full(self) -> bool:
+        return self.size == len(self.buf)
+
+    def fill(self, view: memoryview) -> memoryview:
+        """Copy as much of ``view`` as fits; return the rest."""
+        take = min(len(view), len(self.buf) - self.size)
+        self.buf[self.size : self.size + take] = view[:take]
+        self.size += take
+        return view[take:]
 
 
 @dataclass

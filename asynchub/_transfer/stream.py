@@ -22,10 +22,10 @@ from ..errors import IntegrityError, TransferTimeoutError
 from .context import Context
 from .http import iter_body
 from .partial import Partial
-from .parts import Segment
+from .parts import Batch, Segment
 from .spec import FileSpec
 
-__all__ = ("SAVE_INTERVAL", "Batch", "BodyWriter", "SpeedFloor", "Tail")
+__all__ = ("SAVE_INTERVAL", "BodyWriter", "SpeedFloor", "Tail")
 
 SAVE_INTERVAL = 1.0
 """Seconds between resume-state saves while bytes arrive."""
@@ -35,25 +35,6 @@ LOW_SPEED_BYTES = 1024
 
 FLUSH_INTERVAL = 0.5
 """A batch is written after this many seconds even if not full (slow links)."""
-
-
-@dataclass
-class Batch:
-    """A fixed buffer being filled from the network before one thread hop."""
-
-    buf: bytearray
-    size: int = 0
-
-    @property
-    def full(self) -> bool:
-        return self.size == len(self.buf)
-
-    def fill(self, view: memoryview) -> memoryview:
-        """Copy as much of ``view`` as fits; return the rest."""
-        take = min(len(view), len(self.buf) - self.size)
-        self.buf[self.size : self.size + take] = view[:take]
-        self.size += take
-        return view[take:]
 
 
 class SpeedFloor:

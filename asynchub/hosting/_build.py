@@ -24,7 +24,7 @@ from onnx import helper
 from .._fs import write_atomic
 from ..errors import ManifestError
 from ..manifest import Manifest, ManifestEntry
-from ..sources import MANIFEST_NAME
+from ..sources import MANIFEST_NAME, folder_tags
 
 __all__ = (
     "build_manifest",
@@ -37,8 +37,6 @@ __all__ = (
 
 _TARBALL_SUFFIX = ".tar.gz"
 _OPSET_SUFFIX = re.compile(r"-\d+$")
-_GENERIC_FOLDERS = frozenset({"model", "models", "validated", "archive"})
-_RENAMED_FOLDERS = {"preproc": "preprocessing"}
 _HASH_BLOCK = 1024 * 1024
 
 
@@ -154,23 +152,6 @@ def _metadata(path: Path, relative: str, model: onnx.ModelProto) -> dict[str, An
         meta["model_with_data_sha"] = tar_sha
         meta["model_with_data_bytes"] = tar_size
     return meta
-
-
-def folder_tags(relative: str) -> list[str]:
-    """Tags from the folders of a POSIX path, like the official zoo's generator.
-
-    ``validated/vision/object_detection/yolo/model/yolo-9.onnx`` gives
-    ``["vision", "object detection", "yolo"]``: generic folders are dropped,
-    underscores become spaces, ``preproc`` becomes ``preprocessing``.
-    """
-    tags: list[str] = []
-    for folder in relative.split("/")[:-1]:
-        if folder.lower() in _GENERIC_FOLDERS:
-            continue
-        tag = _RENAMED_FOLDERS.get(folder, folder.replace("_", " "))
-        if tag not in tags:
-            tags.append(tag)
-    return tags
 
 
 def _sha_and_size(path: Path) -> tuple[str, int]:

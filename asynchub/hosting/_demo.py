@@ -31,7 +31,7 @@ from ..cache import extract_tarball, find_model_folder
 from ..client import AsyncHub
 from ..config import ArchiveLimits, HubConfig
 from ..manifest import Manifest, ManifestEntry
-from ..mirror import MirrorReport, PlanCallback, amirror
+from ..mirror import MirrorReport, PlanCallback
 from ..sources import MANIFEST_NAME
 from ._example import build_example_hub
 from ._serve import serving
@@ -81,9 +81,10 @@ async def run_demo(
     dest = workdir / "mirror"
     async with serving(source) as url:
         say(f"serving it at {url}")
-        report = await amirror(
-            dest, url, config=config, silent=True, progress=progress, on_plan=on_plan
-        )
+        async with AsyncHub(config) as client:
+            report = await client.mirror(
+                dest, url, silent=True, progress=progress, on_plan=on_plan
+            )
         say(f"mirrored into {dest}: {report.summary()}")
         report.raise_for_failures()
         loaded = await _load_one(config, url)

@@ -8,6 +8,7 @@ what ``--report FILE`` writes as JSON.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -16,7 +17,14 @@ from pydantic import BaseModel, ConfigDict, computed_field
 from ..errors import MirrorError
 from ._plan import format_bytes
 
-__all__ = ("FileFailure", "FileOutcome", "Mode", "MirrorPlan", "MirrorReport")
+__all__ = (
+    "FileFailure",
+    "FileOutcome",
+    "Mode",
+    "MirrorPlan",
+    "MirrorReport",
+    "PlanCallback",
+)
 
 Mode = Literal["mirror", "cache"]
 
@@ -31,6 +39,10 @@ class MirrorPlan:
     to_fetch_bytes: int
     skipped_files: int
     skipped_bytes: int
+
+
+PlanCallback = Callable[[MirrorPlan], None]
+"""Called once with the plan, before the first byte moves."""
 
 
 class FileOutcome(BaseModel):

@@ -13,7 +13,7 @@ import logging
 import shutil
 import stat
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -54,16 +54,22 @@ from ._plan import (
     shard_of,
     unique_files,
 )
-from ._report import FileFailure, FileOutcome, MirrorPlan, MirrorReport, Mode
+from ._report import (
+    FileFailure,
+    FileOutcome,
+    MirrorPlan,
+    MirrorReport,
+    Mode,
+    PlanCallback,
+)
 from ._selection import Selection, Switches
 
-__all__ = ("Job", "PlanCallback", "ShardArg", "Target", "run")
+__all__ = ("Job", "ShardArg", "Target", "run")
 
 _log = logging.getLogger("asynchub")
 _CHECKERS = 4  # files checked (possibly hashed) at once before a run
 MARKER_BATCH = 64  # verified markers written per thread hop
 ShardArg = tuple[int, int] | str | None
-PlanCallback = Callable[[MirrorPlan], None]
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from ._plan import Shard, parse_shard
 if TYPE_CHECKING:
     from .._transfer import ProgressCallback
     from ..config import HubConfig
-    from ._run import PlanCallback
+    from ._report import PlanCallback
 
 __all__ = ("HubRunArgs", "RunArgs", "Selection", "Switches", "split_args")
 

@@ -21,8 +21,9 @@ from ..config import HubConfig
 from ..errors import RepoSpecError
 from . import github, hf, http, local
 from ._source import MANIFEST_NAME, Source
+from ._tags import folder_tags
 
-__all__ = ("MANIFEST_NAME", "Source", "resolve_repo")
+__all__ = ("MANIFEST_NAME", "Source", "folder_tags", "resolve_repo")
 
 
 def resolve_repo(repo: str, config: HubConfig) -> Source:

@@ -36,6 +36,7 @@ from typing import Any
 
 from ..errors import UnsafePathError
 from ..manifest import Manifest, ManifestEntry, check_relative_path
+from ._tags import folder_tags
 
 __all__ = (
     "Listing",
@@ -187,7 +188,6 @@ def _entry(
         listing.skipped.append(f"{file.path}: no opset in its name or its header")
         return None
     name, opset = named
-    from ..hosting import folder_tags  # imports onnx: only when a listing is built
 
     meta: dict[str, object] = {"tags": folder_tags(file.path)}
     if file.sha256:
