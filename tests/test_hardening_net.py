@@ -50,7 +50,7 @@ async def _download(server: FaultServer, cache: Path, **config: object) -> Path:
 
 
 async def test_netrc_credentials_not_sent_to_another_port_of_the_same_host(
-    clean_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    cache_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Any local user can listen on a port of 127.0.0.1: a redirect from
     127.0.0.1:P1 to 127.0.0.1:P2 must not carry P1's netrc credentials."""
@@ -62,14 +62,14 @@ async def test_netrc_credentials_not_sent_to_another_port_of_the_same_host(
         home.hub({PATH: DATA})
         other.route("/cdn/a.onnx", serve(DATA))
         home.route(ROUTE, redirect(f"http://127.0.0.1:{other.port}/cdn/a.onnx"))
-        path = await _download(home, clean_env)
+        path = await _download(home, cache_dir)
         assert path.read_bytes() == DATA
         assert home.log(ROUTE)[0].header("authorization") == "Basic YWxpY2U6czNjcmV0"
         assert other.log("/cdn/a.onnx")[0].header("authorization") is None
 
 
 async def test_netrc_credentials_come_back_when_a_redirect_returns_to_origin(
-    clean_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    cache_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Scoped to the origin, not to the first hop: P1 -> P2 -> P1 authenticates
     at P1 again (the origin they were added for), never at P2."""
@@ -82,7 +82,7 @@ async def test_netrc_credentials_come_back_when_a_redirect_returns_to_origin(
         home.route("/back/a.onnx", serve(DATA))
         other.route("/hop", redirect(f"{home.base}/back/a.onnx"))
         home.route(ROUTE, redirect(f"{other.base}/hop"))
-        await _download(home, clean_env)
+        await _download(home, cache_dir)
         assert other.log("/hop")[0].header("authorization") is None
         assert home.log("/back/a.onnx")[0].header("authorization") is not None
 
@@ -128,7 +128,7 @@ def test_manifest_size_at_the_maximum_is_accepted() -> None:
 
 @pytest.mark.parametrize("command", ["list", "mirror"])
 def test_cli_huge_size_is_a_clear_error_not_overflow(
-    command: str, clean_env: Path, tmp_path: Path
+    command: str, cache_dir: Path, tmp_path: Path
 ) -> None:
     with FaultServer() as server:
         item = entry("a", PATH, DATA, metadata={"model_bytes": 10**400})
@@ -136,7 +136,7 @@ def test_cli_huge_size_is_a_clear_error_not_overflow(
         args = [command, "--repo", repo]
         if command == "mirror":
             args.append(str(tmp_path / "out"))
-        done = _cli(*args, ONNX_HOME=str(clean_env.parent))
+        done = _cli(*args, ONNX_HOME=str(cache_dir.parent))
     assert done.returncode != 0
     assert "OverflowError" not in done.stderr and "Traceback" not in done.stderr
     assert "model_bytes" in done.stderr and "1 TiB" in done.stderr
@@ -394,7 +394,7 @@ def _hostile_hub(server: FaultServer, **meta: object) -> str:
 @pytest.mark.parametrize("color", ["", "1"])
 @pytest.mark.parametrize("command", ["list", "info"])
 def test_cli_renders_manifest_text_as_inert_plain_text(
-    command: str, color: str, clean_env: Path
+    command: str, color: str, cache_dir: Path
 ) -> None:
     """Markup, emoji codes, OSC/CSI sequences, C1 and BIDI controls in tags and io
     port names are printed as visible text (before: ``evil[/bar]`` exited 1 with
@@ -402,7 +402,7 @@ def test_cli_renders_manifest_text_as_inert_plain_text(
     with FaultServer() as server:
         repo = _hostile_hub(server)
         args = [command, "--repo", repo] + (["a"] if command == "info" else [])
-        env = {"ONNX_HOME": str(clean_env.parent)}
+        env = {"ONNX_HOME": str(cache_dir.parent)}
         if color:
             env["FORCE_COLOR"] = "1"
         done = _cli(*args, **env)
@@ -416,11 +416,11 @@ def test_cli_renders_manifest_text_as_inert_plain_text(
         assert "x\\x1b[2J[/x]" in out
 
 
-def test_cli_refuses_a_model_name_outside_the_rule(clean_env: Path) -> None:
+def test_cli_refuses_a_model_name_outside_the_rule(cache_dir: Path) -> None:
     with FaultServer() as server:
         item = entry("evil\x1b]0;pwned\x07[/bar]", PATH, DATA)
         repo = server.hub({PATH: DATA}, entries=[item])
-        done = _cli("list", "--repo", repo, ONNX_HOME=str(clean_env.parent))
+        done = _cli("list", "--repo", repo, ONNX_HOME=str(cache_dir.parent))
     assert done.returncode != 0
     assert "Traceback" not in done.stderr and "MarkupError" not in done.stderr
     assert "model name" in done.stderr
@@ -436,14 +436,14 @@ async def _hostile_reason(ctx: Ctx) -> None:
     await ctx.writer.drain()
 
 
-def test_cli_escapes_text_the_server_sends_in_errors(clean_env: Path) -> None:
+def test_cli_escapes_text_the_server_sends_in_errors(cache_dir: Path) -> None:
     """A reason phrase is network text too: it reaches the error line escaped."""
     hostile = _hostile_reason
     with FaultServer() as server:
         repo = server.hub({PATH: DATA})
         server.route(ROUTE, hostile)
         done = _cli(
-            "download", "a", "--yes", "--repo", repo, ONNX_HOME=str(clean_env.parent)
+            "download", "a", "--yes", "--repo", repo, ONNX_HOME=str(cache_dir.parent)
         )
     assert done.returncode != 0
     assert "Traceback" not in done.stderr
@@ -467,7 +467,7 @@ def test_every_real_model_name_follows_the_rule(manifest: str) -> None:
 
 
 def test_mirror_report_and_progress_lines_stay_inert(
-    clean_env: Path, tmp_path: Path
+    cache_dir: Path, tmp_path: Path
 ) -> None:
     with FaultServer() as server:
         repo = server.hub({PATH: DATA})
@@ -481,7 +481,7 @@ def test_mirror_report_and_progress_lines_stay_inert(
             repo,
             "--report",
             str(report),
-            ONNX_HOME=str(clean_env.parent),
+            ONNX_HOME=str(cache_dir.parent),
         )
     assert done.returncode != 0
     _assert_inert(done.stdout + done.stderr)
@@ -543,7 +543,7 @@ def _deadline_config(cache: Path, **timeouts: float) -> object:
 
 
 async def test_a_file_from_a_black_hole_fails_within_the_first_byte_deadline(
-    black_hole: BlackHole, clean_env: Path, caplog: pytest.LogCaptureFixture
+    black_hole: BlackHole, cache_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """1000 attempts allowed, yet the file fails when its first-byte deadline
     (1.5 s) passes, with 'still waiting' warnings every 0.4 s meanwhile."""
@@ -553,10 +553,10 @@ async def test_a_file_from_a_black_hole_fails_within_the_first_byte_deadline(
     from asynchub._transfer import Engine, FileSpec
     from asynchub.errors import TransferTimeoutError
 
-    spec = FileSpec((f"{black_hole.base}/a.onnx",), clean_env / "a.onnx", label="a")
+    spec = FileSpec((f"{black_hole.base}/a.onnx",), cache_dir / "a.onnx", label="a")
     caplog.set_level(logging.WARNING, "asynchub")
     start = time.monotonic()
-    async with Engine(_deadline_config(clean_env)) as engine:  # type: ignore[arg-type]
+    async with Engine(_deadline_config(cache_dir)) as engine:  # type: ignore[arg-type]
         with pytest.raises(TransferTimeoutError, match=r"first byte.*1\.5 s") as err:
             await engine.fetch(spec)
     elapsed = time.monotonic() - start
@@ -570,21 +570,21 @@ async def test_a_file_from_a_black_hole_fails_within_the_first_byte_deadline(
 
 
 async def test_a_manifest_from_a_black_hole_fails_within_the_deadline(
-    black_hole: BlackHole, clean_env: Path
+    black_hole: BlackHole, cache_dir: Path
 ) -> None:
     import time
 
     from asynchub.errors import AsyncHubError
 
     start = time.monotonic()
-    async with AsyncHub(_deadline_config(clean_env)) as hub:  # type: ignore[arg-type]
+    async with AsyncHub(_deadline_config(cache_dir)) as hub:  # type: ignore[arg-type]
         with pytest.raises(AsyncHubError):
             await hub.list_models(repo=black_hole.base + "/hub/")
     assert time.monotonic() - start < 3.0
 
 
 async def test_retry_budget_in_time_stops_a_stream_of_failures(
-    clean_env: Path,
+    cache_dir: Path,
 ) -> None:
     """A server that answers 503 at once, forever: 1000 attempts are allowed, the
     time budget (1 s) stops it."""
@@ -598,12 +598,12 @@ async def test_retry_budget_in_time_stops_a_stream_of_failures(
 
     with FaultServer() as server:
         server.route("/a.onnx", status(503))
-        spec = FileSpec((server.url("/a.onnx"),), clean_env / "a.onnx")
+        spec = FileSpec((server.url("/a.onnx"),), cache_dir / "a.onnx")
         retry = RetryPolicy(
             attempts=1000, backoff_base=0.05, backoff_max=0.05, budget=1.0
         )
         start = time.monotonic()
-        async with Engine(fast_config(clean_env, retry=retry)) as engine:
+        async with Engine(fast_config(cache_dir, retry=retry)) as engine:
             with pytest.raises(HTTPStatusError):
                 await engine.fetch(spec)
         elapsed = time.monotonic() - start
@@ -611,15 +611,15 @@ async def test_retry_budget_in_time_stops_a_stream_of_failures(
     assert 5 < len(server.requests) < 200
 
 
-async def test_connect_timeout_hint_names_the_connect_setting(clean_env: Path) -> None:
+async def test_connect_timeout_hint_names_the_connect_setting(cache_dir: Path) -> None:
     from asynchub._transfer import Engine, FileSpec
     from asynchub.config import RetryPolicy
     from asynchub.errors import TransferTimeoutError
 
     hole = BlackHole("dropping")
     try:
-        spec = FileSpec((f"{hole.base}/a.onnx",), clean_env / "a.onnx")
-        config = fast_config(clean_env, retry=RetryPolicy(attempts=1))
+        spec = FileSpec((f"{hole.base}/a.onnx",), cache_dir / "a.onnx")
+        config = fast_config(cache_dir, retry=RetryPolicy(attempts=1))
         config = config.model_copy(
             update={"timeouts": config.timeouts.model_copy(update={"connect": 0.3})}
         )
@@ -633,7 +633,7 @@ async def test_connect_timeout_hint_names_the_connect_setting(clean_env: Path) -
 
 
 def test_hub_load_on_a_black_holed_network_is_bounded(
-    black_hole: BlackHole, clean_env: Path
+    black_hole: BlackHole, cache_dir: Path
 ) -> None:
     """The issue's case through the public API in a subprocess: every endpoint is
     a black hole; ``hub.load('mnist')`` fails within the configured bound and the
@@ -641,7 +641,7 @@ def test_hub_load_on_a_black_holed_network_is_bounded(
     import time
 
     env = {
-        "ONNX_HOME": str(clean_env.parent),
+        "ONNX_HOME": str(cache_dir.parent),
         "ASYNCHUB_CONNECT_TIMEOUT": "0.3",
         "ASYNCHUB_READ_TIMEOUT": "0.3",
         "ASYNCHUB_FIRST_BYTE_TIMEOUT": "1.5",
@@ -766,7 +766,7 @@ def _kind(err: BaseException) -> str:
 
 
 def test_offline_mode_sends_zero_requests_from_every_public_function(
-    clean_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    cache_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The manifest is cached online once; then with ASYNCHUB_OFFLINE=1 every call
     either answers from the cache/shipped copy or fails clearly, and the counting
@@ -834,7 +834,7 @@ _OFFLINE_COMMANDS = {
 
 
 def test_offline_mode_sends_zero_requests_from_every_cli_command(
-    clean_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    cache_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``serve`` and ``demo`` are left out: one is a server, the other runs its own
     hub on 127.0.0.1 with its own settings by design; ``manifest build`` reads a
@@ -847,7 +847,7 @@ def test_offline_mode_sends_zero_requests_from_every_cli_command(
         _defaults.reset()
         server.requests.clear()
         env = {k: v for k, v in os.environ.items() if k.startswith("ASYNCHUB_")}
-        env.update(ASYNCHUB_OFFLINE="1", ONNX_HOME=str(clean_env.parent))
+        env.update(ASYNCHUB_OFFLINE="1", ONNX_HOME=str(cache_dir.parent))
         codes = {}
         for name, args in _OFFLINE_COMMANDS.items():
             filled = [a.format(repo=repo, dest=tmp_path / "m") for a in args]
@@ -908,7 +908,7 @@ _DIGITS = b"9" * 5000  # int() of more than 4300 digits raises ValueError
     ],
 )
 async def test_hostile_response_heads_fail_clearly_and_quickly(
-    head: bytes, clean_env: Path
+    head: bytes, cache_dir: Path
 ) -> None:
     """Each hostile head gives an asynchub error (no ValueError, OverflowError or
     aiohttp exception escapes), in bounded time and memory, with nothing cached."""
@@ -921,14 +921,14 @@ async def test_hostile_response_heads_fail_clearly_and_quickly(
 
     with FaultServer() as server:
         server.route("/f", _raw(head, b"x" * 10))  # type: ignore[arg-type]
-        spec = FileSpec((server.url("/f"),), clean_env / "f.bin", None, 20)
+        spec = FileSpec((server.url("/f"),), cache_dir / "f.bin", None, 20)
         tracemalloc.start()
         start = time.monotonic()
         try:
             retry = RetryPolicy(
                 attempts=4, backoff_base=0.01, backoff_max=0.05, max_retry_after=1.0
             )
-            async with Engine(fast_config(clean_env, retry=retry)) as engine:
+            async with Engine(fast_config(cache_dir, retry=retry)) as engine:
                 with pytest.raises(AsyncHubError):
                     await engine.fetch(spec)
                 with pytest.raises(AsyncHubError):
@@ -939,7 +939,7 @@ async def test_hostile_response_heads_fail_clearly_and_quickly(
         elapsed = time.monotonic() - start
     assert elapsed < 15
     assert peak < 64 * 2**20
-    assert not (clean_env / "f.bin").exists()
+    assert not (cache_dir / "f.bin").exists()
 
 
 @pytest.mark.parametrize(
@@ -956,7 +956,7 @@ def test_retry_after_garbage_never_raises_and_is_capped(value: str) -> None:
 
 
 async def test_redirect_loop_between_two_servers_stops_at_the_cap(
-    clean_env: Path,
+    cache_dir: Path,
 ) -> None:
     from asynchub._transfer import Engine, FileSpec
     from asynchub.config import Limits
@@ -965,8 +965,8 @@ async def test_redirect_loop_between_two_servers_stops_at_the_cap(
     with FaultServer() as a, FaultServer() as b:
         a.route("/loop", redirect(b.url("/loop")))
         b.route("/loop", redirect(a.url("/loop")))
-        spec = FileSpec((a.url("/loop"),), clean_env / "f.bin")
-        config = fast_config(clean_env, limits=Limits(max_redirects=5))
+        spec = FileSpec((a.url("/loop"),), cache_dir / "f.bin")
+        config = fast_config(cache_dir, limits=Limits(max_redirects=5))
         async with Engine(config) as engine:
             with pytest.raises(RedirectError, match="more than 5 times"):
                 await engine.fetch(spec)
