@@ -4,7 +4,7 @@
 A local attacker who can write into a cache folder plants links, hard links, FIFOs,
 folders and lying sidecars where asynchub expects its own files; a hostile repo
 names files so that they collide with another repo's verified entries. Every test
-runs the real client against a :class:`~tests.fault_servers.FaultServer` on
+runs the real client against a :class:`~tests.harness.Server` on
 127.0.0.1 and checks that nothing outside the cache changed and that the final
 name holds a regular, verified file (or that the call failed clearly).
 """
@@ -42,7 +42,7 @@ from asynchub.errors import (
     UnsafePathError,
 )
 
-from .fault_servers import FaultServer, entry, fast_config, serve, sha
+from .harness import Server, entry, fast_config, serve, sha
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 
@@ -54,8 +54,8 @@ TOKEN = "0badc0-1-00000000beef"
 
 
 @pytest.fixture
-def server() -> Iterator[FaultServer]:
-    with FaultServer() as srv:
+def server() -> Iterator[Server]:
+    with Server() as srv:
         srv.hub({PATH: DATA})
         yield srv
 
@@ -66,7 +66,7 @@ def dead_pid() -> int:
     return proc.pid
 
 
-async def load(server: FaultServer, cache: Path, **config: Any) -> Path:
+async def load(server: Server, cache: Path, **config: Any) -> Path:
     async with AsyncHub(fast_config(cache, **config)) as hub:
         with anyio.fail_after(30):
             path = await hub.download_model("big", repo=server.hub_url, silent=True)
@@ -84,7 +84,7 @@ def assert_regular_verified(path: Path) -> None:
     assert path.read_bytes() == DATA
 
 
-def sidecar(server: FaultServer, **fields: Any) -> bytes:
+def sidecar(server: Server, **fields: Any) -> bytes:
     record: dict[str, Any] = {
         "url": f"{server.hub_url}{PATH}",
         "sha256": sha(DATA),
@@ -100,7 +100,7 @@ def sidecar(server: FaultServer, **fields: Any) -> bytes:
     return json.dumps(record).encode()
 
 
-def plant_partial(server: FaultServer, cache: Path, kind: str, outside: Path) -> Path:
+def plant_partial(server: Server, cache: Path, kind: str, outside: Path) -> Path:
     """A previous owner's partial (sidecar, lock) whose part is ``kind``."""
     dest = final(cache)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -121,7 +121,7 @@ def plant_partial(server: FaultServer, cache: Path, kind: str, outside: Path) ->
 
 @pytest.mark.parametrize("kind", ["symlink", "hardlink", "fifo"])
 async def test_planted_partial_is_never_written_through(
-    server: FaultServer, cache_dir: Path, tmp_path: Path, kind: str
+    server: Server, cache_dir: Path, tmp_path: Path, kind: str
 ) -> None:
     outside = tmp_path / "victim.bin"
     outside.write_bytes(SECRET)
@@ -133,7 +133,7 @@ async def test_planted_partial_is_never_written_through(
 
 
 async def test_fifo_sidecar_does_not_hang_a_load(
-    server: FaultServer, cache_dir: Path
+    server: Server, cache_dir: Path
 ) -> None:
     dest = final(cache_dir)
     dest.parent.mkdir(parents=True)
@@ -144,7 +144,7 @@ async def test_fifo_sidecar_does_not_hang_a_load(
 
 
 async def test_fifo_marker_does_not_hang_a_load(
-    server: FaultServer, cache_dir: Path
+    server: Server, cache_dir: Path
 ) -> None:
     path = await load(server, cache_dir)
     marker = _marker_path(cache_dir, path)
@@ -171,7 +171,7 @@ async def test_fifo_marker_does_not_hang_a_load(
     ids=lambda lie: "-".join(f"{k}={v!r}" for k, v in lie.items())[:30],
 )
 async def test_sidecar_fields_that_lie_are_treated_as_damage(
-    server: FaultServer, cache_dir: Path, lie: dict[str, Any]
+    server: Server, cache_dir: Path, lie: dict[str, Any]
 ) -> None:
     dest = final(cache_dir)
     dest.parent.mkdir(parents=True)
@@ -185,7 +185,7 @@ async def test_sidecar_fields_that_lie_are_treated_as_damage(
 
 
 async def test_oversized_sidecar_is_not_read_into_memory(
-    server: FaultServer, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+    server: Server, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(state_module, "MAX_STATE_BYTES", 4096, raising=False)
     dest = final(cache_dir)
@@ -198,7 +198,7 @@ async def test_oversized_sidecar_is_not_read_into_memory(
 
 
 async def test_final_name_planted_as_a_link_to_the_genuine_bytes_is_replaced(
-    server: FaultServer, cache_dir: Path, tmp_path: Path
+    server: Server, cache_dir: Path, tmp_path: Path
 ) -> None:
     """The link's target holds the right bytes, so hashing alone would accept it."""
     outside = tmp_path / "looks-right.onnx"
@@ -212,7 +212,7 @@ async def test_final_name_planted_as_a_link_to_the_genuine_bytes_is_replaced(
 
 
 async def test_final_name_planted_as_a_fifo_is_replaced(
-    server: FaultServer, cache_dir: Path
+    server: Server, cache_dir: Path
 ) -> None:
     dest = final(cache_dir)
     dest.parent.mkdir(parents=True)
@@ -221,7 +221,7 @@ async def test_final_name_planted_as_a_fifo_is_replaced(
 
 
 async def test_final_name_swapped_for_a_link_at_the_rename_is_refused(
-    server: FaultServer,
+    server: Server,
     cache_dir: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -250,7 +250,7 @@ async def test_final_name_swapped_for_a_link_at_the_rename_is_refused(
 
 
 async def test_model_folder_linked_outside_the_cache_receives_nothing(
-    server: FaultServer, cache_dir: Path, tmp_path: Path
+    server: Server, cache_dir: Path, tmp_path: Path
 ) -> None:
     outside = tmp_path / "elsewhere"
     outside.mkdir()
@@ -262,7 +262,7 @@ async def test_model_folder_linked_outside_the_cache_receives_nothing(
 
 
 async def test_top_folder_linked_outside_the_cache_receives_nothing(
-    server: FaultServer, cache_dir: Path, tmp_path: Path
+    server: Server, cache_dir: Path, tmp_path: Path
 ) -> None:
     outside = tmp_path / "elsewhere"
     outside.mkdir()
@@ -275,7 +275,7 @@ async def test_top_folder_linked_outside_the_cache_receives_nothing(
 
 @pytest.mark.parametrize("linked", ["verified", "manifests", ""])
 async def test_state_folders_linked_outside_receive_nothing(
-    server: FaultServer, cache_dir: Path, tmp_path: Path, linked: str
+    server: Server, cache_dir: Path, tmp_path: Path, linked: str
 ) -> None:
     """Markers and cached manifests are an optimisation: the load still works."""
     outside = tmp_path / "elsewhere"
@@ -310,7 +310,7 @@ def test_a_folder_swapped_for_a_link_after_it_was_opened_is_not_followed(
 
 
 async def test_dangling_lock_symlink_does_not_spin(
-    server: FaultServer, cache_dir: Path, tmp_path: Path
+    server: Server, cache_dir: Path, tmp_path: Path
 ) -> None:
     dest = final(cache_dir)
     dest.parent.mkdir(parents=True)
@@ -322,7 +322,7 @@ async def test_dangling_lock_symlink_does_not_spin(
 
 @pytest.mark.parametrize("kind", ["fifo", "folder"])
 async def test_lock_that_is_no_file_is_bounded(
-    server: FaultServer, cache_dir: Path, kind: str
+    server: Server, cache_dir: Path, kind: str
 ) -> None:
     dest = final(cache_dir)
     dest.parent.mkdir(parents=True)
@@ -337,7 +337,7 @@ async def test_lock_that_is_no_file_is_bounded(
 
 
 async def test_lock_that_keeps_vanishing_gives_up(
-    server: FaultServer, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+    server: Server, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from asynchub._transfer import lockfile as _lockfile
 
@@ -347,7 +347,7 @@ async def test_lock_that_keeps_vanishing_gives_up(
 
 
 async def test_waiting_on_a_lock_holder_that_makes_no_progress_is_bounded(
-    server: FaultServer, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+    server: Server, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A hung holder (here: this test, holding the flock) is not waited for forever."""
     monkeypatch.setattr(job_module, "LOCK_STALL", 0.5, raising=False)
@@ -396,7 +396,7 @@ def with_data(name: str, path: str, archive: bytes | None, **meta: Any) -> dict:
     return entry(name, f"vision/{name}/{name}.onnx", MODEL, metadata=metadata)
 
 
-async def with_test_data(server: FaultServer, cache: Path, name: str) -> Path:
+async def with_test_data(server: Server, cache: Path, name: str) -> Path:
     async with AsyncHub(fast_config(cache)) as hub:
         folder = await hub.download_model_with_test_data(
             name, repo=server.hub_url, silent=True
@@ -406,8 +406,8 @@ async def with_test_data(server: FaultServer, cache: Path, name: str) -> Path:
 
 
 @pytest.fixture
-def genuine() -> Iterator[FaultServer]:
-    with FaultServer() as srv:
+def genuine() -> Iterator[Server]:
+    with Server() as srv:
         srv.hub(
             {"vision/victim/victim.onnx": MODEL, TAR: GENUINE},
             [with_data("victim", TAR, GENUINE)],
@@ -415,7 +415,7 @@ def genuine() -> Iterator[FaultServer]:
         yield srv
 
 
-def hostile_repo(srv: FaultServer, path: str, data: bytes, **meta: Any) -> None:
+def hostile_repo(srv: Server, path: str, data: bytes, **meta: Any) -> None:
     srv.route(f"/hub/{path}", serve(data))
     item = with_data("evil", path, None, **meta)
     srv.route("/hub/vision/evil/evil.onnx", serve(MODEL))
@@ -423,10 +423,10 @@ def hostile_repo(srv: FaultServer, path: str, data: bytes, **meta: Any) -> None:
 
 
 async def test_sha_less_tarball_cannot_take_a_hashed_cache_name(
-    genuine: FaultServer, cache_dir: Path
+    genuine: Server, cache_dir: Path
 ) -> None:
     forged = f"vision/victim/{sha(GENUINE)}_victim-12.tar.gz"
-    with FaultServer() as evil:
+    with Server() as evil:
         hostile_repo(evil, forged, HOSTILE)
         with pytest.raises(UnsafePathError, match="form of a hashed cache name"):
             await with_test_data(evil, cache_dir, "evil")
@@ -436,10 +436,10 @@ async def test_sha_less_tarball_cannot_take_a_hashed_cache_name(
 
 
 async def test_entry_inside_another_entrys_extracted_folder_is_refused(
-    genuine: FaultServer, cache_dir: Path
+    genuine: Server, cache_dir: Path
 ) -> None:
     inside = f"vision/victim/{sha(GENUINE)}_victim-12/victim/model.onnx"
-    with FaultServer() as evil:
+    with Server() as evil:
         evil.hub({inside: EVIL}, [entry("evil", inside, None)])
         async with AsyncHub(fast_config(cache_dir)) as hub:
             with pytest.raises(UnsafePathError, match="hashed cache name"):
@@ -453,7 +453,7 @@ async def test_entry_inside_another_entrys_extracted_folder_is_refused(
 
 
 async def test_planted_extraction_folder_is_not_reused(
-    genuine: FaultServer, cache_dir: Path
+    genuine: Server, cache_dir: Path
 ) -> None:
     """A folder at the extraction name without a marker naming the tarball's
     SHA-256 (planted, or older than the marker) is extracted again."""
@@ -468,7 +468,7 @@ async def test_planted_extraction_folder_is_not_reused(
 
 
 async def test_marker_naming_another_tarball_is_not_trusted(
-    genuine: FaultServer, cache_dir: Path
+    genuine: Server, cache_dir: Path
 ) -> None:
     folder = await with_test_data(genuine, cache_dir, "victim")
     (folder / "model.onnx").write_bytes(EVIL)
@@ -540,7 +540,7 @@ def test_a_refused_member_at_the_end_writes_nothing_first(
 
 
 async def test_disk_full_during_extraction_is_a_disk_full_error(
-    genuine: FaultServer, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+    genuine: Server, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from asynchub.cache import _archive
 
@@ -568,7 +568,7 @@ async def test_returned_folder_holds_model_onnx_or_the_call_fails(
     if has_model:
         members.append(member("par-12/model.onnx", MODEL))
     archive = tarball(members)
-    with FaultServer() as srv:
+    with Server() as srv:
         srv.hub(
             {"vision/victim/victim.onnx": MODEL, TAR: archive},
             [with_data("victim", TAR, archive)],
@@ -623,13 +623,13 @@ async def test_redirected_part_failing_after_its_headers_is_bounded(
     from asynchub._transfer import download as _download
     from asynchub.errors import TransferError
 
-    from .fault_servers import redirect
+    from .harness import redirect
 
     async def broken(self: Any, response: Any, seg: Any, skip: int) -> None:
         raise TransferError("the body broke in a way that is not retried")
 
     monkeypatch.setattr(_download.Download, "_stream", broken)
-    with FaultServer() as srv:
+    with Server() as srv:
         srv.hub({PATH: DATA})
         srv.route(f"/hub/{PATH}", redirect(f"/cdn/{PATH}"))
         srv.route(f"/cdn/{PATH}", serve(DATA))

@@ -1,7 +1,7 @@
 """The ``asynchub`` command, in-process (``cli.main``) and as a real subprocess.
 
 Servers are real: the example hub on ``tests.hub_server.HubServer`` (``/plain/``),
-on ``tests.servers.FileServer`` for per-file faults, and on ``asynchub serve`` itself.
+on ``tests.servers.Server`` for per-file faults, and on ``asynchub serve`` itself.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from asynchub._sync import run as run_sync
 from asynchub.cli import main
 from asynchub.manifest import Manifest
 
+from .harness import Behavior, Server
 from .hub_server import HubServer
-from .servers import Behavior, FileServer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MANIFEST = "ONNX_HUB_MANIFEST.json"
@@ -101,8 +101,8 @@ def hub_files(root: Path) -> dict[str, Path]:
 
 @contextmanager
 def faulty_hub(root: Path, behaviors: dict[str, Behavior]) -> Iterator[str]:
-    """The hub folder on a FileServer thread, with per-file faults; yields its URL."""
-    server = FileServer().start_thread()
+    """The hub folder on a Server thread, with per-file faults; yields its URL."""
+    server = Server().start_thread()
     try:
         server.add(f"/hub/{MANIFEST}", (root / MANIFEST).read_bytes())
         for relative, path in hub_files(root).items():

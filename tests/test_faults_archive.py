@@ -26,7 +26,7 @@ from asynchub.cache._layout import cache_path
 from asynchub.config import ArchiveLimits
 from asynchub.errors import ArchiveError
 
-from .fault_servers import FaultServer, entry, fast_config, sha, tree
+from .harness import Server, entry, fast_config, sha, tree
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 
@@ -69,12 +69,12 @@ def tarball(members: Sequence[Member], fmt: int = tarfile.GNU_FORMAT) -> bytes:
 
 
 @pytest.fixture
-def server() -> Iterator[FaultServer]:
-    with FaultServer() as srv:
+def server() -> Iterator[Server]:
+    with Server() as srv:
         yield srv
 
 
-def publish(server: FaultServer, archive: bytes) -> str:
+def publish(server: Server, archive: bytes) -> str:
     meta = {
         "model_with_data_path": TAR_PATH,
         "model_with_data_sha": sha(archive),
@@ -85,7 +85,7 @@ def publish(server: FaultServer, archive: bytes) -> str:
 
 
 async def extract(
-    server: FaultServer, cache: Path, *, force: bool = False, **config: object
+    server: Server, cache: Path, *, force: bool = False, **config: object
 ) -> Path:
     async with AsyncHub(fast_config(cache, **config)) as hub:
         folder = await hub.download_model_with_test_data(
@@ -124,7 +124,7 @@ def assert_refused_cleanly(cache: Path, archive: bytes) -> None:
 
 
 async def test_good_archive_extracts_with_normal_modes(
-    server: FaultServer, cache_dir: Path
+    server: Server, cache_dir: Path
 ) -> None:
     archive = tarball(GOOD)
     publish(server, archive)
@@ -211,7 +211,7 @@ REASONS = {
 
 @pytest.mark.parametrize("case", sorted(REASONS))
 async def test_hostile_member_is_refused_nothing_escapes(
-    server: FaultServer, cache_dir: Path, case: str
+    server: Server, cache_dir: Path, case: str
 ) -> None:
     hostile = _escapes(cache_dir.parent)[case]
     archive = tarball([*GOOD, *hostile])
@@ -226,7 +226,7 @@ async def test_hostile_member_is_refused_nothing_escapes(
 
 
 async def test_hostile_member_first_leaves_nothing(
-    server: FaultServer, cache_dir: Path
+    server: Server, cache_dir: Path
 ) -> None:
     archive = tarball([member("../../../../escaped.txt"), *GOOD])
     publish(server, archive)
@@ -246,7 +246,7 @@ async def test_hostile_member_first_leaves_nothing(
     ],
 )
 async def test_special_mode_bits_are_normalised(
-    server: FaultServer, cache_dir: Path, mode: int, expected: int
+    server: Server, cache_dir: Path, mode: int, expected: int
 ) -> None:
     archive = tarball([*GOOD, member("m/tool.bin", b"#!", mode=mode)])
     publish(server, archive)
@@ -258,7 +258,7 @@ async def test_special_mode_bits_are_normalised(
 
 
 async def test_pax_header_cannot_smuggle_a_path(
-    server: FaultServer, cache_dir: Path
+    server: Server, cache_dir: Path
 ) -> None:
     """A PAX ``path`` record overrides the header name: it is checked the same."""
     info, data = member("m/innocent.pb")
@@ -273,7 +273,7 @@ async def test_pax_header_cannot_smuggle_a_path(
 # A5 decompression bombs ------------------------------------------------------------
 
 
-async def test_bomb_over_total_size_limit(server: FaultServer, cache_dir: Path) -> None:
+async def test_bomb_over_total_size_limit(server: Server, cache_dir: Path) -> None:
     archive = tarball([*GOOD, member("m/big.pb", os.urandom(3 * 1024 * 1024))])
     publish(server, archive)
     limits = ArchiveLimits(max_total_bytes=2 * 1024 * 1024)
@@ -285,7 +285,7 @@ async def test_bomb_over_total_size_limit(server: FaultServer, cache_dir: Path) 
     assert_refused_cleanly(cache_dir, archive)
 
 
-async def test_bomb_by_compression_ratio(server: FaultServer, cache_dir: Path) -> None:
+async def test_bomb_by_compression_ratio(server: Server, cache_dir: Path) -> None:
     archive = tarball([*GOOD, member("m/zeros.pb", bytes(16 * 1024 * 1024))])
     assert len(archive) < 64 * 1024  # 16 MiB of zeros in a few KiB
     publish(server, archive)
@@ -295,7 +295,7 @@ async def test_bomb_by_compression_ratio(server: FaultServer, cache_dir: Path) -
     assert_refused_cleanly(cache_dir, archive)
 
 
-async def test_bomb_by_member_count(server: FaultServer, cache_dir: Path) -> None:
+async def test_bomb_by_member_count(server: Server, cache_dir: Path) -> None:
     many = [member(f"m/f{i}.pb", b"") for i in range(300)]
     archive = tarball([*GOOD, *many])
     publish(server, archive)
@@ -306,7 +306,7 @@ async def test_bomb_by_member_count(server: FaultServer, cache_dir: Path) -> Non
 
 
 async def test_member_header_lying_about_size_is_refused_before_writing(
-    server: FaultServer, cache_dir: Path
+    server: Server, cache_dir: Path
 ) -> None:
     """A header announcing 3 GiB for a member is refused unread."""
     info, _ = member("m/huge.pb")
@@ -331,7 +331,7 @@ async def test_member_header_lying_about_size_is_refused_before_writing(
 
 
 async def test_two_top_level_folders_give_a_deterministic_model_folder(
-    server: FaultServer, cache_dir: Path
+    server: Server, cache_dir: Path
 ) -> None:
     layout = [
         member("zz_extra", kind=tarfile.DIRTYPE, mode=0o755),
@@ -349,7 +349,7 @@ async def test_two_top_level_folders_give_a_deterministic_model_folder(
 
 
 async def test_existing_file_at_destination_is_refused(
-    server: FaultServer, cache_dir: Path
+    server: Server, cache_dir: Path
 ) -> None:
     archive = tarball(GOOD)
     publish(server, archive)
@@ -363,7 +363,7 @@ async def test_existing_file_at_destination_is_refused(
 
 
 async def test_planted_symlink_at_destination_is_never_followed(
-    server: FaultServer, cache_dir: Path, tmp_path: Path
+    server: Server, cache_dir: Path, tmp_path: Path
 ) -> None:
     """GNU tar CVE-2025-45582 analogue: a symlink where the folder will go."""
     outside = tmp_path / "outside"
@@ -382,7 +382,7 @@ async def test_planted_symlink_at_destination_is_never_followed(
 
 
 async def test_leftover_extraction_is_reused_and_force_reload_replaces_it(
-    server: FaultServer, cache_dir: Path
+    server: Server, cache_dir: Path
 ) -> None:
     archive = tarball(GOOD)
     publish(server, archive)
@@ -396,7 +396,7 @@ async def test_leftover_extraction_is_reused_and_force_reload_replaces_it(
 
 
 async def test_stale_temp_folder_from_a_crash_does_not_interfere(
-    server: FaultServer, cache_dir: Path
+    server: Server, cache_dir: Path
 ) -> None:
     archive = tarball(GOOD)
     publish(server, archive)

@@ -27,8 +27,8 @@ from asynchub.errors import (
 from asynchub.manifest import Manifest, check_relative_path
 from asynchub.sources import resolve_repo
 
-from .fault_servers import (
-    FaultServer,
+from .harness import (
+    Server,
     cache_files,
     entry,
     fast_config,
@@ -55,19 +55,19 @@ def parse(items: object) -> Manifest:
 
 
 @pytest.fixture
-def server() -> Iterator[FaultServer]:
-    with FaultServer() as srv:
+def server() -> Iterator[Server]:
+    with Server() as srv:
         yield srv
 
 
-def publish(server: FaultServer, manifest: bytes | list[dict[str, Any]]) -> str:
+def publish(server: Server, manifest: bytes | list[dict[str, Any]]) -> str:
     """Serve ``manifest`` and the model file; return the repo URL."""
     raw = manifest if isinstance(manifest, bytes) else json.dumps(manifest).encode()
     server.hub({PATH: MODEL}, manifest=raw)
     return server.hub_url
 
 
-def file_requests(server: FaultServer) -> list[str]:
+def file_requests(server: Server) -> list[str]:
     return [r.path for r in server.requests if not r.path.endswith(".json")]
 
 
@@ -103,7 +103,7 @@ def test_utf8_bom_is_accepted() -> None:
 
 
 async def test_malformed_manifest_over_http_downloads_nothing(
-    server: FaultServer, cache_dir: Path
+    server: Server, cache_dir: Path
 ) -> None:
     repo = publish(server, b'[{"model": "m", "model_path": ')
     async with AsyncHub(fast_config(cache_dir)) as hub:
@@ -251,7 +251,7 @@ def test_source_refuses_unsafe_paths_before_building_urls(path: str, why: str) -
     ],
 )
 async def test_unsafe_path_over_http_fails_before_any_file_io(
-    server: FaultServer, cache_dir: Path, path: str
+    server: Server, cache_dir: Path, path: str
 ) -> None:
     bad = [entry("ok", "ok.onnx", MODEL), e(model_path=path)]
     repo = publish(server, bad)
@@ -264,7 +264,7 @@ async def test_unsafe_path_over_http_fails_before_any_file_io(
 
 
 async def test_manifest_cannot_write_asynchubs_own_state(
-    server: FaultServer, cache_dir: Path
+    server: Server, cache_dir: Path
 ) -> None:
     evil_list = json.dumps(["acme/evil:main"]).encode()
     item = e(metadata={"model_with_data_path": f"{STATE_DIR}/trusted_repos.json"})
@@ -285,7 +285,7 @@ async def test_manifest_cannot_write_asynchubs_own_state(
 
 
 async def test_manifest_over_the_size_cap_is_refused(
-    server: FaultServer, cache_dir: Path
+    server: Server, cache_dir: Path
 ) -> None:
     items = [entry(f"m{i}", f"v/m{i}.onnx", MODEL) for i in range(40)]
     raw = json.dumps(items).encode()
@@ -301,11 +301,11 @@ async def test_manifest_over_the_size_cap_is_refused(
 
 
 async def test_manifest_without_content_length_stops_at_the_cap(
-    server: FaultServer, cache_dir: Path
+    server: Server, cache_dir: Path
 ) -> None:
     """A chunked 32 MiB manifest is refused at the cap; the client hangs up long
     before the end (the server counts what it pushed into socket buffers)."""
-    from .fault_servers import chunked
+    from .harness import chunked
 
     raw = b"[" + b" " * (32 * 1024 * 1024) + b"]"
     server.route("/hub/ONNX_HUB_MANIFEST.json", chunked(raw, piece=256 * 1024))
@@ -323,7 +323,7 @@ async def test_manifest_without_content_length_stops_at_the_cap(
 
 
 async def test_entry_without_sha_warns_and_records_the_hash(
-    server: FaultServer, cache_dir: Path, caplog: pytest.LogCaptureFixture
+    server: Server, cache_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     item = e()
     del item["metadata"]["model_sha"]
@@ -343,7 +343,7 @@ async def test_entry_without_sha_warns_and_records_the_hash(
 
 
 async def test_compat_untrusted_without_silent_is_refused(
-    server: FaultServer, cache_dir: Path
+    server: Server, cache_dir: Path
 ) -> None:
     repo = publish(server, [e()])
     async with AsyncHub(fast_config(cache_dir)) as hub:
@@ -355,7 +355,7 @@ async def test_compat_untrusted_without_silent_is_refused(
 
 
 async def test_compat_silent_downloads_as_onnx_hub_did(
-    server: FaultServer, cache_dir: Path
+    server: Server, cache_dir: Path
 ) -> None:
     repo = publish(server, [e()])
     async with AsyncHub(fast_config(cache_dir)) as hub:
@@ -364,7 +364,7 @@ async def test_compat_silent_downloads_as_onnx_hub_did(
 
 
 async def test_compat_prompt_declined_returns_none(
-    server: FaultServer, cache_dir: Path
+    server: Server, cache_dir: Path
 ) -> None:
     repo = publish(server, [e()])
     asked: list[str] = []
@@ -381,7 +381,7 @@ async def test_compat_prompt_declined_returns_none(
 
 @pytest.mark.parametrize("silent", [False, True])
 async def test_strict_refuses_unlisted_repo_whatever_silent_says(
-    server: FaultServer, cache_dir: Path, silent: bool
+    server: Server, cache_dir: Path, silent: bool
 ) -> None:
     """CVE-2026-28500: ``silent`` must never bypass the trust check."""
     tarball = {"model_with_data_path": "vision/m/m.tar.gz"}
@@ -399,7 +399,7 @@ async def test_strict_refuses_unlisted_repo_whatever_silent_says(
 
 
 async def test_strict_from_environment_applies_to_the_sync_api(
-    server: FaultServer, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+    server: Server, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     repo = publish(server, [e()])
     monkeypatch.setenv("ASYNCHUB_TRUST", "strict")
@@ -415,7 +415,7 @@ async def test_strict_from_environment_applies_to_the_sync_api(
 
 @pytest.mark.parametrize("how", ["config", "env", "persisted"])
 async def test_strict_allows_listed_repo(
-    server: FaultServer,
+    server: Server,
     cache_dir: Path,
     monkeypatch: pytest.MonkeyPatch,
     how: str,
@@ -476,7 +476,7 @@ def test_trust_canonicalises_refs() -> None:
 
 
 async def test_trust_add_on_the_command_line_persists_for_strict_mode(
-    server: FaultServer, cache_dir: Path
+    server: Server, cache_dir: Path
 ) -> None:
     import anyio
 
@@ -498,7 +498,7 @@ async def test_trust_add_on_the_command_line_persists_for_strict_mode(
 COMMIT_A, COMMIT_B = "a" * 40, "b" * 40
 
 
-def _github_zoo(server: FaultServer, commit_answers: list[bytes]) -> HubConfig:
+def _github_zoo(server: Server, commit_answers: list[bytes]) -> HubConfig:
     """acme/zoo laid out like GitHub under raw/media/api on ``server``."""
     manifest = json.dumps([e()]).encode()
     api = "/api/repos/acme/zoo/commits/main"
@@ -514,7 +514,7 @@ def _github_zoo(server: FaultServer, commit_answers: list[bytes]) -> HubConfig:
 
 
 async def test_manifest_and_files_are_pinned_to_one_commit(
-    server: FaultServer, cache_dir: Path
+    server: Server, cache_dir: Path
 ) -> None:
     """The branch moves (A, then B) after the manifest was read: files still come
     from commit A, and the API was asked with the GitHub SHA media type."""
@@ -540,7 +540,7 @@ async def test_manifest_and_files_are_pinned_to_one_commit(
     ids=["path-injection", "html", "empty"],
 )
 async def test_a_hostile_commit_answer_is_not_used_in_urls(
-    server: FaultServer, cache_dir: Path, answer: bytes
+    server: Server, cache_dir: Path, answer: bytes
 ) -> None:
     urls = _github_zoo(server, [answer])
     server.route(f"/media/acme/zoo/main/{PATH}", serve(MODEL))

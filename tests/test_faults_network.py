@@ -1,6 +1,6 @@
 """Network faults (issue 5, rows N1-N17 of the research catalogue).
 
-Each test scripts a :class:`~tests.fault_servers.FaultServer` and downloads through
+Each test scripts a :class:`~tests.harness.Server` and downloads through
 the public path (``AsyncHub.download_model`` against a hub served over HTTP) unless
 the fault is the engine's alone (connection refused, credentials on redirects,
 TLS), where ``Engine`` is driven directly. Every test asserts the file in the cache
@@ -37,8 +37,8 @@ from asynchub.errors import (
     UnexpectedContentError,
 )
 
-from .fault_servers import (
-    FaultServer,
+from .harness import (
+    Server,
     cache_files,
     chunked,
     entry,
@@ -82,13 +82,13 @@ DATA = blob()
 
 
 @pytest.fixture
-def server() -> Iterator[FaultServer]:
-    with FaultServer() as srv:
+def server() -> Iterator[Server]:
+    with Server() as srv:
         srv.hub({PATH: DATA})
         yield srv
 
 
-async def download(server: FaultServer, cache: Path, **config: object) -> Path:
+async def download(server: Server, cache: Path, **config: object) -> Path:
     """``download_model("a")`` from the fault hub with a fast-retry config."""
     async with AsyncHub(fast_config(cache, **config)) as hub:
         path = await hub.download_model("a", repo=server.hub_url, silent=True)
@@ -111,7 +111,7 @@ def assert_nothing_cached(cache: Path) -> None:
     assert cache_files(cache) == []
 
 
-def file_log(server: FaultServer) -> list[tuple[int, str | None, str | None, int]]:
+def file_log(server: Server) -> list[tuple[int, str | None, str | None, int]]:
     """(status, Range, If-Range, body bytes) of every request for the model."""
     return [
         (r.status, r.header("range"), r.header("if-range"), r.sent)
@@ -123,7 +123,7 @@ def file_log(server: FaultServer) -> list[tuple[int, str | None, str | None, int
 
 
 async def test_reset_after_n_bytes_resumes_with_range(
-    server: FaultServer, cache_dir: Path
+    server: Server, cache_dir: Path
 ) -> None:
     server.route(ROUTE, reset_after(DATA, N), serve(DATA))
     path = await download(server, cache_dir)
@@ -136,7 +136,7 @@ async def test_reset_after_n_bytes_resumes_with_range(
 
 
 async def test_repeated_resets_resume_each_time(
-    server: FaultServer, cache_dir: Path
+    server: Server, cache_dir: Path
 ) -> None:
     """Every attempt moves forward, so the retry budget (4) never runs out."""
     cuts = [50_000, 100_000, 150_000, 200_000, 250_000]
@@ -152,9 +152,7 @@ async def test_repeated_resets_resume_each_time(
 # N2 Range ignored ------------------------------------------------------------
 
 
-async def test_range_ignored_restarts_cleanly(
-    server: FaultServer, cache_dir: Path
-) -> None:
+async def test_range_ignored_restarts_cleanly(server: Server, cache_dir: Path) -> None:
     server.route(ROUTE, reset_after(DATA, N), ignore_range(DATA))
     path = await download(server, cache_dir)
     assert_cached(cache_dir, path)
@@ -165,7 +163,7 @@ async def test_range_ignored_restarts_cleanly(
 
 
 async def test_range_ignored_and_reset_forever_is_bounded(
-    server: FaultServer, cache_dir: Path
+    server: Server, cache_dir: Path
 ) -> None:
     """No progress is ever possible: give up after a bounded number of requests."""
     server.route(ROUTE, reset_after(DATA, N, ranges=False))
@@ -198,7 +196,7 @@ async def test_range_ignored_and_reset_forever_is_bounded(
     ],
 )
 async def test_bad_content_range_is_rejected_then_restarted(
-    server: FaultServer, cache_dir: Path, content_range: str | None, shift: int
+    server: Server, cache_dir: Path, content_range: str | None, shift: int
 ) -> None:
     server.route(
         ROUTE,
@@ -215,7 +213,7 @@ async def test_bad_content_range_is_rejected_then_restarted(
 
 
 async def test_content_range_starting_before_asked_skips_overlap(
-    server: FaultServer, cache_dir: Path
+    server: Server, cache_dir: Path
 ) -> None:
     """206 ``bytes N-10-…`` for ``bytes=N-``: the 10 extra bytes are skipped."""
     honest = "bytes {start}-{end}/{total}"
@@ -226,7 +224,7 @@ async def test_content_range_starting_before_asked_skips_overlap(
 
 
 async def test_content_range_with_wrong_total_restarts(
-    server: FaultServer, cache_dir: Path
+    server: Server, cache_dir: Path
 ) -> None:
     bad_total = "bytes {start}-{end}/999999"
     server.route(ROUTE, reset_after(DATA, N), wrong_range(DATA, bad_total), serve(DATA))
@@ -241,14 +239,14 @@ NEW = blob(seed=2)
 
 
 @pytest.fixture
-def changed(server: FaultServer) -> FaultServer:
+def changed(server: Server) -> Server:
     """The manifest describes NEW; the first attempt still got OLD bytes."""
     server.hub({PATH: NEW})
     return server
 
 
 async def test_changed_etag_restarts_never_splices(
-    changed: FaultServer, cache_dir: Path
+    changed: Server, cache_dir: Path
 ) -> None:
     changed.route(ROUTE, reset_after(DATA, N, etag='"v1"'), serve(NEW, etag='"v2"'))
     path = await download(changed, cache_dir)
@@ -259,9 +257,7 @@ async def test_changed_etag_restarts_never_splices(
     ]
 
 
-async def test_changed_last_modified_restarts(
-    changed: FaultServer, cache_dir: Path
-) -> None:
+async def test_changed_last_modified_restarts(changed: Server, cache_dir: Path) -> None:
     old_date, new_date = http_date(1_600_000_000), http_date(1_700_000_000)
     changed.route(
         ROUTE,
@@ -276,7 +272,7 @@ async def test_changed_last_modified_restarts(
 
 
 async def test_weak_etag_is_never_sent_in_if_range(
-    changed: FaultServer, cache_dir: Path
+    changed: Server, cache_dir: Path
 ) -> None:
     """RFC 9110 §13.1.5: weak tags cannot validate a range; the 206's new tag
     still reveals the change, so the file restarts instead of being spliced."""
@@ -290,7 +286,7 @@ async def test_weak_etag_is_never_sent_in_if_range(
 
 
 async def test_change_without_validators_gets_one_clean_retry(
-    changed: FaultServer, cache_dir: Path
+    changed: Server, cache_dir: Path
 ) -> None:
     changed.route(ROUTE, reset_after(DATA, N, etag=None), serve(NEW, etag=None))
     path = await download(changed, cache_dir)
@@ -298,7 +294,7 @@ async def test_change_without_validators_gets_one_clean_retry(
 
 
 async def test_change_without_validators_never_caches_a_splice(
-    changed: FaultServer, cache_dir: Path
+    changed: Server, cache_dir: Path
 ) -> None:
     """Whatever happens, the spliced bytes are refused and nothing is cached."""
     changed.route(ROUTE, reset_after(DATA, N, etag=None), serve(NEW, etag=None))
@@ -318,7 +314,7 @@ async def test_change_without_validators_never_caches_a_splice(
 async def test_416_for_a_complete_partial_finalises_it(cache_dir: Path) -> None:
     """Size unknown (chunked, no model_bytes): every byte arrived but the stream
     broke before its end; the resume gets 416 ``bytes */L`` and the file is done."""
-    with FaultServer() as srv:
+    with Server() as srv:
         srv.hub({PATH: DATA}, entries=[_entry_without_size()])
         srv.route(ROUTE, chunked(DATA, reset=True), serve(DATA))
         path = await download(srv, cache_dir)
@@ -334,7 +330,7 @@ def _entry_without_size() -> dict[str, object]:
 
 
 async def test_416_with_another_size_restarts_and_drops_the_416_body(
-    server: FaultServer, cache_dir: Path
+    server: Server, cache_dir: Path
 ) -> None:
     page = b"<html>416 Range Not Satisfiable</html>"
     server.route(
@@ -358,7 +354,7 @@ async def test_416_with_another_size_restarts_and_drops_the_416_body(
 
 
 async def test_body_shorter_than_content_length_resumes(
-    server: FaultServer, cache_dir: Path
+    server: Server, cache_dir: Path
 ) -> None:
     server.route(ROUTE, truncated(DATA, 1000), serve(DATA))
     path = await download(server, cache_dir)
@@ -370,7 +366,7 @@ async def test_body_shorter_than_content_length_resumes(
 
 
 async def test_body_longer_than_content_length_is_cut_at_the_length(
-    server: FaultServer, cache_dir: Path
+    server: Server, cache_dir: Path
 ) -> None:
     server.route(ROUTE, overlong(DATA, b"TRAILING GARBAGE" * 100))
     path = await download(server, cache_dir)
@@ -378,7 +374,7 @@ async def test_body_longer_than_content_length_is_cut_at_the_length(
 
 
 async def test_announced_length_above_manifest_size_fails_before_the_body(
-    server: FaultServer, cache_dir: Path
+    server: Server, cache_dir: Path
 ) -> None:
     bigger = DATA + b"x" * 5000
     server.route(ROUTE, serve(bigger))
@@ -389,9 +385,7 @@ async def test_announced_length_above_manifest_size_fails_before_the_body(
     assert_nothing_cached(cache_dir)
 
 
-async def test_chunked_body_without_length(
-    server: FaultServer, cache_dir: Path
-) -> None:
+async def test_chunked_body_without_length(server: Server, cache_dir: Path) -> None:
     server.route(ROUTE, chunked(DATA))
     path = await download(server, cache_dir)
     assert_cached(cache_dir, path)
@@ -399,7 +393,7 @@ async def test_chunked_body_without_length(
 
 
 async def test_chunked_body_longer_than_manifest_size_is_refused(
-    server: FaultServer, cache_dir: Path
+    server: Server, cache_dir: Path
 ) -> None:
     """No Content-Length: one byte past the manifest size is an integrity error
     (the server's file is not the manifest's), and nothing is cached."""
@@ -415,7 +409,7 @@ async def test_chunked_body_longer_than_manifest_size_is_refused(
 
 
 async def test_gzip_encoded_binary_is_refused_nothing_cached(
-    server: FaultServer, cache_dir: Path
+    server: Server, cache_dir: Path
 ) -> None:
     server.route(ROUTE, gzip_encoded(DATA))
     with pytest.raises(TransferError, match="sent a gzip-encoded body") as exc:
@@ -431,7 +425,7 @@ async def test_gzip_encoded_binary_is_refused_nothing_cached(
 
 @pytest.mark.parametrize("code", [429, 503])
 async def test_retry_after_seconds_is_honoured(
-    server: FaultServer, cache_dir: Path, code: int
+    server: Server, cache_dir: Path, code: int
 ) -> None:
     server.route(ROUTE, status(code, {"Retry-After": "1"}), serve(DATA))
     path = await download(server, cache_dir)
@@ -441,7 +435,7 @@ async def test_retry_after_seconds_is_honoured(
 
 
 async def test_retry_after_http_date_is_honoured(
-    server: FaultServer, cache_dir: Path
+    server: Server, cache_dir: Path
 ) -> None:
     """An HTTP-date two seconds ahead (1 s resolution): wait between ~1 and 2 s."""
     server.route(
@@ -453,7 +447,7 @@ async def test_retry_after_http_date_is_honoured(
     assert 0.9 <= second.at - first.at < 3.5
 
 
-async def test_retry_after_is_capped(server: FaultServer, cache_dir: Path) -> None:
+async def test_retry_after_is_capped(server: Server, cache_dir: Path) -> None:
     server.route(ROUTE, status(429, {"Retry-After": "3600"}), serve(DATA))
     retry = fast_config(cache_dir).retry.model_copy(update={"max_retry_after": 0.2})
     started = time.monotonic()
@@ -463,7 +457,7 @@ async def test_retry_after_is_capped(server: FaultServer, cache_dir: Path) -> No
 
 
 async def test_rate_limit_forever_gives_up_after_the_budget(
-    server: FaultServer, cache_dir: Path
+    server: Server, cache_dir: Path
 ) -> None:
     server.route(ROUTE, status(429, {"Retry-After": "0"}))
     with pytest.raises(HTTPStatusError, match="answered 429") as exc:
@@ -478,7 +472,7 @@ async def test_rate_limit_forever_gives_up_after_the_budget(
 
 
 async def test_burst_of_server_errors_is_retried(
-    server: FaultServer, cache_dir: Path
+    server: Server, cache_dir: Path
 ) -> None:
     server.route(ROUTE, status(500), status(502), status(504), serve(DATA))
     path = await download(server, cache_dir)
@@ -487,7 +481,7 @@ async def test_burst_of_server_errors_is_retried(
 
 
 async def test_server_errors_mid_resume_keep_the_partial(
-    server: FaultServer, cache_dir: Path
+    server: Server, cache_dir: Path
 ) -> None:
     server.route(ROUTE, reset_after(DATA, N), status(503), status(502), serve(DATA))
     path = await download(server, cache_dir)
@@ -503,7 +497,7 @@ async def test_server_errors_mid_resume_keep_the_partial(
 
 
 async def test_server_errors_forever_fail_with_status(
-    server: FaultServer, cache_dir: Path
+    server: Server, cache_dir: Path
 ) -> None:
     server.route(ROUTE, status(502))
     with pytest.raises(HTTPStatusError, match="answered 502") as exc:
@@ -513,7 +507,7 @@ async def test_server_errors_forever_fail_with_status(
     assert_nothing_cached(cache_dir)
 
 
-async def test_404_is_not_retried(server: FaultServer, cache_dir: Path) -> None:
+async def test_404_is_not_retried(server: Server, cache_dir: Path) -> None:
     server.route(ROUTE, status(404, data=b"404: Not Found"))
     with pytest.raises(RemoteFileNotFoundError, match="answered 404") as exc:
         await download(server, cache_dir)
@@ -542,9 +536,9 @@ async def test_connection_refused_is_bounded(cache_dir: Path) -> None:
 
 
 async def test_connection_closed_without_response_is_retried(
-    server: FaultServer, cache_dir: Path
+    server: Server, cache_dir: Path
 ) -> None:
-    from .fault_servers import close_without_response
+    from .harness import close_without_response
 
     server.route(ROUTE, close_without_response(), serve(DATA))
     path = await download(server, cache_dir)
@@ -556,7 +550,7 @@ async def test_connection_closed_without_response_is_retried(
 
 
 async def test_stall_after_headers_times_out_and_resumes(
-    server: FaultServer, cache_dir: Path
+    server: Server, cache_dir: Path
 ) -> None:
     server.route(ROUTE, stall(DATA, after=N, seconds=5), serve(DATA))
     started = time.monotonic()
@@ -570,7 +564,7 @@ async def test_stall_after_headers_times_out_and_resumes(
 
 
 async def test_stall_forever_fails_with_timeout(
-    server: FaultServer, cache_dir: Path
+    server: Server, cache_dir: Path
 ) -> None:
     from asynchub.errors import TransferTimeoutError
 
@@ -584,7 +578,7 @@ async def test_stall_forever_fails_with_timeout(
 
 
 async def test_trickle_that_stops_times_out_and_resumes(
-    server: FaultServer, cache_dir: Path
+    server: Server, cache_dir: Path
 ) -> None:
     """Ten bytes at 20 B/s, then silence: the read timeout fires, Range resumes."""
     server.route(ROUTE, trickle(DATA, interval=0.05, limit=10), serve(DATA))
@@ -594,9 +588,7 @@ async def test_trickle_that_stops_times_out_and_resumes(
     assert log[0].sent == 10 and log[1].range_start == 10
 
 
-async def test_endless_trickle_is_abandoned(
-    server: FaultServer, cache_dir: Path
-) -> None:
+async def test_endless_trickle_is_abandoned(server: Server, cache_dir: Path) -> None:
     server.route(ROUTE, trickle(DATA, interval=0.05, limit=SIZE), serve(DATA))
     with anyio.fail_after(4):
         path = await download(server, cache_dir)
@@ -607,7 +599,7 @@ async def test_endless_trickle_is_abandoned(
 
 
 async def test_lfs_pointer_is_named_nothing_cached(
-    server: FaultServer, cache_dir: Path
+    server: Server, cache_dir: Path
 ) -> None:
     server.route(ROUTE, lfs_pointer(sha(DATA), SIZE))
     with pytest.raises(UnexpectedContentError, match="served a Git LFS pointer") as exc:
@@ -620,7 +612,7 @@ async def test_lfs_pointer_is_named_nothing_cached(
 async def test_lfs_pointer_without_manifest_size_is_still_named(
     cache_dir: Path,
 ) -> None:
-    with FaultServer() as srv:
+    with Server() as srv:
         srv.hub({PATH: DATA}, entries=[_entry_without_size()])
         srv.route(ROUTE, lfs_pointer(sha(DATA), SIZE))
         with pytest.raises(UnexpectedContentError, match="Git LFS pointer"):
@@ -630,7 +622,7 @@ async def test_lfs_pointer_without_manifest_size_is_still_named(
 
 @pytest.mark.parametrize("size", [None, SIZE], ids=["short-page", "same-size-page"])
 async def test_html_page_is_named_nothing_cached(
-    server: FaultServer, cache_dir: Path, size: int | None
+    server: Server, cache_dir: Path, size: int | None
 ) -> None:
     server.route(ROUTE, html_page(size))
     with pytest.raises(UnexpectedContentError, match="served an HTML page") as exc:
@@ -640,7 +632,7 @@ async def test_html_page_is_named_nothing_cached(
 
 
 async def test_wrong_bytes_raise_integrity_error_nothing_cached(
-    server: FaultServer, cache_dir: Path
+    server: Server, cache_dir: Path
 ) -> None:
     wrong = blob(seed=99)
     server.route(ROUTE, serve(wrong))
@@ -656,7 +648,7 @@ async def test_wrong_bytes_raise_integrity_error_nothing_cached(
 # N15 / N16 redirects ---------------------------------------------------------------
 
 
-async def test_redirect_loop_is_bounded(server: FaultServer, cache_dir: Path) -> None:
+async def test_redirect_loop_is_bounded(server: Server, cache_dir: Path) -> None:
     server.route(ROUTE, redirect("/loop/b"))
     server.route("/loop/b", redirect(ROUTE))
     with pytest.raises(RedirectError, match="redirected more than 10 times"):
@@ -670,7 +662,7 @@ async def test_redirect_loop_is_bounded(server: FaultServer, cache_dir: Path) ->
     "target", ["file:///etc/passwd", "ftp://127.0.0.1/a.onnx", "data:,hello"]
 )
 async def test_redirect_to_non_http_is_refused(
-    server: FaultServer, cache_dir: Path, target: str
+    server: Server, cache_dir: Path, target: str
 ) -> None:
     server.route(ROUTE, redirect(target))
     with pytest.raises(RedirectError, match="only fetches http"):
@@ -682,7 +674,7 @@ async def test_redirect_to_non_http_is_refused(
 async def test_redirect_to_another_host_drops_credentials(cache_dir: Path) -> None:
     """127.0.0.1 and localhost are different origins: Authorization stays behind,
     while a same-origin redirect keeps it (so the test can tell the difference)."""
-    with FaultServer() as home, FaultServer() as other:
+    with Server() as home, Server() as other:
         other.route("/x", serve(b"payload"))
         home.route("/same", redirect("/moved"))
         home.route("/moved", serve(b"payload"))
@@ -708,7 +700,7 @@ async def test_netrc_credentials_stay_with_their_host(
     netrc.write_text("machine 127.0.0.1 login alice password s3cret\n")
     netrc.chmod(0o600)
     monkeypatch.setenv("NETRC", str(netrc))
-    with FaultServer() as home, FaultServer() as other:
+    with Server() as home, Server() as other:
         home.hub({PATH: DATA})
         other.route("/cdn/a.onnx", serve(DATA))
         home.route(ROUTE, redirect(f"http://localhost:{other.port}/cdn/a.onnx"))
@@ -732,7 +724,7 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 async def test_untrusted_certificate_fails_fast_without_retry(
     cache_dir: Path, certificate: tuple[Path, Path]
 ) -> None:
-    with FaultServer(server_tls(*certificate)) as srv:
+    with Server(server_tls(*certificate)) as srv:
         srv.route("/a.onnx", serve(DATA))
         spec = FileSpec((srv.url("/a.onnx"),), cache_dir / "a.onnx", sha(DATA), SIZE)
         async with Engine(fast_config(cache_dir)) as engine:
@@ -772,7 +764,7 @@ async def test_https_to_http_downgrade_is_refused(
     """Run in a subprocess that trusts the test CA through SSL_CERT_FILE (aiohttp
     builds its verified SSL context at import): https→https works, https→http is
     refused, and the http server never sees a request."""
-    with FaultServer(server_tls(*certificate)) as tls, FaultServer() as plain:
+    with Server(server_tls(*certificate)) as tls, Server() as plain:
         plain.route("/a.onnx", serve(DATA))
         tls.route("/good", redirect("/real"))
         tls.route("/real", serve(b"x" * 10))
@@ -791,7 +783,7 @@ async def test_https_to_http_downgrade_is_refused(
 
 
 async def test_hostile_retry_after_header_does_not_crash(
-    server: FaultServer, cache_dir: Path
+    server: Server, cache_dir: Path
 ) -> None:
     utf8_superscript_two = "\u00b2".encode().decode("latin-1")  # wire bytes C2 B2
     server.route(ROUTE, status(503, {"Retry-After": utf8_superscript_two}), serve(DATA))
@@ -804,14 +796,14 @@ async def test_hostile_retry_after_header_does_not_crash(
 
 @pytest.mark.parametrize("bypass", [False, True], ids=["via-proxy", "no-proxy"])
 async def test_proxy_environment_is_honoured(
-    server: FaultServer,
+    server: Server,
     cache_dir: Path,
     monkeypatch: pytest.MonkeyPatch,
     bypass: bool,
 ) -> None:
     """``trust_env``: HTTP_PROXY carries every request (absolute-form targets) unless
     NO_PROXY names the host; proxy credentials go to the proxy only."""
-    with FaultServer() as proxy:
+    with Server() as proxy:
         for path, script in server.routes.items():
             proxy.route(server.base + path, *script)
         monkeypatch.setenv("HTTP_PROXY", f"http://user:pw@127.0.0.1:{proxy.port}")

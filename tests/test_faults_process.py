@@ -2,7 +2,7 @@
 later corruption, cancellation and Ctrl-C.
 
 Children are real processes (``sys.executable`` running :data:`CHILD`) talking to a
-:class:`~tests.fault_servers.FaultServer` in this process. Disk faults run the child
+:class:`~tests.harness.Server` in this process. Disk faults run the child
 in a private mount namespace (``unshare -m``) on a small tmpfs, so ENOSPC and EROFS
 are the kernel's own; where ``unshare``/``mount`` are not permitted the test is
 skipped with the reason.
@@ -31,8 +31,8 @@ from asynchub.cache._layout import STATE_DIR, cache_path
 from asynchub.cli import _main as cli
 from asynchub.mirror import amirror
 
-from .fault_servers import (
-    FaultServer,
+from .harness import (
+    Server,
     cache_files,
     fast_config,
     paced,
@@ -168,8 +168,8 @@ def states(folder: Path) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def server() -> Iterator[FaultServer]:
-    with FaultServer() as srv:
+def server() -> Iterator[Server]:
+    with Server() as srv:
         srv.hub({PATH: DATA})
         yield srv
 
@@ -178,7 +178,7 @@ def final(cache: Path, data: bytes = DATA) -> Path:
     return cache_path(cache, PATH, sha(data))
 
 
-async def download(server: FaultServer, cache: Path, **config: Any) -> Path:
+async def download(server: Server, cache: Path, **config: Any) -> Path:
     async with AsyncHub(fast_config(cache, **config)) as hub:
         path = await hub.download_model("big", repo=server.hub_url, silent=True)
     assert path is not None
@@ -189,7 +189,7 @@ async def download(server: FaultServer, cache: Path, **config: Any) -> Path:
 
 
 async def test_sigkill_mid_body_then_resume_fetches_only_the_rest(
-    server: FaultServer, cache_dir: Path, child_script: Path
+    server: Server, cache_dir: Path, child_script: Path
 ) -> None:
     """Two 1 MiB batches arrive more than a second apart, so the sidecar records
     them; the child is killed while the server stalls; the next run resumes."""
@@ -217,7 +217,7 @@ async def test_sigkill_mid_body_then_resume_fetches_only_the_rest(
 
 
 async def test_sigkill_before_the_first_byte_restarts_cleanly(
-    server: FaultServer, cache_dir: Path, child_script: Path
+    server: Server, cache_dir: Path, child_script: Path
 ) -> None:
     server.route(ROUTE, stall(DATA, after=0, seconds=30), serve(DATA))
     proc = spawn(child_script, cache=str(cache_dir), repo=server.hub_url, model="big")
@@ -233,7 +233,7 @@ async def test_sigkill_before_the_first_byte_restarts_cleanly(
 
 
 async def test_crash_between_rename_and_marker_reuses_the_verified_file(
-    server: FaultServer, cache_dir: Path, child_script: Path
+    server: Server, cache_dir: Path, child_script: Path
 ) -> None:
     """Simulated: the child completes, then its verified marker is deleted, as if
     it died right after os.replace. The next run re-hashes instead of refetching."""
@@ -254,7 +254,7 @@ SLOW = [(256 * 1024, 0.1)] * 8
 
 
 async def test_two_processes_download_once_with_a_working_lock(
-    server: FaultServer, cache_dir: Path, child_script: Path
+    server: Server, cache_dir: Path, child_script: Path
 ) -> None:
     server.route(ROUTE, paced(DATA, SLOW))
     procs = [
@@ -269,7 +269,7 @@ async def test_two_processes_download_once_with_a_working_lock(
 
 
 async def test_two_processes_stay_correct_when_locks_do_nothing(
-    server: FaultServer, cache_dir: Path, child_script: Path
+    server: Server, cache_dir: Path, child_script: Path
 ) -> None:
     """flock silently succeeding for everyone (some NFS/Lustre): both download, into
     their own temporary files; the atomic rename keeps the final file whole."""
@@ -292,7 +292,7 @@ async def test_two_processes_stay_correct_when_locks_do_nothing(
 
 
 async def test_many_tasks_and_two_clients_in_one_process_download_once(
-    server: FaultServer, cache_dir: Path
+    server: Server, cache_dir: Path
 ) -> None:
     server.route(ROUTE, paced(DATA, SLOW))
     paths: list[Path] = []
@@ -346,7 +346,7 @@ def in_namespace(shell: str, mount_point: Path) -> list[str]:
 
 @needs_mounts
 async def test_disk_full_is_a_clear_error_and_leaves_nothing(
-    server: FaultServer, tmp_path: Path, child_script: Path
+    server: Server, tmp_path: Path, child_script: Path
 ) -> None:
     mnt = tmp_path / "small"
     shell = f'mount -t tmpfs -o size=1m tmpfs {mnt} && exec "$@"'
@@ -364,7 +364,7 @@ async def test_disk_full_is_a_clear_error_and_leaves_nothing(
 
 @needs_mounts
 async def test_read_only_cache_is_a_clear_error_before_any_model_request(
-    server: FaultServer, tmp_path: Path, child_script: Path
+    server: Server, tmp_path: Path, child_script: Path
 ) -> None:
     mnt = tmp_path / "ro"
     shell = (
@@ -383,7 +383,7 @@ async def test_read_only_cache_is_a_clear_error_before_any_model_request(
 
 @needs_mounts
 async def test_read_only_prepared_cache_still_loads_offline(
-    server: FaultServer, tmp_path: Path, child_script: Path
+    server: Server, tmp_path: Path, child_script: Path
 ) -> None:
     mnt = tmp_path / "prepared"
     first = json.dumps({"cache": str(mnt), "repo": server.hub_url, "model": "big"})
@@ -418,7 +418,7 @@ def _flip(path: Path, keep_mtime: bool) -> None:
 
 
 async def test_bit_flip_is_caught_on_load_and_refetched(
-    server: FaultServer, cache_dir: Path
+    server: Server, cache_dir: Path
 ) -> None:
     path = await download(server, cache_dir)
     _flip(path, keep_mtime=False)
@@ -427,9 +427,7 @@ async def test_bit_flip_is_caught_on_load_and_refetched(
     assert len(server.log(ROUTE)) == 2
 
 
-async def test_truncation_is_caught_on_load(
-    server: FaultServer, cache_dir: Path
-) -> None:
+async def test_truncation_is_caught_on_load(server: Server, cache_dir: Path) -> None:
     path = await download(server, cache_dir)
     with open(path, "r+b") as f:
         f.truncate(1000)
@@ -438,7 +436,7 @@ async def test_truncation_is_caught_on_load(
 
 
 async def test_stealthy_flip_is_caught_by_verify_and_force_reload(
-    server: FaultServer, cache_dir: Path, capsys: pytest.CaptureFixture[str]
+    server: Server, cache_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Same size, mtime and inode: the verified marker still matches (documented),
     so only ``cache verify`` and ``force_reload=True`` re-hash."""
@@ -463,7 +461,7 @@ async def test_stealthy_flip_is_caught_by_verify_and_force_reload(
 
 
 async def test_cached_file_replaced_by_a_symlink_is_not_followed(
-    server: FaultServer, cache_dir: Path, tmp_path: Path
+    server: Server, cache_dir: Path, tmp_path: Path
 ) -> None:
     path = await download(server, cache_dir)
     outside = tmp_path / "outside.bin"
@@ -479,7 +477,7 @@ async def test_cached_file_replaced_by_a_symlink_is_not_followed(
 
 
 async def test_cancel_mid_download_leaves_resumable_state(
-    server: FaultServer, cache_dir: Path
+    server: Server, cache_dir: Path
 ) -> None:
     steps = [(MiB, 1.2), (MiB, 1.2), (MiB, 0.0)]
     server.route(ROUTE, paced(DATA, steps, stall_after=30), serve(DATA))
@@ -504,7 +502,7 @@ MIRROR_FILES = {f"v/m{i}.onnx": blob(200_000, seed=i) for i in range(6)}
 STUCK = "v/m5.onnx"
 
 
-def _mirror_hub(server: FaultServer) -> None:
+def _mirror_hub(server: Server) -> None:
     server.hub(MIRROR_FILES)
     steps = [(MiB // 8, 1.2), (MiB // 16, 0.0)]
     data = MIRROR_FILES[STUCK]
@@ -526,7 +524,7 @@ async def test_cancel_mid_mirror_keeps_finished_files_and_resumes(
     cache_dir: Path, tmp_path: Path
 ) -> None:
     dest = tmp_path / "mirror"
-    with FaultServer() as srv:
+    with Server() as srv:
         _mirror_hub(srv)
         config = fast_config(
             cache_dir,
@@ -555,7 +553,7 @@ async def test_ctrl_c_mid_mirror_stops_and_leaves_no_partial_under_a_final_name(
     tmp_path: Path, child_script: Path
 ) -> None:
     dest = tmp_path / "mirror"
-    with FaultServer() as srv:
+    with Server() as srv:
         _mirror_hub(srv)
         proc = spawn(
             child_script, cache=str(tmp_path / "cache"), repo=srv.hub_url,

@@ -23,9 +23,9 @@ from asynchub import AsyncHub
 from asynchub.errors import ManifestParseError
 from asynchub.manifest import MAX_FILE_BYTES, Manifest
 
-from .fault_servers import (
+from .harness import (
     Ctx,
-    FaultServer,
+    Server,
     entry,
     fast_config,
     redirect,
@@ -39,7 +39,7 @@ ROUTE = f"/hub/{PATH}"
 DATA = random.Random(9).randbytes(50_000)
 
 
-async def _download(server: FaultServer, cache: Path, **config: object) -> Path:
+async def _download(server: Server, cache: Path, **config: object) -> Path:
     async with AsyncHub(fast_config(cache, **config)) as hub:
         path = await hub.download_model("a", repo=server.hub_url, silent=True)
     assert path is not None
@@ -58,7 +58,7 @@ async def test_netrc_credentials_not_sent_to_another_port_of_the_same_host(
     netrc.write_text("machine 127.0.0.1 login alice password s3cret\n")
     netrc.chmod(0o600)
     monkeypatch.setenv("NETRC", str(netrc))
-    with FaultServer() as home, FaultServer() as other:
+    with Server() as home, Server() as other:
         home.hub({PATH: DATA})
         other.route("/cdn/a.onnx", serve(DATA))
         home.route(ROUTE, redirect(f"http://127.0.0.1:{other.port}/cdn/a.onnx"))
@@ -77,7 +77,7 @@ async def test_netrc_credentials_come_back_when_a_redirect_returns_to_origin(
     netrc.write_text("machine 127.0.0.1 login alice password s3cret\n")
     netrc.chmod(0o600)
     monkeypatch.setenv("NETRC", str(netrc))
-    with FaultServer() as home, FaultServer() as other:
+    with Server() as home, Server() as other:
         home.hub({PATH: DATA})
         home.route("/back/a.onnx", serve(DATA))
         other.route("/hop", redirect(f"{home.base}/back/a.onnx"))
@@ -130,7 +130,7 @@ def test_manifest_size_at_the_maximum_is_accepted() -> None:
 def test_cli_huge_size_is_a_clear_error_not_overflow(
     command: str, cache_dir: Path, tmp_path: Path
 ) -> None:
-    with FaultServer() as server:
+    with Server() as server:
         item = entry("a", PATH, DATA, metadata={"model_bytes": 10**400})
         repo = server.hub({PATH: DATA}, entries=[item])
         args = [command, "--repo", repo]
@@ -148,7 +148,7 @@ _CLAIM_SCRIPT = textwrap.dedent(
     from pathlib import Path
     from asynchub._transfer import Engine, FileSpec
     from asynchub.errors import AsyncHubError
-    from tests.fault_servers import FaultServer, fast_config, serve
+    from tests.harness import Server, fast_config, serve
 
     CLAIM = int(sys.argv[2])
     DATA = bytes(50_000)
@@ -162,7 +162,7 @@ _CLAIM_SCRIPT = textwrap.dedent(
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
 
     async def main(mode: str, cache: Path) -> None:
-        with FaultServer() as srv:
+        with Server() as srv:
             srv.route("/f", lying if mode == "server" else serve(DATA))
             config = fast_config(cache)
             async with Engine(config) as engine:
@@ -385,7 +385,7 @@ def _assert_inert(text: str) -> None:
     assert "⚠" not in text  # rich emoji codes are text too
 
 
-def _hostile_hub(server: FaultServer, **meta: object) -> str:
+def _hostile_hub(server: Server, **meta: object) -> str:
     ports = {"inputs": [{"name": "x\x1b[2J[/x]", "type": "t\u202e", "shape": [1]}]}
     item = entry("a", PATH, DATA, metadata={"tags": _HOSTILE, "io_ports": ports})
     return server.hub({PATH: DATA}, entries=[item])
@@ -399,7 +399,7 @@ def test_cli_renders_manifest_text_as_inert_plain_text(
     """Markup, emoji codes, OSC/CSI sequences, C1 and BIDI controls in tags and io
     port names are printed as visible text (before: ``evil[/bar]`` exited 1 with
     MarkupError; with a forced terminal the link became a hyperlink)."""
-    with FaultServer() as server:
+    with Server() as server:
         repo = _hostile_hub(server)
         args = [command, "--repo", repo] + (["a"] if command == "info" else [])
         env = {"ONNX_HOME": str(cache_dir.parent)}
@@ -417,7 +417,7 @@ def test_cli_renders_manifest_text_as_inert_plain_text(
 
 
 def test_cli_refuses_a_model_name_outside_the_rule(cache_dir: Path) -> None:
-    with FaultServer() as server:
+    with Server() as server:
         item = entry("evil\x1b]0;pwned\x07[/bar]", PATH, DATA)
         repo = server.hub({PATH: DATA}, entries=[item])
         done = _cli("list", "--repo", repo, ONNX_HOME=str(cache_dir.parent))
@@ -429,17 +429,16 @@ def test_cli_refuses_a_model_name_outside_the_rule(cache_dir: Path) -> None:
 
 async def _hostile_reason(ctx: Ctx) -> None:
     ctx.log.status = 403
-    ctx.writer.write(
+    await ctx.raw(
         b"HTTP/1.1 403 \x1b]0;pwned\x07\x1b[2J[/x]\xc2\x9b\r\n"
         b"Content-Length: 0\r\nConnection: close\r\n\r\n"
     )
-    await ctx.writer.drain()
 
 
 def test_cli_escapes_text_the_server_sends_in_errors(cache_dir: Path) -> None:
     """A reason phrase is network text too: it reaches the error line escaped."""
     hostile = _hostile_reason
-    with FaultServer() as server:
+    with Server() as server:
         repo = server.hub({PATH: DATA})
         server.route(ROUTE, hostile)
         done = _cli(
@@ -469,7 +468,7 @@ def test_every_real_model_name_follows_the_rule(manifest: str) -> None:
 def test_mirror_report_and_progress_lines_stay_inert(
     cache_dir: Path, tmp_path: Path
 ) -> None:
-    with FaultServer() as server:
+    with Server() as server:
         repo = server.hub({PATH: DATA})
         server.route(ROUTE, _hostile_reason)
         report = tmp_path / "report.json"
@@ -594,9 +593,9 @@ async def test_retry_budget_in_time_stops_a_stream_of_failures(
     from asynchub.config import RetryPolicy
     from asynchub.errors import HTTPStatusError
 
-    from .fault_servers import status
+    from .harness import status
 
-    with FaultServer() as server:
+    with Server() as server:
         server.route("/a.onnx", status(503))
         spec = FileSpec((server.url("/a.onnx"),), cache_dir / "a.onnx")
         retry = RetryPolicy(
@@ -666,7 +665,7 @@ def test_hub_load_on_a_black_holed_network_is_bounded(
 # item 9: offline mode: zero requests from every public function and CLI command ---
 
 
-def _offline_hub(server: FaultServer, monkeypatch: pytest.MonkeyPatch) -> str:
+def _offline_hub(server: Server, monkeypatch: pytest.MonkeyPatch) -> str:
     """A hub with a model and test data; every endpoint points at ``server`` so
     any request, for the official zoo too, is counted there."""
     import io
@@ -775,7 +774,7 @@ def test_offline_mode_sends_zero_requests_from_every_public_function(
 
     from asynchub import _defaults, hub
 
-    with FaultServer() as server:
+    with Server() as server:
         repo = _offline_hub(server, monkeypatch)
         hub.list_models(repo)  # online: caches the manifest
         assert server.requests
@@ -841,7 +840,7 @@ def test_offline_mode_sends_zero_requests_from_every_cli_command(
     local folder only."""
     from asynchub import _defaults, hub
 
-    with FaultServer() as server:
+    with Server() as server:
         repo = _offline_hub(server, monkeypatch)
         hub.list_models(repo)
         _defaults.reset()
@@ -867,8 +866,7 @@ def _raw(head: bytes, body: bytes = b"") -> object:
 
     async def handler(ctx: Ctx) -> None:
         ctx.log.status = int(head.split(b" ", 2)[1])
-        ctx.writer.write(head + b"\r\nConnection: close\r\n\r\n" + body)
-        await ctx.writer.drain()
+        await ctx.raw(head + b"\r\nConnection: close\r\n\r\n" + body)
 
     return handler
 
@@ -919,7 +917,7 @@ async def test_hostile_response_heads_fail_clearly_and_quickly(
     from asynchub.config import RetryPolicy
     from asynchub.errors import AsyncHubError
 
-    with FaultServer() as server:
+    with Server() as server:
         server.route("/f", _raw(head, b"x" * 10))  # type: ignore[arg-type]
         spec = FileSpec((server.url("/f"),), cache_dir / "f.bin", None, 20)
         tracemalloc.start()
@@ -962,7 +960,7 @@ async def test_redirect_loop_between_two_servers_stops_at_the_cap(
     from asynchub.config import Limits
     from asynchub.errors import RedirectError
 
-    with FaultServer() as a, FaultServer() as b:
+    with Server() as a, Server() as b:
         a.route("/loop", redirect(b.url("/loop")))
         b.route("/loop", redirect(a.url("/loop")))
         spec = FileSpec((a.url("/loop"),), cache_dir / "f.bin")
