@@ -59,7 +59,7 @@ def _answer(
     if wanted is None:
         base["Accept-Ranges"] = "bytes"
         status_code, body = 200, data
-    elif wanted == "416":
+    elif isinstance(wanted, str):  # "416"
         base["Content-Range"] = f"bytes */{len(data)}"
         status_code, body = 416, b""
     else:

@@ -42,7 +42,7 @@ __all__ = ("Server",)
 class _Sent(web.StreamResponse):
     """What a raw behaviour returns to aiohttp: it wrote everything already."""
 
-    async def prepare(self, request: web.BaseRequest) -> None:  # type: ignore[override]
+    async def prepare(self, request: web.BaseRequest) -> None:
         return None
 
     async def write_eof(self, data: bytes = b"") -> None:
