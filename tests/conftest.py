@@ -1,4 +1,5 @@
-"""Shared fixtures: a clean environment, a generated example zoo, a local hub server."""
+"""Shared fixtures: a clean environment, the temp cache folder, a generated example
+zoo, a local hub server."""
 
 from __future__ import annotations
 
@@ -46,26 +47,38 @@ def is_package_env(name: str) -> bool:
     )
 
 
+@pytest.fixture
+def onnx_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The temp folder ``ONNX_HOME`` points at during a test (a fresh one each)."""
+    return tmp_path_factory.mktemp("onnx_home")
+
+
 @pytest.fixture(autouse=True)
 def clean_env(
-    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Path]:
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path_factory: pytest.TempPathFactory,
+    onnx_home: Path,
+) -> None:
     """No variable the package reads leaks in from the user's shell, every endpoint
     points at a closed local port unless a test sets it, the user's ~/.netrc, token
-    and config folders are out of reach, and the cache is a fresh temp folder."""
+    and config folders are out of reach, and ``ONNX_HOME`` is a fresh temp folder."""
     for name in list(os.environ):
         if is_package_env(name):
             monkeypatch.delenv(name, raising=False)
     for name in ("GITHUB_RAW", "GITHUB_MEDIA", "HF_ENDPOINT", "GITHUB_API"):
         monkeypatch.setenv(f"ASYNCHUB_{name}", _NOWHERE)  # no test reaches the internet
-    home = tmp_path_factory.mktemp("onnx_home")
-    monkeypatch.setenv("ONNX_HOME", str(home))
+    monkeypatch.setenv("ONNX_HOME", str(onnx_home))
     private = tmp_path_factory.mktemp("user")
     monkeypatch.setenv("NETRC", str(private / "netrc"))  # absent: no credentials
     monkeypatch.setenv("XDG_CONFIG_HOME", str(private / "config"))
     monkeypatch.setenv("HF_HOME", str(private / "huggingface"))
     _defaults.reset()
-    yield home / "hub"
+
+
+@pytest.fixture
+def cache_dir(onnx_home: Path) -> Path:
+    """The default cache folder of a test: ``$ONNX_HOME/hub`` (not created)."""
+    return onnx_home / "hub"
 
 
 @pytest.fixture(scope="session")

@@ -27,13 +27,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
 from aiohttp import web
+
+from .harness import Background, choose_range, listen
 
 __all__ = ("TOKEN", "FakeHF", "FakeRepo", "big_model", "model_files")
 
@@ -77,7 +78,7 @@ class FakeHF:
         self.expired = 0
         self._blobs: dict[str, bytes] = {}
         self._ranged = 0
-        self._loop = asyncio.new_event_loop()
+        self._background: Background | None = None
         self._runners: list[web.AppRunner] = []
         self.port = self.cdn_port = 0
 
@@ -89,34 +90,24 @@ class FakeHF:
         return repo
 
     def start(self) -> FakeHF:
-        ready = threading.Event()
-        threading.Thread(target=self._serve, args=(ready,), daemon=True).start()
-        if not ready.wait(10):
-            raise RuntimeError("the fake Hugging Face did not start")
+        self._background = Background()
+        self.port = self._background.run(self._site(self._hub_app()))
+        self.cdn_port = self._background.run(self._site(self._cdn_app()))
         return self
 
     def stop(self) -> None:
-        async def cleanup() -> None:
-            for runner in self._runners:
-                await runner.cleanup()
-
-        asyncio.run_coroutine_threadsafe(cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-
-    def _serve(self, ready: threading.Event) -> None:
-        asyncio.set_event_loop(self._loop)
-        self.port = self._loop.run_until_complete(self._site(self._hub_app()))
-        self.cdn_port = self._loop.run_until_complete(self._site(self._cdn_app()))
-        ready.set()
-        self._loop.run_forever()
+        if self._background is None:
+            return
+        for runner in self._runners:
+            self._background.run(runner.cleanup())
+        self._runners.clear()
+        self._background.close()
+        self._background = None
 
     async def _site(self, app: web.Application) -> int:
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
+        runner, port = await listen(app)
         self._runners.append(runner)
-        return int(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
+        return port
 
     @property
     def base(self) -> str:
@@ -279,11 +270,9 @@ class FakeHF:
         response = web.StreamResponse(
             headers={"ETag": f'"{sha}"', "Accept-Ranges": "bytes"}
         )
-        header = request.headers.get("Range", "")
-        if header.startswith("bytes="):
-            first, _, last = header[6:].partition("-")
-            start, end = int(first), (int(last) + 1 if last else len(data))
-            end = min(end, len(data))
+        wanted = choose_range(request.headers.get("Range"), len(data))
+        if isinstance(wanted, tuple):
+            start, end = wanted[0], wanted[1] + 1
             response.set_status(206)
             response.headers["Content-Range"] = f"bytes {start}-{end - 1}/{len(data)}"
         response.content_length = end - start

@@ -1,8 +1,9 @@
 """A local server hosting a hub folder under GitHub-, Hugging-Face- and plain layouts.
 
-It runs in its own thread with its own event loop, so both the sync API (which
-blocks the calling thread) and the async API can talk to it. Every request is
-logged in ``requests`` (method and path) so tests can assert what was fetched.
+It runs on its own event loop in a thread (the harness's ``Background``), so both
+the sync API (which blocks the calling thread) and the async API can talk to it.
+Every request is logged in ``requests`` (method and path) so tests can assert
+what was fetched.
 
 Layouts served from one folder ``root`` (a hub: ONNX_HUB_MANIFEST.json + files):
 
@@ -18,11 +19,11 @@ Knobs: ``down`` is a set of layout names ("hf", "media", "raw", "plain") that an
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from pathlib import Path
 
 from aiohttp import web
+
+from .harness import Background, listen
 
 __all__ = ("COMMIT", "HubServer")
 
@@ -39,24 +40,17 @@ class HubServer:
         self.repos = set(repos)
         self.down: set[str] = set()
         self.requests: list[tuple[str, str]] = []
-        self._loop = asyncio.new_event_loop()
+        self._background: Background | None = None
         self._runner: web.AppRunner | None = None
         self.port = 0
 
     # lifecycle -----------------------------------------------------------
     def start(self) -> HubServer:
-        ready = threading.Event()
-        threading.Thread(target=self._serve, args=(ready,), daemon=True).start()
-        ready.wait(10)
+        self._background = Background()
+        self._runner, self.port = self._background.run(listen(self._app()))
         return self
 
-    def _serve(self, ready: threading.Event) -> None:
-        asyncio.set_event_loop(self._loop)
-        self._loop.run_until_complete(self._start_site())
-        ready.set()
-        self._loop.run_forever()
-
-    async def _start_site(self) -> None:
+    def _app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/raw/{owner}/{name}/{ref}/{path:.+}", self._github("raw"))
         app.router.add_get(
@@ -68,19 +62,13 @@ class HubServer:
         app.router.add_get("/cdn/{path:.+}", self._plain("cdn"))
         app.router.add_get("/api/repos/{owner}/{name}/commits/{ref}", self._api)
         app.router.add_get("/plain/{path:.+}", self._plain("plain"))
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return app
 
     def stop(self) -> None:
-        async def cleanup() -> None:
-            if self._runner is not None:
-                await self._runner.cleanup()
-
-        asyncio.run_coroutine_threadsafe(cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._background is not None and self._runner is not None:
+            self._background.run(self._runner.cleanup())
+            self._background.close()
+            self._background = None
 
     # addresses -----------------------------------------------------------
     @property

@@ -4,7 +4,7 @@
 A local attacker who can write into a cache folder plants links, hard links, FIFOs,
 folders and lying sidecars where asynchub expects its own files; a hostile repo
 names files so that they collide with another repo's verified entries. Every test
-runs the real client against a :class:`~tests.fault_servers.FaultServer` on
+runs the real client against a :class:`~tests.harness.Server` on
 127.0.0.1 and checks that nothing outside the cache changed and that the final
 name holds a regular, verified file (or that the call failed clearly).
 """
@@ -42,7 +42,7 @@ from asynchub.errors import (
     UnsafePathError,
 )
 
-from .fault_servers import FaultServer, entry, fast_config, serve, sha
+from .harness import Server, entry, fast_config, serve, sha
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 
@@ -54,8 +54,8 @@ TOKEN = "0badc0-1-00000000beef"
 
 
 @pytest.fixture
-def server() -> Iterator[FaultServer]:
-    with FaultServer() as srv:
+def server() -> Iterator[Server]:
+    with Server() as srv:
         srv.hub({PATH: DATA})
         yield srv
 
@@ -66,7 +66,7 @@ def dead_pid() -> int:
     return proc.pid
 
 
-async def load(server: FaultServer, cache: Path, **config: Any) -> Path:
+async def load(server: Server, cache: Path, **config: Any) -> Path:
     async with AsyncHub(fast_config(cache, **config)) as hub:
         with anyio.fail_after(30):
             path = await hub.download_model("big", repo=server.hub_url, silent=True)
@@ -84,7 +84,7 @@ def assert_regular_verified(path: Path) -> None:
     assert path.read_bytes() == DATA
 
 
-def sidecar(server: FaultServer, **fields: Any) -> bytes:
+def sidecar(server: Server, **fields: Any) -> bytes:
     record: dict[str, Any] = {
         "url": f"{server.hub_url}{PATH}",
         "sha256": sha(DATA),
@@ -100,7 +100,7 @@ def sidecar(server: FaultServer, **fields: Any) -> bytes:
     return json.dumps(record).encode()
 
 
-def plant_partial(server: FaultServer, cache: Path, kind: str, outside: Path) -> Path:
+def plant_partial(server: Server, cache: Path, kind: str, outside: Path) -> Path:
     """A previous owner's partial (sidecar, lock) whose part is ``kind``."""
     dest = final(cache)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -121,36 +121,36 @@ def plant_partial(server: FaultServer, cache: Path, kind: str, outside: Path) ->
 
 @pytest.mark.parametrize("kind", ["symlink", "hardlink", "fifo"])
 async def test_planted_partial_is_never_written_through(
-    server: FaultServer, clean_env: Path, tmp_path: Path, kind: str
+    server: Server, cache_dir: Path, tmp_path: Path, kind: str
 ) -> None:
     outside = tmp_path / "victim.bin"
     outside.write_bytes(SECRET)
-    part = plant_partial(server, clean_env, kind, outside)
-    path = await load(server, clean_env)
+    part = plant_partial(server, cache_dir, kind, outside)
+    path = await load(server, cache_dir)
     assert outside.read_bytes() == SECRET
     assert_regular_verified(path)
     assert not os.path.lexists(part)
 
 
 async def test_fifo_sidecar_does_not_hang_a_load(
-    server: FaultServer, clean_env: Path
+    server: Server, cache_dir: Path
 ) -> None:
-    dest = final(clean_env)
+    dest = final(cache_dir)
     dest.parent.mkdir(parents=True)
     dest.with_name(f"{dest.name}.{TOKEN}{PART_SUFFIX}").write_bytes(b"x" * 100)
     os.mkfifo(dest.with_name(f"{dest.name}.{TOKEN}{STATE_SUFFIX}"))
     dest.with_name(dest.name + LOCK_SUFFIX).write_bytes(b"")
-    assert_regular_verified(await load(server, clean_env))
+    assert_regular_verified(await load(server, cache_dir))
 
 
 async def test_fifo_marker_does_not_hang_a_load(
-    server: FaultServer, clean_env: Path
+    server: Server, cache_dir: Path
 ) -> None:
-    path = await load(server, clean_env)
-    marker = _marker_path(clean_env, path)
+    path = await load(server, cache_dir)
+    marker = _marker_path(cache_dir, path)
     marker.unlink()
     os.mkfifo(marker)
-    assert_regular_verified(await load(server, clean_env))
+    assert_regular_verified(await load(server, cache_dir))
     assert len(server.log(f"/hub/{PATH}")) == 1  # re-hashed, not fetched again
 
 
@@ -171,58 +171,58 @@ async def test_fifo_marker_does_not_hang_a_load(
     ids=lambda lie: "-".join(f"{k}={v!r}" for k, v in lie.items())[:30],
 )
 async def test_sidecar_fields_that_lie_are_treated_as_damage(
-    server: FaultServer, clean_env: Path, lie: dict[str, Any]
+    server: Server, cache_dir: Path, lie: dict[str, Any]
 ) -> None:
-    dest = final(clean_env)
+    dest = final(cache_dir)
     dest.parent.mkdir(parents=True)
     part = dest.with_name(f"{dest.name}.{TOKEN}{PART_SUFFIX}")
     part.write_bytes(b"\xff" * (256 * 1024))  # wrong bytes, whatever the sidecar says
     state = dest.with_name(f"{dest.name}.{TOKEN}{STATE_SUFFIX}")
     state.write_bytes(sidecar(server, **lie))
     dest.with_name(dest.name + LOCK_SUFFIX).write_bytes(b"")
-    assert_regular_verified(await load(server, clean_env))
+    assert_regular_verified(await load(server, cache_dir))
     assert not os.path.lexists(part) and not os.path.lexists(state)
 
 
 async def test_oversized_sidecar_is_not_read_into_memory(
-    server: FaultServer, clean_env: Path, monkeypatch: pytest.MonkeyPatch
+    server: Server, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(state_module, "MAX_STATE_BYTES", 4096, raising=False)
-    dest = final(clean_env)
+    dest = final(cache_dir)
     dest.parent.mkdir(parents=True)
     dest.with_name(f"{dest.name}.{TOKEN}{PART_SUFFIX}").write_bytes(DATA[:1000])
     padded = sidecar(server) + b" " * 8192  # valid JSON, larger than the cap
     dest.with_name(f"{dest.name}.{TOKEN}{STATE_SUFFIX}").write_bytes(padded)
     dest.with_name(dest.name + LOCK_SUFFIX).write_bytes(b"")
-    assert_regular_verified(await load(server, clean_env))
+    assert_regular_verified(await load(server, cache_dir))
 
 
 async def test_final_name_planted_as_a_link_to_the_genuine_bytes_is_replaced(
-    server: FaultServer, clean_env: Path, tmp_path: Path
+    server: Server, cache_dir: Path, tmp_path: Path
 ) -> None:
     """The link's target holds the right bytes, so hashing alone would accept it."""
     outside = tmp_path / "looks-right.onnx"
     outside.write_bytes(DATA)
-    dest = final(clean_env)
+    dest = final(cache_dir)
     dest.parent.mkdir(parents=True)
     dest.symlink_to(outside)
-    path = await load(server, clean_env)
+    path = await load(server, cache_dir)
     assert_regular_verified(path)
     assert outside.read_bytes() == DATA and not outside.is_symlink()
 
 
 async def test_final_name_planted_as_a_fifo_is_replaced(
-    server: FaultServer, clean_env: Path
+    server: Server, cache_dir: Path
 ) -> None:
-    dest = final(clean_env)
+    dest = final(cache_dir)
     dest.parent.mkdir(parents=True)
     os.mkfifo(dest)
-    assert_regular_verified(await load(server, clean_env))
+    assert_regular_verified(await load(server, cache_dir))
 
 
 async def test_final_name_swapped_for_a_link_at_the_rename_is_refused(
-    server: FaultServer,
-    clean_env: Path,
+    server: Server,
+    cache_dir: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -241,8 +241,8 @@ async def test_final_name_swapped_for_a_link_at_the_rename_is_refused(
 
     monkeypatch.setattr(Folder, "rename", swap)
     with pytest.raises(CacheError, match="was replaced while it was being written"):
-        await load(server, clean_env)
-    assert not os.path.lexists(final(clean_env))
+        await load(server, cache_dir)
+    assert not os.path.lexists(final(cache_dir))
     assert outside.read_bytes() == SECRET
 
 
@@ -250,42 +250,42 @@ async def test_final_name_swapped_for_a_link_at_the_rename_is_refused(
 
 
 async def test_model_folder_linked_outside_the_cache_receives_nothing(
-    server: FaultServer, clean_env: Path, tmp_path: Path
+    server: Server, cache_dir: Path, tmp_path: Path
 ) -> None:
     outside = tmp_path / "elsewhere"
     outside.mkdir()
-    (clean_env / "vision").mkdir(parents=True)
-    (clean_env / "vision" / "big").symlink_to(outside)
+    (cache_dir / "vision").mkdir(parents=True)
+    (cache_dir / "vision" / "big").symlink_to(outside)
     with pytest.raises(CacheError, match="symbolic link or not a folder"):
-        await load(server, clean_env)
+        await load(server, cache_dir)
     assert list(outside.iterdir()) == []
 
 
 async def test_top_folder_linked_outside_the_cache_receives_nothing(
-    server: FaultServer, clean_env: Path, tmp_path: Path
+    server: Server, cache_dir: Path, tmp_path: Path
 ) -> None:
     outside = tmp_path / "elsewhere"
     outside.mkdir()
-    clean_env.mkdir(parents=True)
-    (clean_env / "vision").symlink_to(outside)
+    cache_dir.mkdir(parents=True)
+    (cache_dir / "vision").symlink_to(outside)
     with pytest.raises(CacheError, match="vision is a symbolic link"):
-        await load(server, clean_env)
+        await load(server, cache_dir)
     assert list(outside.iterdir()) == []
 
 
 @pytest.mark.parametrize("linked", ["verified", "manifests", ""])
 async def test_state_folders_linked_outside_receive_nothing(
-    server: FaultServer, clean_env: Path, tmp_path: Path, linked: str
+    server: Server, cache_dir: Path, tmp_path: Path, linked: str
 ) -> None:
     """Markers and cached manifests are an optimisation: the load still works."""
     outside = tmp_path / "elsewhere"
     outside.mkdir()
-    state = clean_env / STATE_DIR
+    state = cache_dir / STATE_DIR
     state.parent.mkdir(parents=True)
     if linked:
         state.mkdir()
     (state / linked if linked else state).symlink_to(outside)
-    assert_regular_verified(await load(server, clean_env))
+    assert_regular_verified(await load(server, cache_dir))
     assert list(outside.iterdir()) == []
 
 
@@ -310,52 +310,52 @@ def test_a_folder_swapped_for_a_link_after_it_was_opened_is_not_followed(
 
 
 async def test_dangling_lock_symlink_does_not_spin(
-    server: FaultServer, clean_env: Path, tmp_path: Path
+    server: Server, cache_dir: Path, tmp_path: Path
 ) -> None:
-    dest = final(clean_env)
+    dest = final(cache_dir)
     dest.parent.mkdir(parents=True)
     target = tmp_path / "never-created"
     dest.with_name(dest.name + LOCK_SUFFIX).symlink_to(target)
-    assert_regular_verified(await load(server, clean_env))
+    assert_regular_verified(await load(server, cache_dir))
     assert not os.path.lexists(target)
 
 
 @pytest.mark.parametrize("kind", ["fifo", "folder"])
 async def test_lock_that_is_no_file_is_bounded(
-    server: FaultServer, clean_env: Path, kind: str
+    server: Server, cache_dir: Path, kind: str
 ) -> None:
-    dest = final(clean_env)
+    dest = final(cache_dir)
     dest.parent.mkdir(parents=True)
     lock = dest.with_name(dest.name + LOCK_SUFFIX)
     if kind == "fifo":
         os.mkfifo(lock)
-        assert_regular_verified(await load(server, clean_env))
+        assert_regular_verified(await load(server, cache_dir))
     else:
         (lock / "inside").mkdir(parents=True)
         with pytest.raises(CacheError):
-            await load(server, clean_env)
+            await load(server, cache_dir)
 
 
 async def test_lock_that_keeps_vanishing_gives_up(
-    server: FaultServer, clean_env: Path, monkeypatch: pytest.MonkeyPatch
+    server: Server, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from asynchub._transfer import lockfile as _lockfile
 
     monkeypatch.setattr(_lockfile, "_open", lambda *_: None)
     with pytest.raises(CacheError, match="keeps vanishing"):
-        await load(server, clean_env)
+        await load(server, cache_dir)
 
 
 async def test_waiting_on_a_lock_holder_that_makes_no_progress_is_bounded(
-    server: FaultServer, clean_env: Path, monkeypatch: pytest.MonkeyPatch
+    server: Server, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A hung holder (here: this test, holding the flock) is not waited for forever."""
     monkeypatch.setattr(job_module, "LOCK_STALL", 0.5, raising=False)
-    dest = final(clean_env)
+    dest = final(cache_dir)
     dest.parent.mkdir(parents=True)
     with open(dest.with_name(dest.name + LOCK_SUFFIX), "wb") as held:
         fcntl.flock(held.fileno(), fcntl.LOCK_EX)
-        assert_regular_verified(await load(server, clean_env))
+        assert_regular_verified(await load(server, cache_dir))
 
 
 # Item 2: cross-repo poisoning ---------------------------------------------------------
@@ -396,7 +396,7 @@ def with_data(name: str, path: str, archive: bytes | None, **meta: Any) -> dict:
     return entry(name, f"vision/{name}/{name}.onnx", MODEL, metadata=metadata)
 
 
-async def with_test_data(server: FaultServer, cache: Path, name: str) -> Path:
+async def with_test_data(server: Server, cache: Path, name: str) -> Path:
     async with AsyncHub(fast_config(cache)) as hub:
         folder = await hub.download_model_with_test_data(
             name, repo=server.hub_url, silent=True
@@ -406,8 +406,8 @@ async def with_test_data(server: FaultServer, cache: Path, name: str) -> Path:
 
 
 @pytest.fixture
-def genuine() -> Iterator[FaultServer]:
-    with FaultServer() as srv:
+def genuine() -> Iterator[Server]:
+    with Server() as srv:
         srv.hub(
             {"vision/victim/victim.onnx": MODEL, TAR: GENUINE},
             [with_data("victim", TAR, GENUINE)],
@@ -415,7 +415,7 @@ def genuine() -> Iterator[FaultServer]:
         yield srv
 
 
-def hostile_repo(srv: FaultServer, path: str, data: bytes, **meta: Any) -> None:
+def hostile_repo(srv: Server, path: str, data: bytes, **meta: Any) -> None:
     srv.route(f"/hub/{path}", serve(data))
     item = with_data("evil", path, None, **meta)
     srv.route("/hub/vision/evil/evil.onnx", serve(MODEL))
@@ -423,58 +423,58 @@ def hostile_repo(srv: FaultServer, path: str, data: bytes, **meta: Any) -> None:
 
 
 async def test_sha_less_tarball_cannot_take_a_hashed_cache_name(
-    genuine: FaultServer, clean_env: Path
+    genuine: Server, cache_dir: Path
 ) -> None:
     forged = f"vision/victim/{sha(GENUINE)}_victim-12.tar.gz"
-    with FaultServer() as evil:
+    with Server() as evil:
         hostile_repo(evil, forged, HOSTILE)
         with pytest.raises(UnsafePathError, match="form of a hashed cache name"):
-            await with_test_data(evil, clean_env, "evil")
+            await with_test_data(evil, cache_dir, "evil")
         assert evil.log(f"/hub/{forged}") == []
-    folder = await with_test_data(genuine, clean_env, "victim")
+    folder = await with_test_data(genuine, cache_dir, "victim")
     assert (folder / "model.onnx").read_bytes() == MODEL
 
 
 async def test_entry_inside_another_entrys_extracted_folder_is_refused(
-    genuine: FaultServer, clean_env: Path
+    genuine: Server, cache_dir: Path
 ) -> None:
     inside = f"vision/victim/{sha(GENUINE)}_victim-12/victim/model.onnx"
-    with FaultServer() as evil:
+    with Server() as evil:
         evil.hub({inside: EVIL}, [entry("evil", inside, None)])
-        async with AsyncHub(fast_config(clean_env)) as hub:
+        async with AsyncHub(fast_config(cache_dir)) as hub:
             with pytest.raises(UnsafePathError, match="hashed cache name"):
                 await hub.download_model("evil", repo=evil.hub_url, silent=True)
         evil.hub({inside: EVIL}, [entry("evil", inside, EVIL)])  # hashed: also
-        async with AsyncHub(fast_config(clean_env)) as hub:
+        async with AsyncHub(fast_config(cache_dir)) as hub:
             with pytest.raises(UnsafePathError, match="hashed cache name"):
                 await hub.download_model("evil", repo=evil.hub_url, silent=True)
-    folder = await with_test_data(genuine, clean_env, "victim")
+    folder = await with_test_data(genuine, cache_dir, "victim")
     assert (folder / "model.onnx").read_bytes() == MODEL
 
 
 async def test_planted_extraction_folder_is_not_reused(
-    genuine: FaultServer, clean_env: Path
+    genuine: Server, cache_dir: Path
 ) -> None:
     """A folder at the extraction name without a marker naming the tarball's
     SHA-256 (planted, or older than the marker) is extracted again."""
-    tar = cache_path(clean_env, TAR, sha(GENUINE))
+    tar = cache_path(cache_dir, TAR, sha(GENUINE))
     planted = tar.with_name(tar.name[: -len(".tar.gz")]) / "victim"
     planted.mkdir(parents=True)
     (planted / "model.onnx").write_bytes(EVIL)
-    folder = await with_test_data(genuine, clean_env, "victim")
+    folder = await with_test_data(genuine, cache_dir, "victim")
     assert (folder / "model.onnx").read_bytes() == MODEL
     marker = json.loads((folder.parent / ".asynchub-tarball.json").read_text())
     assert marker == {"tarball_sha256": sha(GENUINE)}
 
 
 async def test_marker_naming_another_tarball_is_not_trusted(
-    genuine: FaultServer, clean_env: Path
+    genuine: Server, cache_dir: Path
 ) -> None:
-    folder = await with_test_data(genuine, clean_env, "victim")
+    folder = await with_test_data(genuine, cache_dir, "victim")
     (folder / "model.onnx").write_bytes(EVIL)
     marker = folder.parent / ".asynchub-tarball.json"
     marker.write_text(json.dumps({"tarball_sha256": sha(HOSTILE)}))
-    again = await with_test_data(genuine, clean_env, "victim")
+    again = await with_test_data(genuine, cache_dir, "victim")
     assert (again / "model.onnx").read_bytes() == MODEL
 
 
@@ -540,7 +540,7 @@ def test_a_refused_member_at_the_end_writes_nothing_first(
 
 
 async def test_disk_full_during_extraction_is_a_disk_full_error(
-    genuine: FaultServer, clean_env: Path, monkeypatch: pytest.MonkeyPatch
+    genuine: Server, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from asynchub.cache import _archive
 
@@ -549,14 +549,14 @@ async def test_disk_full_during_extraction_is_a_disk_full_error(
 
     monkeypatch.setattr(_archive, "_write_file", full)
     with pytest.raises(DiskFullError, match="No space left"):
-        await with_test_data(genuine, clean_env, "victim")
-    tar = cache_path(clean_env, TAR, sha(GENUINE))
+        await with_test_data(genuine, cache_dir, "victim")
+    tar = cache_path(cache_dir, TAR, sha(GENUINE))
     assert not tar.with_name(tar.name[: -len(".tar.gz")]).exists()
 
 
 @pytest.mark.parametrize("has_model", [True, False])
 async def test_returned_folder_holds_model_onnx_or_the_call_fails(
-    clean_env: Path, has_model: bool
+    cache_dir: Path, has_model: bool
 ) -> None:
     members = [
         member("model", folder=True),
@@ -568,18 +568,18 @@ async def test_returned_folder_holds_model_onnx_or_the_call_fails(
     if has_model:
         members.append(member("par-12/model.onnx", MODEL))
     archive = tarball(members)
-    with FaultServer() as srv:
+    with Server() as srv:
         srv.hub(
             {"vision/victim/victim.onnx": MODEL, TAR: archive},
             [with_data("victim", TAR, archive)],
         )
         if has_model:
-            folder = await with_test_data(srv, clean_env, "victim")
+            folder = await with_test_data(srv, cache_dir, "victim")
             assert folder.name == "par-12"
             assert (folder / "model.onnx").read_bytes() == MODEL
         else:
             with pytest.raises(ArchiveError, match="no model.onnx"):
-                await with_test_data(srv, clean_env, "victim")
+                await with_test_data(srv, cache_dir, "victim")
 
 
 # Item 12: names a case-insensitive file system confuses ----------------------------
@@ -617,22 +617,22 @@ def test_tar_members_that_fold_together_on_windows_are_refused(
 
 
 async def test_redirected_part_failing_after_its_headers_is_bounded(
-    clean_env: Path, monkeypatch: pytest.MonkeyPatch
+    cache_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Each failure at a redirect's target asks the URL again: only so often."""
     from asynchub._transfer import stream as _stream
     from asynchub.errors import TransferError
 
-    from .fault_servers import redirect
+    from .harness import redirect
 
     async def broken(self: Any, response: Any, seg: Any, skip: int) -> None:
         raise TransferError("the body broke in a way that is not retried")
 
     monkeypatch.setattr(_stream.BodyWriter, "stream", broken)
-    with FaultServer() as srv:
+    with Server() as srv:
         srv.hub({PATH: DATA})
         srv.route(f"/hub/{PATH}", redirect(f"/cdn/{PATH}"))
         srv.route(f"/cdn/{PATH}", serve(DATA))
         with pytest.raises(TransferError, match="not retried"):
-            await load(srv, clean_env)
+            await load(srv, cache_dir)
         assert 1 < len(srv.log(f"/hub/{PATH}")) <= 10

@@ -1,7 +1,7 @@
 """The ``asynchub`` command, in-process (``cli.main``) and as a real subprocess.
 
 Servers are real: the example hub on ``tests.hub_server.HubServer`` (``/plain/``),
-on ``tests.servers.FileServer`` for per-file faults, and on ``asynchub serve`` itself.
+on ``tests.servers.Server`` for per-file faults, and on ``asynchub serve`` itself.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from asynchub._sync import run as run_sync
 from asynchub.cli import main
 from asynchub.manifest import Manifest
 
+from .harness import Behavior, Server
 from .hub_server import HubServer
-from .servers import Behavior, FileServer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MANIFEST = "ONNX_HUB_MANIFEST.json"
@@ -101,8 +101,8 @@ def hub_files(root: Path) -> dict[str, Path]:
 
 @contextmanager
 def faulty_hub(root: Path, behaviors: dict[str, Behavior]) -> Iterator[str]:
-    """The hub folder on a FileServer thread, with per-file faults; yields its URL."""
-    server = FileServer().start_thread()
+    """The hub folder on a Server thread, with per-file faults; yields its URL."""
+    server = Server().start_thread()
     try:
         server.add(f"/hub/{MANIFEST}", (root / MANIFEST).read_bytes())
         for relative, path in hub_files(root).items():
@@ -325,14 +325,14 @@ def test_mirror_shards_cover_the_selection_once(
 
 
 def test_download_then_cache_ls_du_verify(
-    capsys: pytest.CaptureFixture[str], hub_server: HubServer, clean_env: Path
+    capsys: pytest.CaptureFixture[str], hub_server: HubServer, cache_dir: Path
 ) -> None:
     url = f"{hub_server.base}/plain/"
     code, out, _ = cli(capsys, "download", "tinynet", "--repo", url, "--yes")
     assert code == 0 and out.startswith("fetched 1 file (")
     sha = sha256(hub_server.root / TINYNET_17)
     cached = (
-        clean_env / "vision/classification/tinynet/model" / f"{sha}_tinynet-17.onnx"
+        cache_dir / "vision/classification/tinynet/model" / f"{sha}_tinynet-17.onnx"
     )
     assert cached.read_bytes() == (hub_server.root / TINYNET_17).read_bytes()
 
@@ -352,7 +352,7 @@ def test_download_then_cache_ls_du_verify(
     usage = json.loads(out)
     assert code == 0 and usage["by_kind"]["model"] == cached.stat().st_size
     assert usage["total"] == sum(
-        p.stat().st_size for p in clean_env.rglob("*") if p.is_file()
+        p.stat().st_size for p in cache_dir.rglob("*") if p.is_file()
     )
 
     assert cli(capsys, "cache", "verify")[:2] == (0, "checked 1 item: 0 corrupt\n")
@@ -360,7 +360,7 @@ def test_download_then_cache_ls_du_verify(
     data[10] ^= 0xFF
     cached.write_bytes(bytes(data))
     code, out, err = cli(capsys, "cache", "verify")
-    relative = cached.relative_to(clean_env).as_posix()
+    relative = cached.relative_to(cache_dir).as_posix()
     assert code == 1 and out.startswith(f"CORRUPT {relative}: SHA-256 is ")
     assert "cache verify --fix" in err and cached.exists()
     code, out, _ = cli(capsys, "cache", "verify", "--fix", "--json")
@@ -375,7 +375,7 @@ def test_download_then_cache_ls_du_verify(
 
 
 def test_download_all_with_filters(
-    capsys: pytest.CaptureFixture[str], example_hub: Path, clean_env: Path
+    capsys: pytest.CaptureFixture[str], example_hub: Path, cache_dir: Path
 ) -> None:
     code, out, _ = cli(
         capsys,
@@ -391,7 +391,7 @@ def test_download_all_with_filters(
     )
     report = json.loads(out)
     assert code == 0 and report["mode"] == "cache" and report["models"] == 3
-    assert report["files_done"] == 6 and report["dest"] == str(clean_env)
+    assert report["files_done"] == 6 and report["dest"] == str(cache_dir)
     code, out, _ = cli(capsys, "download", "--all", "--repo", example_hub, "--dry-run")
     assert (
         code == 0 and out.startswith("3 files to fetch") and "3 already in place" in out
@@ -399,10 +399,10 @@ def test_download_all_with_filters(
 
 
 def test_cache_prune_removes_leftovers_and_superseded_files(
-    capsys: pytest.CaptureFixture[str], example_hub: Path, clean_env: Path
+    capsys: pytest.CaptureFixture[str], example_hub: Path, cache_dir: Path
 ) -> None:
     assert cli(capsys, "download", "TinyNet", "--repo", example_hub)[0] == 0
-    folder = clean_env / "vision/classification/tinynet/model"
+    folder = cache_dir / "vision/classification/tinynet/model"
     kept = folder / f"{sha256(example_hub / TINYNET_17)}_tinynet-17.onnx"
     dead = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"],

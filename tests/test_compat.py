@@ -78,7 +78,7 @@ def zoo(tmp_path: Path, example_hub: Path) -> Iterator[dict[str, str]]:
 
 @pytest.mark.parametrize("name", sorted(SCRIPTS))
 def test_old_script_runs_unchanged(
-    name: str, zoo: dict[str, str], tmp_path: Path, clean_env: Path
+    name: str, zoo: dict[str, str], tmp_path: Path, cache_dir: Path
 ) -> None:
     script = tmp_path / f"{name}.py"
     script.write_text(ADDED_LINE + textwrap.dedent(SCRIPTS[name]))
@@ -95,7 +95,7 @@ def test_old_script_runs_unchanged(
     out = done.stdout
     if name == "zoo_test":
         assert "mnist" in out and "tinynet" in out
-        assert f"DIR {clean_env}" in out
+        assert f"DIR {cache_dir}" in out
     elif name == "load_mnist":
         assert "LOADED" in out
     elif name == "composite":

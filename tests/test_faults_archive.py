@@ -26,7 +26,7 @@ from asynchub.cache._layout import cache_path
 from asynchub.config import ArchiveLimits
 from asynchub.errors import ArchiveError
 
-from .fault_servers import FaultServer, entry, fast_config, sha, tree
+from .harness import Server, entry, fast_config, sha, tree
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 
@@ -69,12 +69,12 @@ def tarball(members: Sequence[Member], fmt: int = tarfile.GNU_FORMAT) -> bytes:
 
 
 @pytest.fixture
-def server() -> Iterator[FaultServer]:
-    with FaultServer() as srv:
+def server() -> Iterator[Server]:
+    with Server() as srv:
         yield srv
 
 
-def publish(server: FaultServer, archive: bytes) -> str:
+def publish(server: Server, archive: bytes) -> str:
     meta = {
         "model_with_data_path": TAR_PATH,
         "model_with_data_sha": sha(archive),
@@ -85,7 +85,7 @@ def publish(server: FaultServer, archive: bytes) -> str:
 
 
 async def extract(
-    server: FaultServer, cache: Path, *, force: bool = False, **config: object
+    server: Server, cache: Path, *, force: bool = False, **config: object
 ) -> Path:
     async with AsyncHub(fast_config(cache, **config)) as hub:
         folder = await hub.download_model_with_test_data(
@@ -124,12 +124,12 @@ def assert_refused_cleanly(cache: Path, archive: bytes) -> None:
 
 
 async def test_good_archive_extracts_with_normal_modes(
-    server: FaultServer, clean_env: Path
+    server: Server, cache_dir: Path
 ) -> None:
     archive = tarball(GOOD)
     publish(server, archive)
-    folder = await extract(server, clean_env)
-    dest = dest_of(clean_env, archive)
+    folder = await extract(server, cache_dir)
+    dest = dest_of(cache_dir, archive)
     assert folder == dest / "m"
     assert (folder / "model.onnx").read_bytes() == MODEL
     assert sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*")) == [
@@ -140,7 +140,7 @@ async def test_good_archive_extracts_with_normal_modes(
         "m/test_data_set_0/input_0.pb",
         "m/test_data_set_0/output_0.pb",
     ]
-    assert not any(TEMP_SUFFIX in p for p in tree(clean_env.parent))
+    assert not any(TEMP_SUFFIX in p for p in tree(cache_dir.parent))
 
 
 # A1-A4 hostile members -------------------------------------------------------------
@@ -211,28 +211,28 @@ REASONS = {
 
 @pytest.mark.parametrize("case", sorted(REASONS))
 async def test_hostile_member_is_refused_nothing_escapes(
-    server: FaultServer, clean_env: Path, case: str
+    server: Server, cache_dir: Path, case: str
 ) -> None:
-    hostile = _escapes(clean_env.parent)[case]
+    hostile = _escapes(cache_dir.parent)[case]
     archive = tarball([*GOOD, *hostile])
     publish(server, archive)
     with pytest.raises(ArchiveError, match="refused tar member") as exc:
-        await extract(server, clean_env)
+        await extract(server, cache_dir)
     assert repr(hostile[0][0].name) in str(exc.value) or case.endswith("twin")
     assert REASONS[case] in str(exc.value)
     assert "nothing was extracted" in str(exc.value).lower() or exc.value.hint
-    assert_refused_cleanly(clean_env, archive)
+    assert_refused_cleanly(cache_dir, archive)
     assert not Path("/etc/passwd").is_symlink()
 
 
 async def test_hostile_member_first_leaves_nothing(
-    server: FaultServer, clean_env: Path
+    server: Server, cache_dir: Path
 ) -> None:
     archive = tarball([member("../../../../escaped.txt"), *GOOD])
     publish(server, archive)
     with pytest.raises(ArchiveError, match="'..' segment"):
-        await extract(server, clean_env)
-    assert_refused_cleanly(clean_env, archive)
+        await extract(server, cache_dir)
+    assert_refused_cleanly(cache_dir, archive)
 
 
 @pytest.mark.parametrize(
@@ -246,19 +246,19 @@ async def test_hostile_member_first_leaves_nothing(
     ],
 )
 async def test_special_mode_bits_are_normalised(
-    server: FaultServer, clean_env: Path, mode: int, expected: int
+    server: Server, cache_dir: Path, mode: int, expected: int
 ) -> None:
     archive = tarball([*GOOD, member("m/tool.bin", b"#!", mode=mode)])
     publish(server, archive)
-    folder = await extract(server, clean_env)
+    folder = await extract(server, cache_dir)
     assert stat.S_IMODE((folder / "tool.bin").stat().st_mode) == expected
-    for path in dest_of(clean_env, archive).rglob("*"):
+    for path in dest_of(cache_dir, archive).rglob("*"):
         bits = stat.S_IMODE(path.stat().st_mode)
         assert not bits & (stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX | stat.S_IWOTH)
 
 
 async def test_pax_header_cannot_smuggle_a_path(
-    server: FaultServer, clean_env: Path
+    server: Server, cache_dir: Path
 ) -> None:
     """A PAX ``path`` record overrides the header name: it is checked the same."""
     info, data = member("m/innocent.pb")
@@ -266,47 +266,47 @@ async def test_pax_header_cannot_smuggle_a_path(
     archive = tarball([*GOOD, (info, data)], fmt=tarfile.PAX_FORMAT)
     publish(server, archive)
     with pytest.raises(ArchiveError, match="'..' segment"):
-        await extract(server, clean_env)
-    assert_refused_cleanly(clean_env, archive)
+        await extract(server, cache_dir)
+    assert_refused_cleanly(cache_dir, archive)
 
 
 # A5 decompression bombs ------------------------------------------------------------
 
 
-async def test_bomb_over_total_size_limit(server: FaultServer, clean_env: Path) -> None:
+async def test_bomb_over_total_size_limit(server: Server, cache_dir: Path) -> None:
     archive = tarball([*GOOD, member("m/big.pb", os.urandom(3 * 1024 * 1024))])
     publish(server, archive)
     limits = ArchiveLimits(max_total_bytes=2 * 1024 * 1024)
     with pytest.raises(
         ArchiveError, match=r"expands to more than 2097152 bytes"
     ) as exc:
-        await extract(server, clean_env, archive=limits)
+        await extract(server, cache_dir, archive=limits)
     assert "max_total_bytes" in str(exc.value)
-    assert_refused_cleanly(clean_env, archive)
+    assert_refused_cleanly(cache_dir, archive)
 
 
-async def test_bomb_by_compression_ratio(server: FaultServer, clean_env: Path) -> None:
+async def test_bomb_by_compression_ratio(server: Server, cache_dir: Path) -> None:
     archive = tarball([*GOOD, member("m/zeros.pb", bytes(16 * 1024 * 1024))])
     assert len(archive) < 64 * 1024  # 16 MiB of zeros in a few KiB
     publish(server, archive)
     with pytest.raises(ArchiveError, match="times its compressed size") as exc:
-        await extract(server, clean_env)
+        await extract(server, cache_dir)
     assert "max_ratio" in str(exc.value) and "decompression bomb" in str(exc.value)
-    assert_refused_cleanly(clean_env, archive)
+    assert_refused_cleanly(cache_dir, archive)
 
 
-async def test_bomb_by_member_count(server: FaultServer, clean_env: Path) -> None:
+async def test_bomb_by_member_count(server: Server, cache_dir: Path) -> None:
     many = [member(f"m/f{i}.pb", b"") for i in range(300)]
     archive = tarball([*GOOD, *many])
     publish(server, archive)
     with pytest.raises(ArchiveError, match="more than 100 members") as exc:
-        await extract(server, clean_env, archive=ArchiveLimits(max_members=100))
+        await extract(server, cache_dir, archive=ArchiveLimits(max_members=100))
     assert "max_members" in str(exc.value)
-    assert_refused_cleanly(clean_env, archive)
+    assert_refused_cleanly(cache_dir, archive)
 
 
 async def test_member_header_lying_about_size_is_refused_before_writing(
-    server: FaultServer, clean_env: Path
+    server: Server, cache_dir: Path
 ) -> None:
     """A header announcing 3 GiB for a member is refused unread."""
     info, _ = member("m/huge.pb")
@@ -323,15 +323,15 @@ async def test_member_header_lying_about_size_is_refused_before_writing(
     publish(server, archive)
     limits = ArchiveLimits(max_total_bytes=1024**3)
     with pytest.raises(ArchiveError, match="expands to more than"):
-        await extract(server, clean_env, archive=limits)
-    assert_refused_cleanly(clean_env, archive)
+        await extract(server, cache_dir, archive=limits)
+    assert_refused_cleanly(cache_dir, archive)
 
 
 # A6 layout ---------------------------------------------------------------------------
 
 
 async def test_two_top_level_folders_give_a_deterministic_model_folder(
-    server: FaultServer, clean_env: Path
+    server: Server, cache_dir: Path
 ) -> None:
     layout = [
         member("zz_extra", kind=tarfile.DIRTYPE, mode=0o755),
@@ -341,69 +341,69 @@ async def test_two_top_level_folders_give_a_deterministic_model_folder(
     ]
     archive = tarball(layout)
     publish(server, archive)
-    folder = await extract(server, clean_env)
-    assert folder == dest_of(clean_env, archive) / "m"  # the one holding a .onnx
+    folder = await extract(server, cache_dir)
+    assert folder == dest_of(cache_dir, archive) / "m"  # the one holding a .onnx
 
 
 # A7 pre-existing destination -------------------------------------------------------
 
 
 async def test_existing_file_at_destination_is_refused(
-    server: FaultServer, clean_env: Path
+    server: Server, cache_dir: Path
 ) -> None:
     archive = tarball(GOOD)
     publish(server, archive)
-    dest = dest_of(clean_env, archive)
+    dest = dest_of(cache_dir, archive)
     dest.parent.mkdir(parents=True)
     dest.write_bytes(b"planted")
     with pytest.raises(ArchiveError, match="exists and is not a folder"):
-        await extract(server, clean_env)
+        await extract(server, cache_dir)
     assert dest.read_bytes() == b"planted"
-    assert not any(TEMP_SUFFIX in p for p in tree(clean_env.parent))
+    assert not any(TEMP_SUFFIX in p for p in tree(cache_dir.parent))
 
 
 async def test_planted_symlink_at_destination_is_never_followed(
-    server: FaultServer, clean_env: Path, tmp_path: Path
+    server: Server, cache_dir: Path, tmp_path: Path
 ) -> None:
     """GNU tar CVE-2025-45582 analogue: a symlink where the folder will go."""
     outside = tmp_path / "outside"
     outside.mkdir()
     archive = tarball(GOOD)
     publish(server, archive)
-    dest = dest_of(clean_env, archive)
+    dest = dest_of(cache_dir, archive)
     dest.parent.mkdir(parents=True)
     dest.symlink_to(outside, target_is_directory=True)
     with pytest.raises(ArchiveError, match="exists and is not a folder"):
-        await extract(server, clean_env)
+        await extract(server, cache_dir)
     assert list(outside.iterdir()) == []
-    fresh = await extract(server, clean_env, force=True)  # the link is moved aside
+    fresh = await extract(server, cache_dir, force=True)  # the link is moved aside
     assert not dest.is_symlink() and (fresh / "model.onnx").read_bytes() == MODEL
     assert list(outside.iterdir()) == []  # never deleted or written through
 
 
 async def test_leftover_extraction_is_reused_and_force_reload_replaces_it(
-    server: FaultServer, clean_env: Path
+    server: Server, cache_dir: Path
 ) -> None:
     archive = tarball(GOOD)
     publish(server, archive)
-    folder = await extract(server, clean_env)
+    folder = await extract(server, cache_dir)
     (folder / "model.onnx").write_bytes(b"tampered")
-    again = await extract(server, clean_env)
+    again = await extract(server, cache_dir)
     assert (again / "model.onnx").read_bytes() == b"tampered"  # documented reuse
-    fresh = await extract(server, clean_env, force=True)
+    fresh = await extract(server, cache_dir, force=True)
     assert (fresh / "model.onnx").read_bytes() == MODEL
-    assert not any(TEMP_SUFFIX in p or "asynchub-old" in p for p in tree(clean_env))
+    assert not any(TEMP_SUFFIX in p or "asynchub-old" in p for p in tree(cache_dir))
 
 
 async def test_stale_temp_folder_from_a_crash_does_not_interfere(
-    server: FaultServer, clean_env: Path
+    server: Server, cache_dir: Path
 ) -> None:
     archive = tarball(GOOD)
     publish(server, archive)
-    dest = dest_of(clean_env, archive)
+    dest = dest_of(cache_dir, archive)
     stale = dest.with_name(f".{dest.name}.deadbeef{TEMP_SUFFIX}")
     (stale / "m").mkdir(parents=True)
     (stale / "m" / "model.onnx").write_bytes(b"half")
-    folder = await extract(server, clean_env)
+    folder = await extract(server, cache_dir)
     assert (folder / "model.onnx").read_bytes() == MODEL
     assert (stale / "m" / "model.onnx").read_bytes() == b"half"  # left for prune

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from .fault_servers import FaultServer, sha, status, temp_files
+from .harness import Server, sha, status, temp_files
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -70,9 +70,9 @@ def _files() -> dict[str, bytes]:
 
 
 @pytest.fixture
-def zoo() -> Iterator[tuple[FaultServer, dict[str, bytes]]]:
+def zoo() -> Iterator[tuple[Server, dict[str, bytes]]]:
     files = _files()
-    with FaultServer() as srv:
+    with Server() as srv:
         srv.hub(files)
         srv.route(f"/hub/{BROKEN}", status(500, data=b"internal error"))
         srv.limit_every(20, retry_after="0")  # 5% of requests, at any speed
@@ -81,7 +81,7 @@ def zoo() -> Iterator[tuple[FaultServer, dict[str, bytes]]]:
 
 
 def test_mirror_of_1200_files_under_429s_with_one_permanent_failure(
-    zoo: tuple[FaultServer, dict[str, bytes]], tmp_path: Path
+    zoo: tuple[Server, dict[str, bytes]], tmp_path: Path
 ) -> None:
     server, files = zoo
     dest, script = tmp_path / "mirror", tmp_path / "child.py"

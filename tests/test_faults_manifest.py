@@ -27,8 +27,8 @@ from asynchub.errors import (
 from asynchub.manifest import Manifest, check_relative_path
 from asynchub.sources import resolve_repo
 
-from .fault_servers import (
-    FaultServer,
+from .harness import (
+    Server,
     cache_files,
     entry,
     fast_config,
@@ -55,19 +55,19 @@ def parse(items: object) -> Manifest:
 
 
 @pytest.fixture
-def server() -> Iterator[FaultServer]:
-    with FaultServer() as srv:
+def server() -> Iterator[Server]:
+    with Server() as srv:
         yield srv
 
 
-def publish(server: FaultServer, manifest: bytes | list[dict[str, Any]]) -> str:
+def publish(server: Server, manifest: bytes | list[dict[str, Any]]) -> str:
     """Serve ``manifest`` and the model file; return the repo URL."""
     raw = manifest if isinstance(manifest, bytes) else json.dumps(manifest).encode()
     server.hub({PATH: MODEL}, manifest=raw)
     return server.hub_url
 
 
-def file_requests(server: FaultServer) -> list[str]:
+def file_requests(server: Server) -> list[str]:
     return [r.path for r in server.requests if not r.path.endswith(".json")]
 
 
@@ -103,16 +103,16 @@ def test_utf8_bom_is_accepted() -> None:
 
 
 async def test_malformed_manifest_over_http_downloads_nothing(
-    server: FaultServer, clean_env: Path
+    server: Server, cache_dir: Path
 ) -> None:
     repo = publish(server, b'[{"model": "m", "model_path": ')
-    async with AsyncHub(fast_config(clean_env)) as hub:
+    async with AsyncHub(fast_config(cache_dir)) as hub:
         with pytest.raises(
             ManifestParseError, match="ONNX_HUB_MANIFEST.json is not valid"
         ):
             await hub.download_model("m", repo=repo, silent=True)
     assert file_requests(server) == []
-    assert cache_files(clean_env) == []
+    assert cache_files(cache_dir) == []
 
 
 # M2 missing fields, wrong types ------------------------------------------------------
@@ -251,25 +251,25 @@ def test_source_refuses_unsafe_paths_before_building_urls(path: str, why: str) -
     ],
 )
 async def test_unsafe_path_over_http_fails_before_any_file_io(
-    server: FaultServer, clean_env: Path, path: str
+    server: Server, cache_dir: Path, path: str
 ) -> None:
     bad = [entry("ok", "ok.onnx", MODEL), e(model_path=path)]
     repo = publish(server, bad)
-    async with AsyncHub(fast_config(clean_env)) as hub:
+    async with AsyncHub(fast_config(cache_dir)) as hub:
         with pytest.raises(UnsafePathError, match="entry 1 \\('m'\\)"):
             await hub.download_model("ok", repo=repo, silent=True)
     assert file_requests(server) == []  # the whole manifest is refused
-    assert cache_files(clean_env) == []
-    assert not (clean_env.parent / "escaped.onnx").exists()
+    assert cache_files(cache_dir) == []
+    assert not (cache_dir.parent / "escaped.onnx").exists()
 
 
 async def test_manifest_cannot_write_asynchubs_own_state(
-    server: FaultServer, clean_env: Path
+    server: Server, cache_dir: Path
 ) -> None:
     evil_list = json.dumps(["acme/evil:main"]).encode()
     item = e(metadata={"model_with_data_path": f"{STATE_DIR}/trusted_repos.json"})
     server.hub({PATH: MODEL, f"{STATE_DIR}/trusted_repos.json": evil_list}, [item])
-    config = fast_config(clean_env)
+    config = fast_config(cache_dir)
     async with AsyncHub(config) as hub:
         with pytest.raises(UnsafePathError, match="hidden"):
             await hub.download_model_with_test_data(
@@ -285,34 +285,34 @@ async def test_manifest_cannot_write_asynchubs_own_state(
 
 
 async def test_manifest_over_the_size_cap_is_refused(
-    server: FaultServer, clean_env: Path
+    server: Server, cache_dir: Path
 ) -> None:
     items = [entry(f"m{i}", f"v/m{i}.onnx", MODEL) for i in range(40)]
     raw = json.dumps(items).encode()
     assert len(raw) > 4096
     repo = publish(server, raw)
-    limits = fast_config(clean_env).limits.model_copy(
+    limits = fast_config(cache_dir).limits.model_copy(
         update={"max_manifest_bytes": 4096}
     )
-    async with AsyncHub(fast_config(clean_env, limits=limits)) as hub:
+    async with AsyncHub(fast_config(cache_dir, limits=limits)) as hub:
         with pytest.raises(ManifestNotFoundError, match="sent more than 4096 bytes"):
             await hub.list_models(repo=repo)
     assert file_requests(server) == []
 
 
 async def test_manifest_without_content_length_stops_at_the_cap(
-    server: FaultServer, clean_env: Path
+    server: Server, cache_dir: Path
 ) -> None:
     """A chunked 32 MiB manifest is refused at the cap; the client hangs up long
     before the end (the server counts what it pushed into socket buffers)."""
-    from .fault_servers import chunked
+    from .harness import chunked
 
     raw = b"[" + b" " * (32 * 1024 * 1024) + b"]"
     server.route("/hub/ONNX_HUB_MANIFEST.json", chunked(raw, piece=256 * 1024))
-    limits = fast_config(clean_env).limits.model_copy(
+    limits = fast_config(cache_dir).limits.model_copy(
         update={"max_manifest_bytes": 4096}
     )
-    async with AsyncHub(fast_config(clean_env, limits=limits)) as hub:
+    async with AsyncHub(fast_config(cache_dir, limits=limits)) as hub:
         with pytest.raises(ManifestNotFoundError, match="sent more than 4096 bytes"):
             await hub.list_models(repo=server.hub_url)
     (req,) = server.log("/hub/ONNX_HUB_MANIFEST.json")
@@ -323,19 +323,19 @@ async def test_manifest_without_content_length_stops_at_the_cap(
 
 
 async def test_entry_without_sha_warns_and_records_the_hash(
-    server: FaultServer, clean_env: Path, caplog: pytest.LogCaptureFixture
+    server: Server, cache_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     item = e()
     del item["metadata"]["model_sha"]
     repo = publish(server, [item])
     with caplog.at_level(logging.WARNING, logger="asynchub"):
-        async with AsyncHub(fast_config(clean_env)) as hub:
+        async with AsyncHub(fast_config(cache_dir)) as hub:
             path = await hub.download_model("m", repo=repo, silent=True)
-    assert path == cache_path(clean_env, PATH, None)
+    assert path == cache_path(cache_dir, PATH, None)
     assert path is not None and path.read_bytes() == MODEL
     warning = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("has no SHA-256" in w and sha(MODEL) in w for w in warning)
-    markers = list((clean_env / STATE_DIR / "verified").glob("*.json"))
+    markers = list((cache_dir / STATE_DIR / "verified").glob("*.json"))
     assert [json.loads(m.read_text())["sha256"] for m in markers] == [sha(MODEL)]
 
 
@@ -343,28 +343,28 @@ async def test_entry_without_sha_warns_and_records_the_hash(
 
 
 async def test_compat_untrusted_without_silent_is_refused(
-    server: FaultServer, clean_env: Path
+    server: Server, cache_dir: Path
 ) -> None:
     repo = publish(server, [e()])
-    async with AsyncHub(fast_config(clean_env)) as hub:
+    async with AsyncHub(fast_config(cache_dir)) as hub:
         with pytest.raises(UntrustedRepoError, match="is not trusted") as exc:
             await hub.download_model("m", repo=repo)
     assert isinstance(exc.value, PermissionError)
     assert file_requests(server) == []
-    assert cache_files(clean_env) == []
+    assert cache_files(cache_dir) == []
 
 
 async def test_compat_silent_downloads_as_onnx_hub_did(
-    server: FaultServer, clean_env: Path
+    server: Server, cache_dir: Path
 ) -> None:
     repo = publish(server, [e()])
-    async with AsyncHub(fast_config(clean_env)) as hub:
+    async with AsyncHub(fast_config(cache_dir)) as hub:
         path = await hub.download_model("m", repo=repo, silent=True)
     assert path is not None and path.read_bytes() == MODEL
 
 
 async def test_compat_prompt_declined_returns_none(
-    server: FaultServer, clean_env: Path
+    server: Server, cache_dir: Path
 ) -> None:
     repo = publish(server, [e()])
     asked: list[str] = []
@@ -373,7 +373,7 @@ async def test_compat_prompt_declined_returns_none(
         asked.append(message)
         return False
 
-    async with AsyncHub(fast_config(clean_env), confirm=decline) as hub:
+    async with AsyncHub(fast_config(cache_dir), confirm=decline) as hub:
         assert await hub.download_model("m", repo=repo) is None
     assert len(asked) == 1 and repo in asked[0]
     assert file_requests(server) == []
@@ -381,13 +381,13 @@ async def test_compat_prompt_declined_returns_none(
 
 @pytest.mark.parametrize("silent", [False, True])
 async def test_strict_refuses_unlisted_repo_whatever_silent_says(
-    server: FaultServer, clean_env: Path, silent: bool
+    server: Server, cache_dir: Path, silent: bool
 ) -> None:
     """CVE-2026-28500: ``silent`` must never bypass the trust check."""
     tarball = {"model_with_data_path": "vision/m/m.tar.gz"}
     repo = publish(server, [e(metadata={**e()["metadata"], **tarball})])
     asked: list[str] = []
-    config = fast_config(clean_env, trust="strict")
+    config = fast_config(cache_dir, trust="strict")
     async with AsyncHub(config, confirm=lambda m: asked.append(m) or True) as hub:
         with pytest.raises(UntrustedRepoError, match="strict trust mode"):
             await hub.download_model("m", repo=repo, silent=silent)
@@ -395,15 +395,15 @@ async def test_strict_refuses_unlisted_repo_whatever_silent_says(
             await hub.download_model_with_test_data("m", repo=repo, silent=silent)
     assert asked == []  # no prompt can say yes in strict mode
     assert file_requests(server) == []
-    assert cache_files(clean_env) == []
+    assert cache_files(cache_dir) == []
 
 
 async def test_strict_from_environment_applies_to_the_sync_api(
-    server: FaultServer, clean_env: Path, monkeypatch: pytest.MonkeyPatch
+    server: Server, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     repo = publish(server, [e()])
     monkeypatch.setenv("ASYNCHUB_TRUST", "strict")
-    config = HubConfig.from_env(cache_dir=clean_env)
+    config = HubConfig.from_env(cache_dir=cache_dir)
     assert config.trust == "strict"
     with (
         Hub(config, confirm=lambda m: True) as hub,
@@ -415,18 +415,18 @@ async def test_strict_from_environment_applies_to_the_sync_api(
 
 @pytest.mark.parametrize("how", ["config", "env", "persisted"])
 async def test_strict_allows_listed_repo(
-    server: FaultServer,
-    clean_env: Path,
+    server: Server,
+    cache_dir: Path,
     monkeypatch: pytest.MonkeyPatch,
     how: str,
 ) -> None:
     repo = publish(server, [e()])
     if how == "env":
         monkeypatch.setenv("ASYNCHUB_TRUSTED_REPOS", f"acme/other, {repo}")
-        config = HubConfig.from_env(cache_dir=clean_env, trust="strict")
+        config = HubConfig.from_env(cache_dir=cache_dir, trust="strict")
     else:
         repos = (repo,) if how == "config" else ()
-        config = fast_config(clean_env, trust="strict", trusted_repos=repos)
+        config = fast_config(cache_dir, trust="strict", trusted_repos=repos)
         if how == "persisted":
             assert add_trusted(config, repo) == repo
             assert load_persisted(config) == [repo]
@@ -436,15 +436,15 @@ async def test_strict_allows_listed_repo(
 
 
 async def test_strict_refuses_local_folder_that_compat_trusts(
-    tmp_path: Path, clean_env: Path
+    tmp_path: Path, cache_dir: Path
 ) -> None:
     folder = tmp_path / "zoo"
     (folder / "vision/m").mkdir(parents=True)
     (folder / PATH).write_bytes(MODEL)
     (folder / "ONNX_HUB_MANIFEST.json").write_text(json.dumps([e()]))
-    async with AsyncHub(fast_config(clean_env)) as hub:
+    async with AsyncHub(fast_config(cache_dir)) as hub:
         assert await hub.download_model("m", repo=str(folder)) is not None
-    async with AsyncHub(fast_config(clean_env, trust="strict")) as hub:
+    async with AsyncHub(fast_config(cache_dir, trust="strict")) as hub:
         with pytest.raises(UntrustedRepoError, match="strict trust mode"):
             await hub.download_model("m", repo=str(folder), force_reload=True)
 
@@ -457,12 +457,12 @@ def test_official_repo_trusted_only_on_main() -> None:
     assert not is_allowlisted(other, config)
 
 
-def test_unusable_allow_list_entries_trust_nothing(clean_env: Path) -> None:
+def test_unusable_allow_list_entries_trust_nothing(cache_dir: Path) -> None:
     config = HubConfig(
-        cache_dir=clean_env, trust="strict", trusted_repos=("a/b/c", " ")
+        cache_dir=cache_dir, trust="strict", trusted_repos=("a/b/c", " ")
     )
     assert not is_allowlisted(resolve_repo("a/b", config), config)
-    bad = clean_env / STATE_DIR / "trusted_repos.json"
+    bad = cache_dir / STATE_DIR / "trusted_repos.json"
     bad.parent.mkdir(parents=True)
     bad.write_text("{not json")
     assert load_persisted(config) == []
@@ -476,16 +476,16 @@ def test_trust_canonicalises_refs() -> None:
 
 
 async def test_trust_add_on_the_command_line_persists_for_strict_mode(
-    server: FaultServer, clean_env: Path
+    server: Server, cache_dir: Path
 ) -> None:
     import anyio
 
     from asynchub.cli import _main as cli
 
     repo = publish(server, [e()])
-    argv = ["--cache-dir", str(clean_env), "trust", "add", repo]
+    argv = ["--cache-dir", str(cache_dir), "trust", "add", repo]
     assert await anyio.to_thread.run_sync(cli.main, argv) == 0
-    config = fast_config(clean_env, trust="strict")
+    config = fast_config(cache_dir, trust="strict")
     assert load_persisted(config) == [repo]
     async with AsyncHub(config) as hub:
         path = await hub.download_model("m", repo=repo)
@@ -498,7 +498,7 @@ async def test_trust_add_on_the_command_line_persists_for_strict_mode(
 COMMIT_A, COMMIT_B = "a" * 40, "b" * 40
 
 
-def _github_zoo(server: FaultServer, commit_answers: list[bytes]) -> HubConfig:
+def _github_zoo(server: Server, commit_answers: list[bytes]) -> HubConfig:
     """acme/zoo laid out like GitHub under raw/media/api on ``server``."""
     manifest = json.dumps([e()]).encode()
     api = "/api/repos/acme/zoo/commits/main"
@@ -514,12 +514,12 @@ def _github_zoo(server: FaultServer, commit_answers: list[bytes]) -> HubConfig:
 
 
 async def test_manifest_and_files_are_pinned_to_one_commit(
-    server: FaultServer, clean_env: Path
+    server: Server, cache_dir: Path
 ) -> None:
     """The branch moves (A, then B) after the manifest was read: files still come
     from commit A, and the API was asked with the GitHub SHA media type."""
     urls = _github_zoo(server, [COMMIT_A.encode(), COMMIT_B.encode()])
-    config = fast_config(clean_env).model_copy(
+    config = fast_config(cache_dir).model_copy(
         update=urls.model_dump(include={"github_api", "github_raw", "github_media"})
     )
     async with AsyncHub(config) as hub:
@@ -540,11 +540,11 @@ async def test_manifest_and_files_are_pinned_to_one_commit(
     ids=["path-injection", "html", "empty"],
 )
 async def test_a_hostile_commit_answer_is_not_used_in_urls(
-    server: FaultServer, clean_env: Path, answer: bytes
+    server: Server, cache_dir: Path, answer: bytes
 ) -> None:
     urls = _github_zoo(server, [answer])
     server.route(f"/media/acme/zoo/main/{PATH}", serve(MODEL))
-    config = fast_config(clean_env).model_copy(
+    config = fast_config(cache_dir).model_copy(
         update=urls.model_dump(include={"github_api", "github_raw", "github_media"})
     )
     async with AsyncHub(config) as hub:

@@ -2,7 +2,7 @@
 later corruption, cancellation and Ctrl-C.
 
 Children are real processes (``sys.executable`` running :data:`CHILD`) talking to a
-:class:`~tests.fault_servers.FaultServer` in this process. Disk faults run the child
+:class:`~tests.harness.Server` in this process. Disk faults run the child
 in a private mount namespace (``unshare -m``) on a small tmpfs, so ENOSPC and EROFS
 are the kernel's own; where ``unshare``/``mount`` are not permitted the test is
 skipped with the reason.
@@ -31,8 +31,8 @@ from asynchub.cache._layout import STATE_DIR, cache_path
 from asynchub.cli import _main as cli
 from asynchub.mirror import amirror
 
-from .fault_servers import (
-    FaultServer,
+from .harness import (
+    Server,
     cache_files,
     fast_config,
     paced,
@@ -168,8 +168,8 @@ def states(folder: Path) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def server() -> Iterator[FaultServer]:
-    with FaultServer() as srv:
+def server() -> Iterator[Server]:
+    with Server() as srv:
         srv.hub({PATH: DATA})
         yield srv
 
@@ -178,7 +178,7 @@ def final(cache: Path, data: bytes = DATA) -> Path:
     return cache_path(cache, PATH, sha(data))
 
 
-async def download(server: FaultServer, cache: Path, **config: Any) -> Path:
+async def download(server: Server, cache: Path, **config: Any) -> Path:
     async with AsyncHub(fast_config(cache, **config)) as hub:
         path = await hub.download_model("big", repo=server.hub_url, silent=True)
     assert path is not None
@@ -189,62 +189,62 @@ async def download(server: FaultServer, cache: Path, **config: Any) -> Path:
 
 
 async def test_sigkill_mid_body_then_resume_fetches_only_the_rest(
-    server: FaultServer, clean_env: Path, child_script: Path
+    server: Server, cache_dir: Path, child_script: Path
 ) -> None:
     """Two 1 MiB batches arrive more than a second apart, so the sidecar records
     them; the child is killed while the server stalls; the next run resumes."""
     steps = [(MiB, 1.2), (MiB, 1.2), (MiB, 0.0)]
     server.route(ROUTE, paced(DATA, steps, stall_after=30), serve(DATA))
-    proc = spawn(child_script, cache=str(clean_env), repo=server.hub_url, model="big")
-    wait_for(lambda: any(s["done"] for s in states(clean_env)), timeout=20)
+    proc = spawn(child_script, cache=str(cache_dir), repo=server.hub_url, model="big")
+    wait_for(lambda: any(s["done"] for s in states(cache_dir)), timeout=20)
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
-    assert not final(clean_env).exists()
-    (state,) = states(clean_env)
+    assert not final(cache_dir).exists()
+    (state,) = states(cache_dir)
     assert state["total"] == len(DATA) and state["etag"] == '"v1"'
     recorded = state["done"][0][1]
     assert state["done"] == [[0, recorded]] and recorded >= MiB
     served_before = server.log(ROUTE)[0].sent
 
-    path = await download(server, clean_env)
-    assert path == final(clean_env) and path.read_bytes() == DATA
+    path = await download(server, cache_dir)
+    assert path == final(cache_dir) and path.read_bytes() == DATA
     resume = server.log(ROUTE)[1]
     assert resume.range_start == recorded
     assert resume.header("if-range") == '"v1"'
     assert resume.sent == len(DATA) - recorded
     assert served_before >= recorded
-    assert cache_files(clean_env) == [path.relative_to(clean_env).as_posix()]
+    assert cache_files(cache_dir) == [path.relative_to(cache_dir).as_posix()]
 
 
 async def test_sigkill_before_the_first_byte_restarts_cleanly(
-    server: FaultServer, clean_env: Path, child_script: Path
+    server: Server, cache_dir: Path, child_script: Path
 ) -> None:
     server.route(ROUTE, stall(DATA, after=0, seconds=30), serve(DATA))
-    proc = spawn(child_script, cache=str(clean_env), repo=server.hub_url, model="big")
-    wait_for(lambda: bool(server.log(ROUTE)) and bool(temp_files(clean_env)))
+    proc = spawn(child_script, cache=str(cache_dir), repo=server.hub_url, model="big")
+    wait_for(lambda: bool(server.log(ROUTE)) and bool(temp_files(cache_dir)))
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
-    assert not final(clean_env).exists()
-    assert states(clean_env) == []  # a sidecar comes with the first save
-    path = await download(server, clean_env)
+    assert not final(cache_dir).exists()
+    assert states(cache_dir) == []  # a sidecar comes with the first save
+    path = await download(server, cache_dir)
     assert path.read_bytes() == DATA
     assert server.log(ROUTE)[1].header("range") is None
-    assert temp_files(clean_env) == []  # the dead owner's part was removed
+    assert temp_files(cache_dir) == []  # the dead owner's part was removed
 
 
 async def test_crash_between_rename_and_marker_reuses_the_verified_file(
-    server: FaultServer, clean_env: Path, child_script: Path
+    server: Server, cache_dir: Path, child_script: Path
 ) -> None:
     """Simulated: the child completes, then its verified marker is deleted, as if
     it died right after os.replace. The next run re-hashes instead of refetching."""
-    proc = spawn(child_script, cache=str(clean_env), repo=server.hub_url, model="big")
+    proc = spawn(child_script, cache=str(cache_dir), repo=server.hub_url, model="big")
     (out,) = result_of(proc)
-    assert out["ok"] == str(final(clean_env))
-    shutil.rmtree(clean_env / STATE_DIR / "verified")
-    path = await download(server, clean_env)
+    assert out["ok"] == str(final(cache_dir))
+    shutil.rmtree(cache_dir / STATE_DIR / "verified")
+    path = await download(server, cache_dir)
     assert path.read_bytes() == DATA
     assert len(server.log(ROUTE)) == 1  # only the child's download
-    assert list((clean_env / STATE_DIR / "verified").glob("*.json"))
+    assert list((cache_dir / STATE_DIR / "verified").glob("*.json"))
 
 
 # P2 races -----------------------------------------------------------------------------
@@ -254,22 +254,22 @@ SLOW = [(256 * 1024, 0.1)] * 8
 
 
 async def test_two_processes_download_once_with_a_working_lock(
-    server: FaultServer, clean_env: Path, child_script: Path
+    server: Server, cache_dir: Path, child_script: Path
 ) -> None:
     server.route(ROUTE, paced(DATA, SLOW))
     procs = [
-        spawn(child_script, cache=str(clean_env), repo=server.hub_url, model="big")
+        spawn(child_script, cache=str(cache_dir), repo=server.hub_url, model="big")
         for _ in range(2)
     ]
     outs = [result_of(p)[0] for p in procs]
-    assert [o.get("ok") for o in outs] == [str(final(clean_env))] * 2
-    assert final(clean_env).read_bytes() == DATA
+    assert [o.get("ok") for o in outs] == [str(final(cache_dir))] * 2
+    assert final(cache_dir).read_bytes() == DATA
     assert len(server.log(ROUTE)) == 1  # the loser waited and reused the file
-    assert temp_files(clean_env) == []
+    assert temp_files(cache_dir) == []
 
 
 async def test_two_processes_stay_correct_when_locks_do_nothing(
-    server: FaultServer, clean_env: Path, child_script: Path
+    server: Server, cache_dir: Path, child_script: Path
 ) -> None:
     """flock silently succeeding for everyone (some NFS/Lustre): both download, into
     their own temporary files; the atomic rename keeps the final file whole."""
@@ -277,7 +277,7 @@ async def test_two_processes_stay_correct_when_locks_do_nothing(
     procs = [
         spawn(
             child_script,
-            cache=str(clean_env),
+            cache=str(cache_dir),
             repo=server.hub_url,
             model="big",
             nolock=True,
@@ -285,20 +285,20 @@ async def test_two_processes_stay_correct_when_locks_do_nothing(
         for _ in range(2)
     ]
     outs = [result_of(p)[0] for p in procs]
-    assert [o.get("ok") for o in outs] == [str(final(clean_env))] * 2, outs
-    assert final(clean_env).read_bytes() == DATA
+    assert [o.get("ok") for o in outs] == [str(final(cache_dir))] * 2, outs
+    assert final(cache_dir).read_bytes() == DATA
     assert 1 <= len(server.log(ROUTE)) <= 2
-    assert temp_files(clean_env) == []
+    assert temp_files(cache_dir) == []
 
 
 async def test_many_tasks_and_two_clients_in_one_process_download_once(
-    server: FaultServer, clean_env: Path
+    server: Server, cache_dir: Path
 ) -> None:
     server.route(ROUTE, paced(DATA, SLOW))
     paths: list[Path] = []
     async with (
-        AsyncHub(fast_config(clean_env)) as one,
-        AsyncHub(fast_config(clean_env)) as two,
+        AsyncHub(fast_config(cache_dir)) as one,
+        AsyncHub(fast_config(cache_dir)) as two,
     ):
 
         async def get(hub: AsyncHub) -> None:
@@ -309,10 +309,10 @@ async def test_many_tasks_and_two_clients_in_one_process_download_once(
         async with anyio.create_task_group() as group:
             for i in range(20):
                 group.start_soon(get, one if i % 2 else two)
-    assert paths == [final(clean_env)] * 20
-    assert final(clean_env).read_bytes() == DATA
+    assert paths == [final(cache_dir)] * 20
+    assert final(cache_dir).read_bytes() == DATA
     assert len(server.log(ROUTE)) == 1
-    assert temp_files(clean_env) == []
+    assert temp_files(cache_dir) == []
 
 
 # P3 / P4 disk full, read-only ---------------------------------------------------------
@@ -346,7 +346,7 @@ def in_namespace(shell: str, mount_point: Path) -> list[str]:
 
 @needs_mounts
 async def test_disk_full_is_a_clear_error_and_leaves_nothing(
-    server: FaultServer, tmp_path: Path, child_script: Path
+    server: Server, tmp_path: Path, child_script: Path
 ) -> None:
     mnt = tmp_path / "small"
     shell = f'mount -t tmpfs -o size=1m tmpfs {mnt} && exec "$@"'
@@ -364,7 +364,7 @@ async def test_disk_full_is_a_clear_error_and_leaves_nothing(
 
 @needs_mounts
 async def test_read_only_cache_is_a_clear_error_before_any_model_request(
-    server: FaultServer, tmp_path: Path, child_script: Path
+    server: Server, tmp_path: Path, child_script: Path
 ) -> None:
     mnt = tmp_path / "ro"
     shell = (
@@ -383,7 +383,7 @@ async def test_read_only_cache_is_a_clear_error_before_any_model_request(
 
 @needs_mounts
 async def test_read_only_prepared_cache_still_loads_offline(
-    server: FaultServer, tmp_path: Path, child_script: Path
+    server: Server, tmp_path: Path, child_script: Path
 ) -> None:
     mnt = tmp_path / "prepared"
     first = json.dumps({"cache": str(mnt), "repo": server.hub_url, "model": "big"})
@@ -418,59 +418,57 @@ def _flip(path: Path, keep_mtime: bool) -> None:
 
 
 async def test_bit_flip_is_caught_on_load_and_refetched(
-    server: FaultServer, clean_env: Path
+    server: Server, cache_dir: Path
 ) -> None:
-    path = await download(server, clean_env)
+    path = await download(server, cache_dir)
     _flip(path, keep_mtime=False)
-    again = await download(server, clean_env)
+    again = await download(server, cache_dir)
     assert again == path and again.read_bytes() == DATA
     assert len(server.log(ROUTE)) == 2
 
 
-async def test_truncation_is_caught_on_load(
-    server: FaultServer, clean_env: Path
-) -> None:
-    path = await download(server, clean_env)
+async def test_truncation_is_caught_on_load(server: Server, cache_dir: Path) -> None:
+    path = await download(server, cache_dir)
     with open(path, "r+b") as f:
         f.truncate(1000)
-    assert (await download(server, clean_env)).read_bytes() == DATA
+    assert (await download(server, cache_dir)).read_bytes() == DATA
     assert len(server.log(ROUTE)) == 2
 
 
 async def test_stealthy_flip_is_caught_by_verify_and_force_reload(
-    server: FaultServer, clean_env: Path, capsys: pytest.CaptureFixture[str]
+    server: Server, cache_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Same size, mtime and inode: the verified marker still matches (documented),
     so only ``cache verify`` and ``force_reload=True`` re-hash."""
-    path = await download(server, clean_env)
+    path = await download(server, cache_dir)
     _flip(path, keep_mtime=True)
-    result = verify(clean_env)
+    result = verify(cache_dir)
     assert [(c.path, c.expected) for c in result.corrupt] == [
-        (path.relative_to(clean_env).as_posix(), sha(DATA))
+        (path.relative_to(cache_dir).as_posix(), sha(DATA))
     ]
     assert result.corrupt[0].actual == sha(path.read_bytes())
-    argv = ["--cache-dir", str(clean_env), "cache", "verify"]
+    argv = ["--cache-dir", str(cache_dir), "cache", "verify"]
     code = await anyio.to_thread.run_sync(cli.main, argv)
     assert code == 1
     assert "CORRUPT" in capsys.readouterr().out
-    async with AsyncHub(fast_config(clean_env)) as hub:
+    async with AsyncHub(fast_config(cache_dir)) as hub:
         fixed = await hub.download_model(
             "big", repo=server.hub_url, silent=True, force_reload=True
         )
     assert fixed == path and path.read_bytes() == DATA
-    assert verify(clean_env).corrupt == []
+    assert verify(cache_dir).corrupt == []
     assert await anyio.to_thread.run_sync(cli.main, argv) == 0
 
 
 async def test_cached_file_replaced_by_a_symlink_is_not_followed(
-    server: FaultServer, clean_env: Path, tmp_path: Path
+    server: Server, cache_dir: Path, tmp_path: Path
 ) -> None:
-    path = await download(server, clean_env)
+    path = await download(server, cache_dir)
     outside = tmp_path / "outside.bin"
     outside.write_bytes(b"secret, do not overwrite")
     path.unlink()
     path.symlink_to(outside)
-    again = await download(server, clean_env)
+    again = await download(server, cache_dir)
     assert not again.is_symlink() and again.read_bytes() == DATA
     assert outside.read_bytes() == b"secret, do not overwrite"
 
@@ -479,32 +477,32 @@ async def test_cached_file_replaced_by_a_symlink_is_not_followed(
 
 
 async def test_cancel_mid_download_leaves_resumable_state(
-    server: FaultServer, clean_env: Path
+    server: Server, cache_dir: Path
 ) -> None:
     steps = [(MiB, 1.2), (MiB, 1.2), (MiB, 0.0)]
     server.route(ROUTE, paced(DATA, steps, stall_after=30), serve(DATA))
-    patient = fast_config(clean_env).timeouts.model_copy(update={"read": 5.0})
+    patient = fast_config(cache_dir).timeouts.model_copy(update={"read": 5.0})
     with anyio.move_on_after(2.8) as scope:
-        await download(server, clean_env, timeouts=patient)
+        await download(server, cache_dir, timeouts=patient)
     assert scope.cancelled_caught
-    assert not final(clean_env).exists()
-    parts = [f for f in temp_files(clean_env) if f.endswith(PART_SUFFIX)]
-    (state,) = states(clean_env)
+    assert not final(cache_dir).exists()
+    parts = [f for f in temp_files(cache_dir) if f.endswith(PART_SUFFIX)]
+    (state,) = states(cache_dir)
     assert len(parts) == 1 and state["total"] == len(DATA)
     kept = state["done"][0][1]
     assert kept >= MiB
-    assert (clean_env / parts[0]).stat().st_size >= kept
-    path = await download(server, clean_env)
+    assert (cache_dir / parts[0]).stat().st_size >= kept
+    path = await download(server, cache_dir)
     assert path.read_bytes() == DATA
     assert server.log(ROUTE)[1].range_start == kept
-    assert temp_files(clean_env) == []
+    assert temp_files(cache_dir) == []
 
 
 MIRROR_FILES = {f"v/m{i}.onnx": blob(200_000, seed=i) for i in range(6)}
 STUCK = "v/m5.onnx"
 
 
-def _mirror_hub(server: FaultServer) -> None:
+def _mirror_hub(server: Server) -> None:
     server.hub(MIRROR_FILES)
     steps = [(MiB // 8, 1.2), (MiB // 16, 0.0)]
     data = MIRROR_FILES[STUCK]
@@ -523,14 +521,14 @@ def _check_mirror_folder(dest: Path) -> None:
 
 
 async def test_cancel_mid_mirror_keeps_finished_files_and_resumes(
-    clean_env: Path, tmp_path: Path
+    cache_dir: Path, tmp_path: Path
 ) -> None:
     dest = tmp_path / "mirror"
-    with FaultServer() as srv:
+    with Server() as srv:
         _mirror_hub(srv)
         config = fast_config(
-            clean_env,
-            timeouts=fast_config(clean_env).timeouts.model_copy(update={"read": 5.0}),
+            cache_dir,
+            timeouts=fast_config(cache_dir).timeouts.model_copy(update={"read": 5.0}),
         )
         with anyio.move_on_after(2.5):
             await amirror(
@@ -555,7 +553,7 @@ async def test_ctrl_c_mid_mirror_stops_and_leaves_no_partial_under_a_final_name(
     tmp_path: Path, child_script: Path
 ) -> None:
     dest = tmp_path / "mirror"
-    with FaultServer() as srv:
+    with Server() as srv:
         _mirror_hub(srv)
         proc = spawn(
             child_script, cache=str(tmp_path / "cache"), repo=srv.hub_url,

@@ -23,9 +23,9 @@ from asynchub import AsyncHub
 from asynchub.errors import ManifestParseError
 from asynchub.manifest import MAX_FILE_BYTES, Manifest
 
-from .fault_servers import (
+from .harness import (
     Ctx,
-    FaultServer,
+    Server,
     entry,
     fast_config,
     redirect,
@@ -39,7 +39,7 @@ ROUTE = f"/hub/{PATH}"
 DATA = random.Random(9).randbytes(50_000)
 
 
-async def _download(server: FaultServer, cache: Path, **config: object) -> Path:
+async def _download(server: Server, cache: Path, **config: object) -> Path:
     async with AsyncHub(fast_config(cache, **config)) as hub:
         path = await hub.download_model("a", repo=server.hub_url, silent=True)
     assert path is not None
@@ -50,7 +50,7 @@ async def _download(server: FaultServer, cache: Path, **config: object) -> Path:
 
 
 async def test_netrc_credentials_not_sent_to_another_port_of_the_same_host(
-    clean_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    cache_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Any local user can listen on a port of 127.0.0.1: a redirect from
     127.0.0.1:P1 to 127.0.0.1:P2 must not carry P1's netrc credentials."""
@@ -58,18 +58,18 @@ async def test_netrc_credentials_not_sent_to_another_port_of_the_same_host(
     netrc.write_text("machine 127.0.0.1 login alice password s3cret\n")
     netrc.chmod(0o600)
     monkeypatch.setenv("NETRC", str(netrc))
-    with FaultServer() as home, FaultServer() as other:
+    with Server() as home, Server() as other:
         home.hub({PATH: DATA})
         other.route("/cdn/a.onnx", serve(DATA))
         home.route(ROUTE, redirect(f"http://127.0.0.1:{other.port}/cdn/a.onnx"))
-        path = await _download(home, clean_env)
+        path = await _download(home, cache_dir)
         assert path.read_bytes() == DATA
         assert home.log(ROUTE)[0].header("authorization") == "Basic YWxpY2U6czNjcmV0"
         assert other.log("/cdn/a.onnx")[0].header("authorization") is None
 
 
 async def test_netrc_credentials_come_back_when_a_redirect_returns_to_origin(
-    clean_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    cache_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Scoped to the origin, not to the first hop: P1 -> P2 -> P1 authenticates
     at P1 again (the origin they were added for), never at P2."""
@@ -77,12 +77,12 @@ async def test_netrc_credentials_come_back_when_a_redirect_returns_to_origin(
     netrc.write_text("machine 127.0.0.1 login alice password s3cret\n")
     netrc.chmod(0o600)
     monkeypatch.setenv("NETRC", str(netrc))
-    with FaultServer() as home, FaultServer() as other:
+    with Server() as home, Server() as other:
         home.hub({PATH: DATA})
         home.route("/back/a.onnx", serve(DATA))
         other.route("/hop", redirect(f"{home.base}/back/a.onnx"))
         home.route(ROUTE, redirect(f"{other.base}/hop"))
-        await _download(home, clean_env)
+        await _download(home, cache_dir)
         assert other.log("/hop")[0].header("authorization") is None
         assert home.log("/back/a.onnx")[0].header("authorization") is not None
 
@@ -128,15 +128,15 @@ def test_manifest_size_at_the_maximum_is_accepted() -> None:
 
 @pytest.mark.parametrize("command", ["list", "mirror"])
 def test_cli_huge_size_is_a_clear_error_not_overflow(
-    command: str, clean_env: Path, tmp_path: Path
+    command: str, cache_dir: Path, tmp_path: Path
 ) -> None:
-    with FaultServer() as server:
+    with Server() as server:
         item = entry("a", PATH, DATA, metadata={"model_bytes": 10**400})
         repo = server.hub({PATH: DATA}, entries=[item])
         args = [command, "--repo", repo]
         if command == "mirror":
             args.append(str(tmp_path / "out"))
-        done = _cli(*args, ONNX_HOME=str(clean_env.parent))
+        done = _cli(*args, ONNX_HOME=str(cache_dir.parent))
     assert done.returncode != 0
     assert "OverflowError" not in done.stderr and "Traceback" not in done.stderr
     assert "model_bytes" in done.stderr and "1 TiB" in done.stderr
@@ -148,7 +148,7 @@ _CLAIM_SCRIPT = textwrap.dedent(
     from pathlib import Path
     from asynchub._transfer import Engine, FileSpec
     from asynchub.errors import AsyncHubError
-    from tests.fault_servers import FaultServer, fast_config, serve
+    from tests.harness import Server, fast_config, serve
 
     CLAIM = int(sys.argv[2])
     DATA = bytes(50_000)
@@ -162,7 +162,7 @@ _CLAIM_SCRIPT = textwrap.dedent(
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
 
     async def main(mode: str, cache: Path) -> None:
-        with FaultServer() as srv:
+        with Server() as srv:
             srv.route("/f", lying if mode == "server" else serve(DATA))
             config = fast_config(cache)
             async with Engine(config) as engine:
@@ -387,7 +387,7 @@ def _assert_inert(text: str) -> None:
     assert "⚠" not in text  # rich emoji codes are text too
 
 
-def _hostile_hub(server: FaultServer, **meta: object) -> str:
+def _hostile_hub(server: Server, **meta: object) -> str:
     ports = {"inputs": [{"name": "x\x1b[2J[/x]", "type": "t\u202e", "shape": [1]}]}
     item = entry("a", PATH, DATA, metadata={"tags": _HOSTILE, "io_ports": ports})
     return server.hub({PATH: DATA}, entries=[item])
@@ -396,15 +396,15 @@ def _hostile_hub(server: FaultServer, **meta: object) -> str:
 @pytest.mark.parametrize("color", ["", "1"])
 @pytest.mark.parametrize("command", ["list", "info"])
 def test_cli_renders_manifest_text_as_inert_plain_text(
-    command: str, color: str, clean_env: Path
+    command: str, color: str, cache_dir: Path
 ) -> None:
     """Markup, emoji codes, OSC/CSI sequences, C1 and BIDI controls in tags and io
     port names are printed as visible text (before: ``evil[/bar]`` exited 1 with
     MarkupError; with a forced terminal the link became a hyperlink)."""
-    with FaultServer() as server:
+    with Server() as server:
         repo = _hostile_hub(server)
         args = [command, "--repo", repo] + (["a"] if command == "info" else [])
-        env = {"ONNX_HOME": str(clean_env.parent)}
+        env = {"ONNX_HOME": str(cache_dir.parent)}
         if color:
             env["FORCE_COLOR"] = "1"
         done = _cli(*args, **env)
@@ -418,11 +418,11 @@ def test_cli_renders_manifest_text_as_inert_plain_text(
         assert "x\\x1b[2J[/x]" in out
 
 
-def test_cli_refuses_a_model_name_outside_the_rule(clean_env: Path) -> None:
-    with FaultServer() as server:
+def test_cli_refuses_a_model_name_outside_the_rule(cache_dir: Path) -> None:
+    with Server() as server:
         item = entry("evil\x1b]0;pwned\x07[/bar]", PATH, DATA)
         repo = server.hub({PATH: DATA}, entries=[item])
-        done = _cli("list", "--repo", repo, ONNX_HOME=str(clean_env.parent))
+        done = _cli("list", "--repo", repo, ONNX_HOME=str(cache_dir.parent))
     assert done.returncode != 0
     assert "Traceback" not in done.stderr and "MarkupError" not in done.stderr
     assert "model name" in done.stderr
@@ -431,21 +431,20 @@ def test_cli_refuses_a_model_name_outside_the_rule(clean_env: Path) -> None:
 
 async def _hostile_reason(ctx: Ctx) -> None:
     ctx.log.status = 403
-    ctx.writer.write(
+    await ctx.raw(
         b"HTTP/1.1 403 \x1b]0;pwned\x07\x1b[2J[/x]\xc2\x9b\r\n"
         b"Content-Length: 0\r\nConnection: close\r\n\r\n"
     )
-    await ctx.writer.drain()
 
 
-def test_cli_escapes_text_the_server_sends_in_errors(clean_env: Path) -> None:
+def test_cli_escapes_text_the_server_sends_in_errors(cache_dir: Path) -> None:
     """A reason phrase is network text too: it reaches the error line escaped."""
     hostile = _hostile_reason
-    with FaultServer() as server:
+    with Server() as server:
         repo = server.hub({PATH: DATA})
         server.route(ROUTE, hostile)
         done = _cli(
-            "download", "a", "--yes", "--repo", repo, ONNX_HOME=str(clean_env.parent)
+            "download", "a", "--yes", "--repo", repo, ONNX_HOME=str(cache_dir.parent)
         )
     assert done.returncode != 0
     assert "Traceback" not in done.stderr
@@ -469,9 +468,9 @@ def test_every_real_model_name_follows_the_rule(manifest: str) -> None:
 
 
 def test_mirror_report_and_progress_lines_stay_inert(
-    clean_env: Path, tmp_path: Path
+    cache_dir: Path, tmp_path: Path
 ) -> None:
-    with FaultServer() as server:
+    with Server() as server:
         repo = server.hub({PATH: DATA})
         server.route(ROUTE, _hostile_reason)
         report = tmp_path / "report.json"
@@ -483,7 +482,7 @@ def test_mirror_report_and_progress_lines_stay_inert(
             repo,
             "--report",
             str(report),
-            ONNX_HOME=str(clean_env.parent),
+            ONNX_HOME=str(cache_dir.parent),
         )
     assert done.returncode != 0
     _assert_inert(done.stdout + done.stderr)
@@ -545,7 +544,7 @@ def _deadline_config(cache: Path, **timeouts: float) -> object:
 
 
 async def test_a_file_from_a_black_hole_fails_within_the_first_byte_deadline(
-    black_hole: BlackHole, clean_env: Path, caplog: pytest.LogCaptureFixture
+    black_hole: BlackHole, cache_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """1000 attempts allowed, yet the file fails when its first-byte deadline
     (1.5 s) passes, with 'still waiting' warnings every 0.4 s meanwhile."""
@@ -555,10 +554,10 @@ async def test_a_file_from_a_black_hole_fails_within_the_first_byte_deadline(
     from asynchub._transfer import Engine, FileSpec
     from asynchub.errors import TransferTimeoutError
 
-    spec = FileSpec((f"{black_hole.base}/a.onnx",), clean_env / "a.onnx", label="a")
+    spec = FileSpec((f"{black_hole.base}/a.onnx",), cache_dir / "a.onnx", label="a")
     caplog.set_level(logging.WARNING, "asynchub")
     start = time.monotonic()
-    async with Engine(_deadline_config(clean_env)) as engine:  # type: ignore[arg-type]
+    async with Engine(_deadline_config(cache_dir)) as engine:  # type: ignore[arg-type]
         with pytest.raises(TransferTimeoutError, match=r"first byte.*1\.5 s") as err:
             await engine.fetch(spec)
     elapsed = time.monotonic() - start
@@ -572,21 +571,21 @@ async def test_a_file_from_a_black_hole_fails_within_the_first_byte_deadline(
 
 
 async def test_a_manifest_from_a_black_hole_fails_within_the_deadline(
-    black_hole: BlackHole, clean_env: Path
+    black_hole: BlackHole, cache_dir: Path
 ) -> None:
     import time
 
     from asynchub.errors import AsyncHubError
 
     start = time.monotonic()
-    async with AsyncHub(_deadline_config(clean_env)) as hub:  # type: ignore[arg-type]
+    async with AsyncHub(_deadline_config(cache_dir)) as hub:  # type: ignore[arg-type]
         with pytest.raises(AsyncHubError):
             await hub.list_models(repo=black_hole.base + "/hub/")
     assert time.monotonic() - start < 3.0
 
 
 async def test_retry_budget_in_time_stops_a_stream_of_failures(
-    clean_env: Path,
+    cache_dir: Path,
 ) -> None:
     """A server that answers 503 at once, forever: 1000 attempts are allowed, the
     time budget (1 s) stops it."""
@@ -596,16 +595,16 @@ async def test_retry_budget_in_time_stops_a_stream_of_failures(
     from asynchub.config import RetryPolicy
     from asynchub.errors import HTTPStatusError
 
-    from .fault_servers import status
+    from .harness import status
 
-    with FaultServer() as server:
+    with Server() as server:
         server.route("/a.onnx", status(503))
-        spec = FileSpec((server.url("/a.onnx"),), clean_env / "a.onnx")
+        spec = FileSpec((server.url("/a.onnx"),), cache_dir / "a.onnx")
         retry = RetryPolicy(
             attempts=1000, backoff_base=0.05, backoff_max=0.05, budget=1.0
         )
         start = time.monotonic()
-        async with Engine(fast_config(clean_env, retry=retry)) as engine:
+        async with Engine(fast_config(cache_dir, retry=retry)) as engine:
             with pytest.raises(HTTPStatusError):
                 await engine.fetch(spec)
         elapsed = time.monotonic() - start
@@ -613,15 +612,15 @@ async def test_retry_budget_in_time_stops_a_stream_of_failures(
     assert 5 < len(server.requests) < 200
 
 
-async def test_connect_timeout_hint_names_the_connect_setting(clean_env: Path) -> None:
+async def test_connect_timeout_hint_names_the_connect_setting(cache_dir: Path) -> None:
     from asynchub._transfer import Engine, FileSpec
     from asynchub.config import RetryPolicy
     from asynchub.errors import TransferTimeoutError
 
     hole = BlackHole("dropping")
     try:
-        spec = FileSpec((f"{hole.base}/a.onnx",), clean_env / "a.onnx")
-        config = fast_config(clean_env, retry=RetryPolicy(attempts=1))
+        spec = FileSpec((f"{hole.base}/a.onnx",), cache_dir / "a.onnx")
+        config = fast_config(cache_dir, retry=RetryPolicy(attempts=1))
         config = config.model_copy(
             update={"timeouts": config.timeouts.model_copy(update={"connect": 0.3})}
         )
@@ -635,7 +634,7 @@ async def test_connect_timeout_hint_names_the_connect_setting(clean_env: Path) -
 
 
 def test_hub_load_on_a_black_holed_network_is_bounded(
-    black_hole: BlackHole, clean_env: Path
+    black_hole: BlackHole, cache_dir: Path
 ) -> None:
     """The issue's case through the public API in a subprocess: every endpoint is
     a black hole; ``hub.load('mnist')`` fails within the configured bound and the
@@ -643,7 +642,7 @@ def test_hub_load_on_a_black_holed_network_is_bounded(
     import time
 
     env = {
-        "ONNX_HOME": str(clean_env.parent),
+        "ONNX_HOME": str(cache_dir.parent),
         "ASYNCHUB_CONNECT_TIMEOUT": "0.3",
         "ASYNCHUB_READ_TIMEOUT": "0.3",
         "ASYNCHUB_FIRST_BYTE_TIMEOUT": "1.5",
@@ -668,7 +667,7 @@ def test_hub_load_on_a_black_holed_network_is_bounded(
 # item 9: offline mode: zero requests from every public function and CLI command ---
 
 
-def _offline_hub(server: FaultServer, monkeypatch: pytest.MonkeyPatch) -> str:
+def _offline_hub(server: Server, monkeypatch: pytest.MonkeyPatch) -> str:
     """A hub with a model and test data; every endpoint points at ``server`` so
     any request, for the official zoo too, is counted there."""
     import io
@@ -768,7 +767,7 @@ def _kind(err: BaseException) -> str:
 
 
 def test_offline_mode_sends_zero_requests_from_every_public_function(
-    clean_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    cache_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The manifest is cached online once; then with ASYNCHUB_OFFLINE=1 every call
     either answers from the cache/shipped copy or fails clearly, and the counting
@@ -777,7 +776,7 @@ def test_offline_mode_sends_zero_requests_from_every_public_function(
 
     from asynchub import _defaults, hub
 
-    with FaultServer() as server:
+    with Server() as server:
         repo = _offline_hub(server, monkeypatch)
         hub.list_models(repo)  # online: caches the manifest
         assert server.requests
@@ -836,20 +835,20 @@ _OFFLINE_COMMANDS = {
 
 
 def test_offline_mode_sends_zero_requests_from_every_cli_command(
-    clean_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    cache_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``serve`` and ``demo`` are left out: one is a server, the other runs its own
     hub on 127.0.0.1 with its own settings by design; ``manifest build`` reads a
     local folder only."""
     from asynchub import _defaults, hub
 
-    with FaultServer() as server:
+    with Server() as server:
         repo = _offline_hub(server, monkeypatch)
         hub.list_models(repo)
         _defaults.reset()
         server.requests.clear()
         env = {k: v for k, v in os.environ.items() if k.startswith("ASYNCHUB_")}
-        env.update(ASYNCHUB_OFFLINE="1", ONNX_HOME=str(clean_env.parent))
+        env.update(ASYNCHUB_OFFLINE="1", ONNX_HOME=str(cache_dir.parent))
         codes = {}
         for name, args in _OFFLINE_COMMANDS.items():
             filled = [a.format(repo=repo, dest=tmp_path / "m") for a in args]
@@ -869,8 +868,7 @@ def _raw(head: bytes, body: bytes = b"") -> object:
 
     async def handler(ctx: Ctx) -> None:
         ctx.log.status = int(head.split(b" ", 2)[1])
-        ctx.writer.write(head + b"\r\nConnection: close\r\n\r\n" + body)
-        await ctx.writer.drain()
+        await ctx.raw(head + b"\r\nConnection: close\r\n\r\n" + body)
 
     return handler
 
@@ -910,7 +908,7 @@ _DIGITS = b"9" * 5000  # int() of more than 4300 digits raises ValueError
     ],
 )
 async def test_hostile_response_heads_fail_clearly_and_quickly(
-    head: bytes, clean_env: Path
+    head: bytes, cache_dir: Path
 ) -> None:
     """Each hostile head gives an asynchub error (no ValueError, OverflowError or
     aiohttp exception escapes), in bounded time and memory, with nothing cached."""
@@ -921,16 +919,16 @@ async def test_hostile_response_heads_fail_clearly_and_quickly(
     from asynchub.config import RetryPolicy
     from asynchub.errors import AsyncHubError
 
-    with FaultServer() as server:
+    with Server() as server:
         server.route("/f", _raw(head, b"x" * 10))  # type: ignore[arg-type]
-        spec = FileSpec((server.url("/f"),), clean_env / "f.bin", None, 20)
+        spec = FileSpec((server.url("/f"),), cache_dir / "f.bin", None, 20)
         tracemalloc.start()
         start = time.monotonic()
         try:
             retry = RetryPolicy(
                 attempts=4, backoff_base=0.01, backoff_max=0.05, max_retry_after=1.0
             )
-            async with Engine(fast_config(clean_env, retry=retry)) as engine:
+            async with Engine(fast_config(cache_dir, retry=retry)) as engine:
                 with pytest.raises(AsyncHubError):
                     await engine.fetch(spec)
                 with pytest.raises(AsyncHubError):
@@ -941,7 +939,7 @@ async def test_hostile_response_heads_fail_clearly_and_quickly(
         elapsed = time.monotonic() - start
     assert elapsed < 15
     assert peak < 64 * 2**20
-    assert not (clean_env / "f.bin").exists()
+    assert not (cache_dir / "f.bin").exists()
 
 
 @pytest.mark.parametrize(
@@ -958,17 +956,17 @@ def test_retry_after_garbage_never_raises_and_is_capped(value: str) -> None:
 
 
 async def test_redirect_loop_between_two_servers_stops_at_the_cap(
-    clean_env: Path,
+    cache_dir: Path,
 ) -> None:
     from asynchub._transfer import Engine, FileSpec
     from asynchub.config import Limits
     from asynchub.errors import RedirectError
 
-    with FaultServer() as a, FaultServer() as b:
+    with Server() as a, Server() as b:
         a.route("/loop", redirect(b.url("/loop")))
         b.route("/loop", redirect(a.url("/loop")))
-        spec = FileSpec((a.url("/loop"),), clean_env / "f.bin")
-        config = fast_config(clean_env, limits=Limits(max_redirects=5))
+        spec = FileSpec((a.url("/loop"),), cache_dir / "f.bin")
+        config = fast_config(cache_dir, limits=Limits(max_redirects=5))
         async with Engine(config) as engine:
             with pytest.raises(RedirectError, match="more than 5 times"):
                 await engine.fetch(spec)

@@ -193,14 +193,14 @@ def test_next_link_and_repo_strings() -> None:
 
 # list, load, offline ------------------------------------------------------------
 def test_load_from_an_hf_repo_sync_pins_one_commit(
-    fake: FakeHF, clean_env: Path
+    fake: FakeHF, cache_dir: Path
 ) -> None:
     with Hub(_config(), confirm=None) as hub:
         model = hub.load("mnist", repo="hf://onnxmodelzoo/mnist-8")
     assert model is not None and model.graph.node
     data = fake.repos["onnxmodelzoo/mnist-8"].files["mnist-8.onnx"]
     sha = hashlib.sha256(data).hexdigest()
-    assert (clean_env / f"{sha}_mnist-8.onnx").read_bytes() == data  # onnx.hub layout
+    assert (cache_dir / f"{sha}_mnist-8.onnx").read_bytes() == data  # onnx.hub layout
     assert len(fake.hub_requests("/revision/main")) == 1
     assert fake.hub_requests(
         f"/resolve/{COMMIT_B}/mnist-8.onnx"
@@ -249,7 +249,7 @@ async def test_list_models_paginates_then_works_offline(
     assert fake.requests == []
 
 
-def test_info_and_test_data_from_an_hf_repo_sync(fake: FakeHF, clean_env: Path) -> None:
+def test_info_and_test_data_from_an_hf_repo_sync(fake: FakeHF, cache_dir: Path) -> None:
     with Hub(_config(), confirm=None) as hub:
         info = hub.get_model_info("TinyNet", ZOO, opset=17)
         folder = hub.download_model_with_test_data("tinynet", ZOO, opset=13)
@@ -362,14 +362,14 @@ async def test_a_cdn_refusing_a_third_ranged_connection_gets_fewer(
 
 
 async def test_an_advertised_sha_that_disagrees_is_refused(
-    fake: FakeHF, clean_env: Path
+    fake: FakeHF, cache_dir: Path
 ) -> None:
     fake.lying_etag = True
     async with AsyncHub(_config()) as hub:
         with pytest.raises(IntegrityError, match="advertises SHA-256 0000"):
             await hub.load("mnist", "hf://onnxmodelzoo/mnist-8")
     assert fake.cdn_requests() == []  # refused before a byte was fetched
-    assert not list(clean_env.glob("*mnist-8.onnx"))
+    assert not list(cache_dir.glob("*mnist-8.onnx"))
 
 
 async def test_429_bursts_are_waited_out(fake: FakeHF) -> None:
@@ -391,7 +391,7 @@ async def test_mirror_an_hf_repo(fake: FakeHF, tmp_path: Path) -> None:
     ].files[path]
 
 
-def test_cli_lists_and_downloads_an_hf_repo(fake: FakeHF, clean_env: Path) -> None:
+def test_cli_lists_and_downloads_an_hf_repo(fake: FakeHF, cache_dir: Path) -> None:
     env = {**os.environ, "HF_TOKEN": TOKEN}
     listed = subprocess.run(
         [sys.executable, "-m", "asynchub", "list", "--repo", ZOO],
@@ -421,7 +421,7 @@ def test_cli_lists_and_downloads_an_hf_repo(fake: FakeHF, clean_env: Path) -> No
         check=False,
     )
     assert fetched.returncode == 0, fetched.stderr
-    assert list(clean_env.glob("*_mnist-8.onnx"))
+    assert list(cache_dir.glob("*_mnist-8.onnx"))
 
 
 # the official zoo, honestly ---------------------------------------------------------

@@ -98,14 +98,14 @@ def test_model_info_str_keeps_onnx_hub_form(hub_server: HubServer) -> None:
 
 
 def test_load_downloads_once_then_uses_cache(
-    hub_server: HubServer, example_hub: Path, clean_env: Path
+    hub_server: HubServer, example_hub: Path, cache_dir: Path
 ) -> None:
     entry = _entry(example_hub, "TinyNet")
     model = hub.load("TinyNet")
     assert isinstance(model, onnx.ModelProto)
     expected = onnx.load(str(example_hub / entry.model_path))
     assert model == expected
-    cached = cache_path(clean_env, entry.model_path, entry.model_sha)
+    cached = cache_path(cache_dir, entry.model_path, entry.model_sha)
     assert cached.name == f"{entry.model_sha}_{Path(entry.model_path).name}"
     assert sha256_file(cached) == entry.model_sha
     assert len(hub_server.file_requests()) == 2  # the HF URL and its redirect
@@ -135,21 +135,21 @@ def test_force_reload_downloads_again(hub_server: HubServer) -> None:
 
 
 def test_corrupted_cached_file_is_replaced(
-    hub_server: HubServer, example_hub: Path, clean_env: Path
+    hub_server: HubServer, example_hub: Path, cache_dir: Path
 ) -> None:
     entry = _entry(example_hub, "TinyText")
     hub.load("TinyText")
-    cached = cache_path(clean_env, entry.model_path, entry.model_sha)
+    cached = cache_path(cache_dir, entry.model_path, entry.model_sha)
     cached.write_bytes(b"corrupted later")
     assert hub.load("TinyText") == onnx.load(str(example_hub / entry.model_path))
     assert sha256_file(cached) == entry.model_sha
 
 
 def test_old_cache_without_marker_is_reused(
-    hub_server: HubServer, example_hub: Path, clean_env: Path
+    hub_server: HubServer, example_hub: Path, cache_dir: Path
 ) -> None:
     entry = _entry(example_hub, "echo-qa")
-    cached = cache_path(clean_env, entry.model_path, entry.model_sha)
+    cached = cache_path(cache_dir, entry.model_path, entry.model_sha)
     cached.parent.mkdir(parents=True)
     cached.write_bytes((example_hub / entry.model_path).read_bytes())
     assert hub.load("echo-qa") is not None
@@ -205,13 +205,13 @@ def test_http_url_repo(hub_server: HubServer) -> None:
 
 
 @pytest.mark.parametrize("as_url", [False, True])
-def test_local_folder_repo(example_hub: Path, as_url: bool, clean_env: Path) -> None:
+def test_local_folder_repo(example_hub: Path, as_url: bool, cache_dir: Path) -> None:
     repo = example_hub.as_uri() if as_url else str(example_hub)
     model = hub.load("TinyNet", repo=repo, opset=13)
     assert model == onnx.load(
         str(example_hub / _entry(example_hub, "TinyNet", 13).model_path)
     )
-    assert list(clean_env.rglob("*_tinynet-13.onnx"))
+    assert list(cache_dir.rglob("*_tinynet-13.onnx"))
 
 
 # trust -------------------------------------------------------------------------
@@ -291,11 +291,11 @@ def test_shipped_manifest_when_network_is_down(monkeypatch: pytest.MonkeyPatch) 
 # tarballs and composite models -------------------------------------------------------
 
 
-def test_download_model_with_test_data(hub_server: HubServer, clean_env: Path) -> None:
+def test_download_model_with_test_data(hub_server: HubServer, cache_dir: Path) -> None:
     folder = Path(hub.download_model_with_test_data("TinyNet") or "")
     assert (folder / "model.onnx").is_file()
     assert (folder / "test_data_set_0" / "input_0.pb").is_file()
-    assert folder.is_relative_to(clean_env)
+    assert folder.is_relative_to(cache_dir)
     assert hub.download_model_with_test_data("TinyNet") == str(folder)
     assert len(hub_server.file_requests(".tar.gz")) == 2  # hf + redirect, once
     again = hub.download_model_with_test_data("TinyNet", force_reload=True)
@@ -362,7 +362,7 @@ async def test_concurrent_aload_downloads_once(hub_server: HubServer) -> None:
 
 
 def test_manifest_cached_with_etag_revalidation(
-    hub_server: HubServer, clean_env: Path
+    hub_server: HubServer, cache_dir: Path
 ) -> None:
     with Hub() as client:
         client.list_models()
@@ -372,7 +372,7 @@ def test_manifest_cached_with_etag_revalidation(
         p for _, p in hub_server.requests if p.endswith("ONNX_HUB_MANIFEST.json")
     ]
     assert len(manifests) == 2
-    meta = list((clean_env / ".asynchub" / "manifests").glob("*.meta.json"))
+    meta = list((cache_dir / ".asynchub" / "manifests").glob("*.meta.json"))
     assert meta and json.loads(meta[0].read_text())["etag"]
 
 

@@ -1,7 +1,7 @@
 """Mirroring a hub into a folder and filling the cache (asynchub.mirror).
 
 Every test moves real bytes over real sockets from local servers: the example hub is
-hosted on ``tests/servers.FileServer`` (with per-file faults) or on asynchub's own
+hosted on ``tests/servers.Server`` (with per-file faults) or on asynchub's own
 ``_serve``; nothing is patched.
 """
 
@@ -48,7 +48,7 @@ from asynchub.mirror._plan import (
     unique_files,
 )
 
-from .servers import Behavior, FileServer
+from .harness import Behavior, Server
 
 pytestmark = pytest.mark.anyio
 
@@ -84,9 +84,9 @@ def config(tmp_path: Path, **overrides: object) -> HubConfig:
 @asynccontextmanager
 async def hosted(
     root: Path, behaviors: dict[str, Behavior] | None = None
-) -> AsyncIterator[tuple[FileServer, str]]:
-    """The hub folder ``root`` on a FileServer under ``/hub/``; yields its URL."""
-    async with FileServer() as server:
+) -> AsyncIterator[tuple[Server, str]]:
+    """The hub folder ``root`` on a Server under ``/hub/``; yields its URL."""
+    async with Server() as server:
         server.add(f"/hub/{MANIFEST}", (root / MANIFEST).read_bytes())
         for relative, path in hub_files(root).items():
             behavior = (behaviors or {}).get(relative)
@@ -94,9 +94,11 @@ async def hosted(
         yield server, server.url("/hub/")
 
 
-def file_gets(server: FileServer) -> list[str]:
+def file_gets(server: Server) -> list[str]:
     return [
-        r.path for r in server.log if r.method == "GET" and r.path != f"/hub/{MANIFEST}"
+        r.path
+        for r in server.requests
+        if r.method == "GET" and r.path != f"/hub/{MANIFEST}"
     ]
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from .servers import Behavior
+from .harness import Behavior
 from .test_cli import TINYNET_17, faulty_hub
 from .test_ux import run_python
 

@@ -30,10 +30,9 @@ from asynchub.errors import (
     UnexpectedContentError,
 )
 
-from ._server_fixtures import PART, fast_config, file_server, small_config
-from .servers import Behavior, FileServer
+from .harness import PART, Behavior, Ctx, Server, fast_config, file_server, split_limits
 
-__all__ = ("fast_config", "file_server")  # fixtures used here
+__all__ = ("file_server",)  # fixtures used here
 
 pytestmark = pytest.mark.anyio
 
@@ -70,11 +69,13 @@ async def fetch(
     "size", [0, 1, PART - 1, PART, PART + 1, 3 * PART + 7, 5 * PART, 9 * PART - 1]
 )
 async def test_sizes_around_part_boundaries(
-    file_server: FileServer, fast_config: HubConfig, tmp_path: Path, size: int
+    file_server: Server, tmp_path: Path, size: int
 ) -> None:
     data = blob(size, seed=size)
     url = file_server.add("/f.bin", data)
-    result = await fetch(fast_config, (url,), tmp_path / "f.bin", data)
+    result = await fetch(
+        fast_config(read=2.0, limits=split_limits()), (url,), tmp_path / "f.bin", data
+    )
     assert (tmp_path / "f.bin").read_bytes() == data
     assert (result.sha256, result.size, result.bytes_downloaded) == (
         sha(data),
@@ -95,11 +96,11 @@ async def test_sizes_around_part_boundaries(
 
 
 async def test_parts_run_concurrently_up_to_the_cap(
-    file_server: FileServer, tmp_path: Path
+    file_server: Server, tmp_path: Path
 ) -> None:
     data = blob(8 * PART)
     url = file_server.add("/f", data, Behavior(rate=2 * PART))  # 0.5 s per part
-    config = small_config(max_parts_per_file=4)
+    config = fast_config(read=2.0, limits=split_limits(max_parts_per_file=4))
     started = time.monotonic()
     await fetch(config, (url,), tmp_path / "f", data)
     elapsed = time.monotonic() - started
@@ -108,22 +109,32 @@ async def test_parts_run_concurrently_up_to_the_cap(
 
 
 async def test_small_file_is_one_plain_request(
-    file_server: FileServer, tmp_path: Path
+    file_server: Server, tmp_path: Path
 ) -> None:
     data = blob(3 * PART)
     url = file_server.add("/f", data)
-    await fetch(small_config(split_threshold=4 * PART), (url,), tmp_path / "f", data)
+    await fetch(
+        fast_config(read=2.0, limits=split_limits(split_threshold=4 * PART)),
+        (url,),
+        tmp_path / "f",
+        data,
+    )
     assert file_server.stats("/f").ranges == [None]
     assert file_server.stats("/f").requests[0].headers["Accept-Encoding"] == "identity"
 
 
 async def test_unknown_size_and_no_sha_hashes_anyway(
-    file_server: FileServer, fast_config: HubConfig, tmp_path: Path
+    file_server: Server, tmp_path: Path
 ) -> None:
     data = blob(4 * PART + 3)
     url = file_server.add("/f", data, Behavior(chunked=True))
     result = await fetch(
-        fast_config, (url,), tmp_path / "f", data, sha256=None, size=None
+        fast_config(read=2.0, limits=split_limits()),
+        (url,),
+        tmp_path / "f",
+        data,
+        sha256=None,
+        size=None,
     )
     assert result.sha256 == sha(data) and result.size == len(data)
     assert (tmp_path / "f").read_bytes() == data
@@ -131,23 +142,27 @@ async def test_unknown_size_and_no_sha_hashes_anyway(
 
 # servers that misbehave ----------------------------------------------------
 async def test_range_ignoring_server_streams_the_whole_file_once(
-    file_server: FileServer, fast_config: HubConfig, tmp_path: Path
+    file_server: Server, tmp_path: Path
 ) -> None:
     data = blob(6 * PART + 5)
     url = file_server.add("/f", data, Behavior(ignore_range=True))
-    await fetch(fast_config, (url,), tmp_path / "f", data)
+    await fetch(
+        fast_config(read=2.0, limits=split_limits()), (url,), tmp_path / "f", data
+    )
     assert (tmp_path / "f").read_bytes() == data
     stats = file_server.stats("/f")
     assert stats.count == 1 and stats.bytes_served == len(data)
 
 
 async def test_range_ignoring_server_that_drops_restarts_from_zero(
-    file_server: FileServer, fast_config: HubConfig, tmp_path: Path
+    file_server: Server, tmp_path: Path
 ) -> None:
     data = blob(6 * PART)
     behavior = Behavior(ignore_range=True, truncate_after=100_000)
     url = file_server.add("/f", data, behavior)
-    await fetch(fast_config, (url,), tmp_path / "f", data)
+    await fetch(
+        fast_config(read=2.0, limits=split_limits()), (url,), tmp_path / "f", data
+    )
     assert (tmp_path / "f").read_bytes() == data
     stats = file_server.stats("/f")
     assert stats.ranges[1] == f"bytes=100000-{len(data) - 1}"  # asked to resume
@@ -155,11 +170,13 @@ async def test_range_ignoring_server_that_drops_restarts_from_zero(
 
 
 async def test_dropped_connection_resumes_from_last_byte(
-    file_server: FileServer, fast_config: HubConfig, tmp_path: Path
+    file_server: Server, tmp_path: Path
 ) -> None:
     data = blob(3 * PART)
     url = file_server.add("/f", data, Behavior(truncate_after=40_000, truncate_times=2))
-    await fetch(fast_config, (url,), tmp_path / "f", data)
+    await fetch(
+        fast_config(read=2.0, limits=split_limits()), (url,), tmp_path / "f", data
+    )
     assert (tmp_path / "f").read_bytes() == data
     stats = file_server.stats("/f")
     assert stats.bytes_served == len(data)  # nothing fetched twice
@@ -170,11 +187,11 @@ async def test_dropped_connection_resumes_from_last_byte(
 
 
 async def test_single_stream_drop_resumes_with_open_range(
-    file_server: FileServer, tmp_path: Path
+    file_server: Server, tmp_path: Path
 ) -> None:
     data = blob(3 * PART)
     url = file_server.add("/f", data, Behavior(truncate_after=50_000))
-    config = small_config(split_threshold=10 * PART)
+    config = fast_config(read=2.0, limits=split_limits(split_threshold=10 * PART))
     await fetch(config, (url,), tmp_path / "f", data)
     stats = file_server.stats("/f")
     assert stats.ranges == [None, f"bytes=50000-{len(data) - 1}"]
@@ -184,15 +201,16 @@ async def test_single_stream_drop_resumes_with_open_range(
 
 @pytest.mark.parametrize("ignore_if_range", [False, True])
 async def test_etag_change_between_parts_restarts_cleanly(
-    file_server: FileServer,
-    fast_config: HubConfig,
+    file_server: Server,
     tmp_path: Path,
     ignore_if_range: bool,
 ) -> None:
     old, new = blob(4 * PART, seed=1), blob(4 * PART, seed=2)
     behavior = Behavior(versions=[old, new], ignore_if_range=ignore_if_range)
     url = file_server.add("/f", old, behavior)  # request 1 sees old, later ones new
-    await fetch(fast_config, (url,), tmp_path / "f", new)
+    await fetch(
+        fast_config(read=2.0, limits=split_limits()), (url,), tmp_path / "f", new
+    )
     assert (tmp_path / "f").read_bytes() == new
     requests = file_server.stats("/f").requests
     old_tag = f'"{sha(old)[:16]}"'
@@ -201,58 +219,47 @@ async def test_etag_change_between_parts_restarts_cleanly(
 
 
 async def test_bad_content_range_restarts_without_ranges(
-    file_server: FileServer, fast_config: HubConfig, tmp_path: Path
+    file_server: Server, tmp_path: Path
 ) -> None:
     from aiohttp import web
 
     data = blob(3 * PART)
     calls = []
 
-    async def liar(request: web.Request) -> web.Response:
+    async def liar(ctx: Ctx) -> web.Response:
+        request = ctx.request
         calls.append(request.headers.get("Range"))
         if "Range" in request.headers:
             headers = {"Content-Range": f"bytes 5-{PART + 4}/{len(data)}"}
             return web.Response(status=206, body=data[5 : PART + 5], headers=headers)
         return web.Response(body=data)
 
-    file_server.files.clear()
-    app_router = file_server._runner.app.router  # type: ignore[union-attr]
-    app_router._resources.insert(0, app_router._resources.pop())  # keep catch-all last
-    url = await _route(file_server, "/liar", liar)
-    await fetch(fast_config, (url,), tmp_path / "f", data)
+    url = file_server.route("/liar", liar)
+    await fetch(
+        fast_config(read=2.0, limits=split_limits()), (url,), tmp_path / "f", data
+    )
     assert (tmp_path / "f").read_bytes() == data
     assert calls == [f"bytes=0-{PART - 1}", None]
 
 
-async def _route(server: FileServer, path: str, handler):  # type: ignore[no-untyped-def]
-    """Serve ``handler`` at ``path`` by wrapping the server's dispatcher."""
-    original = server._answer
-
-    async def answer(request, record, stats):  # type: ignore[no-untyped-def]
-        if request.path == path:
-            return await handler(request)
-        return await original(request, record, stats)
-
-    server._answer = answer  # type: ignore[method-assign]
-    return server.url(path)
-
-
 async def test_429_with_retry_after_is_honoured(
-    file_server: FileServer, fast_config: HubConfig, tmp_path: Path
+    file_server: Server, tmp_path: Path
 ) -> None:
     data = blob(PART // 2)
     behavior = Behavior(fail_first=1, fail_status=429, retry_after="1")
     url = file_server.add("/f", data, behavior)
     started = time.monotonic()
-    await fetch(fast_config, (url,), tmp_path / "f", data)
+    await fetch(
+        fast_config(read=2.0, limits=split_limits()), (url,), tmp_path / "f", data
+    )
     assert time.monotonic() - started >= 0.95
     assert [r.status for r in file_server.stats("/f").requests] == [429, 200]
 
 
-async def test_5xx_burst_is_retried(file_server: FileServer, tmp_path: Path) -> None:
+async def test_5xx_burst_is_retried(file_server: Server, tmp_path: Path) -> None:
     data = blob(PART // 2)
     url = file_server.add("/f", data, Behavior(fail_statuses=(500, 502, 503, 504)))
-    config = small_config()
+    config = fast_config(read=2.0, limits=split_limits())
     config = config.model_copy(
         update={"retry": config.retry.model_copy(update={"attempts": 5})}
     )
@@ -262,34 +269,41 @@ async def test_5xx_burst_is_retried(file_server: FileServer, tmp_path: Path) -> 
 
 
 async def test_persistent_503_fails_after_the_budget_and_keeps_nothing(
-    file_server: FileServer, fast_config: HubConfig, tmp_path: Path
+    file_server: Server, tmp_path: Path
 ) -> None:
     data = blob(100)
     url = file_server.add("/f", data, Behavior(fail_first=100))
     with pytest.raises(HTTPStatusError) as info:
-        await fetch(fast_config, (url,), tmp_path / "f", data)
+        await fetch(
+            fast_config(read=2.0, limits=split_limits()), (url,), tmp_path / "f", data
+        )
     assert info.value.status == 503 and url in str(info.value)
-    assert file_server.stats("/f").count == fast_config.retry.attempts
+    assert (
+        file_server.stats("/f").count
+        == fast_config(read=2.0, limits=split_limits()).retry.attempts
+    )
     assert leftovers(tmp_path) == []
 
 
-async def test_403_fails_at_once(
-    file_server: FileServer, fast_config: HubConfig, tmp_path: Path
-) -> None:
+async def test_403_fails_at_once(file_server: Server, tmp_path: Path) -> None:
     url = file_server.add("/f", b"x", Behavior(fail_first=10, fail_status=403))
     with pytest.raises(HTTPStatusError) as info:
-        await fetch(fast_config, (url,), tmp_path / "f", b"x")
+        await fetch(
+            fast_config(read=2.0, limits=split_limits()), (url,), tmp_path / "f", b"x"
+        )
     assert info.value.status == 403
     assert file_server.stats("/f").count == 1
 
 
 async def test_stall_hits_the_read_timeout_and_resumes(
-    file_server: FileServer, tmp_path: Path
+    file_server: Server, tmp_path: Path
 ) -> None:
     data = blob(3 * PART)
     behavior = Behavior(stall_after=30_000, stall_seconds=10)
     url = file_server.add("/f", data, behavior)
-    config = small_config().model_copy(update={"timeouts": Timeouts(read=0.3)})
+    config = fast_config(read=2.0, limits=split_limits()).model_copy(
+        update={"timeouts": Timeouts(read=0.3)}
+    )
     started = time.monotonic()
     await fetch(config, (url,), tmp_path / "f", data)
     assert time.monotonic() - started < 3
@@ -299,12 +313,14 @@ async def test_stall_hits_the_read_timeout_and_resumes(
 
 
 async def test_stall_forever_raises_timeout_error(
-    file_server: FileServer, tmp_path: Path
+    file_server: Server, tmp_path: Path
 ) -> None:
     data = blob(1000)
     behavior = Behavior(stall_after=0, stall_seconds=10, stall_times=100)
     url = file_server.add("/f", data, behavior)
-    config = small_config().model_copy(update={"timeouts": Timeouts(read=0.2)})
+    config = fast_config(read=2.0, limits=split_limits()).model_copy(
+        update={"timeouts": Timeouts(read=0.2)}
+    )
     with pytest.raises(TransferTimeoutError):
         await fetch(config, (url,), tmp_path / "f", data)
     assert not (tmp_path / "f").exists()
@@ -312,60 +328,79 @@ async def test_stall_forever_raises_timeout_error(
 
 # URLs in order -------------------------------------------------------------
 async def test_404_falls_back_to_the_next_url(
-    file_server: FileServer, fast_config: HubConfig, tmp_path: Path
+    file_server: Server, tmp_path: Path
 ) -> None:
     data = blob(1000)
     good = file_server.add("/good", data)
     result = await fetch(
-        fast_config, (file_server.url("/missing"), good), tmp_path / "f", data
+        fast_config(read=2.0, limits=split_limits()),
+        (file_server.url("/missing"), good),
+        tmp_path / "f",
+        data,
     )
     assert result.url == good
     assert file_server.stats("/missing").count == 1  # 404 is not retried
 
 
 async def test_connection_refused_falls_back_to_the_next_url(
-    file_server: FileServer, fast_config: HubConfig, tmp_path: Path
+    file_server: Server, tmp_path: Path
 ) -> None:
     data = blob(1000)
     good = file_server.add("/good", data)
-    dead = FileServer()
+    dead = Server()
     await dead.start()
     dead_url = dead.url("/x")
     await dead.stop()
-    result = await fetch(fast_config, (dead_url, good), tmp_path / "f", data)
+    result = await fetch(
+        fast_config(read=2.0, limits=split_limits()),
+        (dead_url, good),
+        tmp_path / "f",
+        data,
+    )
     assert result.url == good
 
 
 async def test_all_urls_missing_raises_not_found(
-    file_server: FileServer, fast_config: HubConfig, tmp_path: Path
+    file_server: Server, tmp_path: Path
 ) -> None:
     urls = (file_server.url("/a"), file_server.url("/b"))
     with pytest.raises(RemoteFileNotFoundError) as info:
-        await fetch(fast_config, urls, tmp_path / "f", b"data")
+        await fetch(
+            fast_config(read=2.0, limits=split_limits()), urls, tmp_path / "f", b"data"
+        )
     assert info.value.status == 404 and "/a" in str(info.value)
     assert leftovers(tmp_path) == []
 
 
-async def test_unreachable_raises_network_error(
-    fast_config: HubConfig, tmp_path: Path
-) -> None:
-    dead = FileServer()
+async def test_unreachable_raises_network_error(tmp_path: Path) -> None:
+    dead = Server()
     await dead.start()
     url = dead.url("/x")
     await dead.stop()
     with pytest.raises(NetworkError):
-        await fetch(fast_config, (url,), tmp_path / "f", b"data")
+        await fetch(
+            fast_config(read=2.0, limits=split_limits()),
+            (url,),
+            tmp_path / "f",
+            b"data",
+        )
 
 
 # verification ----------------------------------------------------------------
 async def test_integrity_error_names_everything_and_leaves_nothing(
-    file_server: FileServer, fast_config: HubConfig, tmp_path: Path
+    file_server: Server, tmp_path: Path
 ) -> None:
     data = blob(5 * PART)
     url = file_server.add("/f", data)
     wrong = "0" * 64
     with pytest.raises(IntegrityError) as info:
-        await fetch(fast_config, (url,), tmp_path / "m.onnx", data, sha256=wrong)
+        await fetch(
+            fast_config(read=2.0, limits=split_limits()),
+            (url,),
+            tmp_path / "m.onnx",
+            data,
+            sha256=wrong,
+        )
     err = info.value
     assert (err.expected, err.actual, err.path) == (
         wrong,
@@ -377,19 +412,23 @@ async def test_integrity_error_names_everything_and_leaves_nothing(
 
 
 async def test_announced_size_mismatch_fails_before_downloading(
-    file_server: FileServer, fast_config: HubConfig, tmp_path: Path
+    file_server: Server, tmp_path: Path
 ) -> None:
     data = blob(20 * PART)
     url = file_server.add("/f", data)
     with pytest.raises(IntegrityError, match="announces"):
-        await fetch(fast_config, (url,), tmp_path / "f", data, size=len(data) + 1)
+        await fetch(
+            fast_config(read=2.0, limits=split_limits()),
+            (url,),
+            tmp_path / "f",
+            data,
+            size=len(data) + 1,
+        )
     assert file_server.stats("/f").bytes_served < 2 * PART
     assert leftovers(tmp_path) == []
 
 
-async def test_lfs_pointer_is_named(
-    file_server: FileServer, fast_config: HubConfig, tmp_path: Path
-) -> None:
+async def test_lfs_pointer_is_named(file_server: Server, tmp_path: Path) -> None:
     pointer = (
         b"version https://git-lfs.github.com/spec/v1\n"
         b"oid sha256:" + b"a" * 64 + b"\nsize 435852734\n"
@@ -397,61 +436,83 @@ async def test_lfs_pointer_is_named(
     url = file_server.add("/f", pointer, Behavior(content_type="text/plain"))
     with pytest.raises(UnexpectedContentError, match="Git LFS pointer") as info:
         await fetch(
-            fast_config, (url,), tmp_path / "f", b"", sha256="a" * 64, size=435852734
+            fast_config(read=2.0, limits=split_limits()),
+            (url,),
+            tmp_path / "f",
+            b"",
+            sha256="a" * 64,
+            size=435852734,
         )
     assert "quota" in str(info.value)
     with pytest.raises(UnexpectedContentError, match="Git LFS pointer"):
-        await fetch(fast_config, (url,), tmp_path / "f", b"", sha256=None, size=None)
+        await fetch(
+            fast_config(read=2.0, limits=split_limits()),
+            (url,),
+            tmp_path / "f",
+            b"",
+            sha256=None,
+            size=None,
+        )
     assert leftovers(tmp_path) == []
 
 
-async def test_html_page_is_named(
-    file_server: FileServer, fast_config: HubConfig, tmp_path: Path
-) -> None:
+async def test_html_page_is_named(file_server: Server, tmp_path: Path) -> None:
     page = b"<!DOCTYPE html><html><body>Sign in</body></html>"
     url = file_server.add("/f", page, Behavior(content_type="text/html"))
     with pytest.raises(UnexpectedContentError, match="HTML page"):
         await fetch(
-            fast_config, (url,), tmp_path / "f", b"", sha256="b" * 64, size=None
+            fast_config(read=2.0, limits=split_limits()),
+            (url,),
+            tmp_path / "f",
+            b"",
+            sha256="b" * 64,
+            size=None,
         )
 
 
 # local files -----------------------------------------------------------------
-async def test_file_url_is_copied_and_verified(
-    fast_config: HubConfig, tmp_path: Path
-) -> None:
+async def test_file_url_is_copied_and_verified(tmp_path: Path) -> None:
     data = blob(3 * 1024 * 1024 + 17)
     src = tmp_path / "src" / "model file.onnx"
     src.parent.mkdir()
     src.write_bytes(data)
     dest = tmp_path / "out" / "m.onnx"
-    result = await fetch(fast_config, (src.as_uri(),), dest, data)
+    result = await fetch(
+        fast_config(read=2.0, limits=split_limits()), (src.as_uri(),), dest, data
+    )
     assert dest.read_bytes() == data and result.url == src.as_uri()
     with pytest.raises(IntegrityError):
         await fetch(
-            fast_config, (src.as_uri(),), tmp_path / "out" / "x", data, sha256="1" * 64
+            fast_config(read=2.0, limits=split_limits()),
+            (src.as_uri(),),
+            tmp_path / "out" / "x",
+            data,
+            sha256="1" * 64,
         )
     assert leftovers(tmp_path / "out") == ["m.onnx"]
 
 
-async def test_missing_file_url_falls_back(
-    file_server: FileServer, fast_config: HubConfig, tmp_path: Path
-) -> None:
+async def test_missing_file_url_falls_back(file_server: Server, tmp_path: Path) -> None:
     data = blob(100)
     url = file_server.add("/f", data)
     missing = (tmp_path / "nope").as_uri()
-    result = await fetch(fast_config, (missing, url), tmp_path / "f", data)
+    result = await fetch(
+        fast_config(read=2.0, limits=split_limits()),
+        (missing, url),
+        tmp_path / "f",
+        data,
+    )
     assert result.url == url
 
 
 # dedupe and progress ---------------------------------------------------------
 async def test_concurrent_fetches_of_one_dest_download_once(
-    file_server: FileServer, fast_config: HubConfig, tmp_path: Path
+    file_server: Server, tmp_path: Path
 ) -> None:
     data = blob(6 * PART)
     url = file_server.add("/f", data, Behavior(rate=8 * PART))
     spec = FileSpec((url,), tmp_path / "f", sha(data), len(data))
-    async with Engine(fast_config) as engine:
+    async with Engine(fast_config(read=2.0, limits=split_limits())) as engine:
         results = await asyncio.gather(*(engine.fetch(spec) for _ in range(5)))
     assert len({r.sha256 for r in results}) == 1
     stats = file_server.stats("/f")
@@ -459,12 +520,12 @@ async def test_concurrent_fetches_of_one_dest_download_once(
 
 
 async def test_cancelling_one_of_two_waiters_keeps_the_download(
-    file_server: FileServer, fast_config: HubConfig, tmp_path: Path
+    file_server: Server, tmp_path: Path
 ) -> None:
     data = blob(4 * PART)
     url = file_server.add("/f", data, Behavior(rate=4 * PART))
     spec = FileSpec((url,), tmp_path / "f", sha(data), len(data))
-    async with Engine(fast_config) as engine:
+    async with Engine(fast_config(read=2.0, limits=split_limits())) as engine:
         first = asyncio.create_task(engine.fetch(spec))
         second = asyncio.create_task(engine.fetch(spec))
         await asyncio.sleep(0.2)
@@ -474,14 +535,16 @@ async def test_cancelling_one_of_two_waiters_keeps_the_download(
     assert file_server.stats("/f").bytes_served == len(data)
 
 
-async def test_progress_events(
-    file_server: FileServer, fast_config: HubConfig, tmp_path: Path
-) -> None:
+async def test_progress_events(file_server: Server, tmp_path: Path) -> None:
     data = blob(8 * PART)
     url = file_server.add("/f", data, Behavior(rate=16 * PART))
     events: list[ProgressEvent] = []
     result = await fetch(
-        fast_config, (url,), tmp_path / "f", data, progress=events.append
+        fast_config(read=2.0, limits=split_limits()),
+        (url,),
+        tmp_path / "f",
+        data,
+        progress=events.append,
     )
     assert isinstance(events[0], FileStarted) and events[0].total == len(data)
     assert isinstance(events[-1], FileVerified) and events[-1].result == result
@@ -491,7 +554,7 @@ async def test_progress_events(
     events.clear()
     with pytest.raises(IntegrityError):
         await fetch(
-            fast_config,
+            fast_config(read=2.0, limits=split_limits()),
             (url2,),
             tmp_path / "g",
             data,
@@ -503,33 +566,45 @@ async def test_progress_events(
 
 
 async def test_progress_callback_errors_do_not_break_downloads(
-    file_server: FileServer, fast_config: HubConfig, tmp_path: Path
+    file_server: Server, tmp_path: Path
 ) -> None:
     def broken(event: ProgressEvent) -> None:
         raise RuntimeError("bug in a progress bar")
 
     data = blob(2 * PART)
     url = file_server.add("/f", data)
-    await fetch(fast_config, (url,), tmp_path / "f", data, progress=broken)
+    await fetch(
+        fast_config(read=2.0, limits=split_limits()),
+        (url,),
+        tmp_path / "f",
+        data,
+        progress=broken,
+    )
     assert (tmp_path / "f").read_bytes() == data
 
 
 async def test_existing_dest_is_replaced_atomically(
-    file_server: FileServer, fast_config: HubConfig, tmp_path: Path
+    file_server: Server, tmp_path: Path
 ) -> None:
     data = blob(2 * PART)
     url = file_server.add("/f", data)
     dest = tmp_path / "f"
     dest.write_bytes(b"old")
-    await fetch(fast_config, (url,), dest, data)
+    await fetch(fast_config(read=2.0, limits=split_limits()), (url,), dest, data)
     assert dest.read_bytes() == data
     with pytest.raises(IntegrityError):
-        await fetch(fast_config, (url,), dest, data, sha256="3" * 64)
+        await fetch(
+            fast_config(read=2.0, limits=split_limits()),
+            (url,),
+            dest,
+            data,
+            sha256="3" * 64,
+        )
     assert dest.read_bytes() == data  # a failed fetch never touches dest
 
 
 async def test_read_only_folder_fails_before_any_request(
-    file_server: FileServer, fast_config: HubConfig, tmp_path: Path
+    file_server: Server, tmp_path: Path
 ) -> None:
     from asynchub.errors import ReadOnlyCacheError
 
@@ -541,7 +616,9 @@ async def test_read_only_folder_fails_before_any_request(
     url = file_server.add("/f", b"x")
     try:
         with pytest.raises(ReadOnlyCacheError):
-            await fetch(fast_config, (url,), folder / "f", b"x")
+            await fetch(
+                fast_config(read=2.0, limits=split_limits()), (url,), folder / "f", b"x"
+            )
     finally:
         folder.chmod(0o755)
     assert file_server.stats("/f").count == 0

@@ -19,7 +19,7 @@ from asynchub._transfer.hostconn import HostConnections, is_refusal
 from asynchub.config import Limits
 from asynchub.errors import HTTPStatusError, RetryableStatusError
 
-from ._server_fixtures import PART, small_config
+from .harness import PART, fast_config, split_limits
 
 pytestmark = pytest.mark.anyio
 _RANGE = re.compile(r"bytes=(\d+)-(\d*)")
@@ -113,7 +113,9 @@ async def test_refused_extra_connections_back_off_and_are_remembered(
 ) -> None:
     stingy.status = status
     first, second = _blob(1, 8 * PART), _blob(2, 8 * PART)
-    async with Engine(small_config(max_parts_per_file=4)) as engine:
+    async with Engine(
+        fast_config(read=2.0, limits=split_limits(max_parts_per_file=4))
+    ) as engine:
         got = await engine.fetch(_spec(stingy, "a.bin", first, tmp_path))
         assert got.path.read_bytes() == first  # the file did not fail
         assert stingy.refused >= 1 and stingy.peak <= 2
@@ -129,7 +131,9 @@ async def test_a_refused_first_request_still_fails(
 ) -> None:
     stingy.allow = 0  # every ranged request refused: not a connection limit
     data = _blob(3, 8 * PART)
-    async with Engine(small_config(max_parts_per_file=4)) as engine:
+    async with Engine(
+        fast_config(read=2.0, limits=split_limits(max_parts_per_file=4))
+    ) as engine:
         with pytest.raises(HTTPStatusError):
             await engine.fetch(_spec(stingy, "c.bin", data, tmp_path))
 

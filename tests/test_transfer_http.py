@@ -18,7 +18,7 @@ from asynchub._transfer.http import (
     parse_unsatisfied_length,
 )
 from asynchub._transfer.retry import Backoff, parse_retry_after
-from asynchub.config import HubConfig, RetryPolicy
+from asynchub.config import RetryPolicy
 from asynchub.errors import (
     DiskFullError,
     HTTPStatusError,
@@ -27,34 +27,35 @@ from asynchub.errors import (
     UnexpectedContentError,
 )
 
-from ._server_fixtures import fast_config, file_server, small_config
-from .servers import Behavior, FileServer
+from .harness import Behavior, Server, fast_config, file_server, split_limits
 from .test_transfer_engine import blob, fetch, leftovers
 
-__all__ = ("fast_config", "file_server")
+__all__ = ("file_server",)
 
 
 # redirects -------------------------------------------------------------------
 @pytest.mark.anyio
 async def test_relative_and_absolute_redirects_are_followed(
-    file_server: FileServer, fast_config: HubConfig, tmp_path: Path
+    file_server: Server, tmp_path: Path
 ) -> None:
     data = blob(5000)
     file_server.add("/real", data)
     file_server.redirect("/hop2", file_server.url("/real"), status=307)
     url = file_server.redirect("/hop1", "/hop2", status=301)
-    result = await fetch(fast_config, (url,), tmp_path / "f", data)
+    result = await fetch(
+        fast_config(read=2.0, limits=split_limits()), (url,), tmp_path / "f", data
+    )
     assert result.url == url and (tmp_path / "f").read_bytes() == data
 
 
 @pytest.mark.anyio
-async def test_redirect_loop_is_refused(
-    file_server: FileServer, fast_config: HubConfig, tmp_path: Path
-) -> None:
+async def test_redirect_loop_is_refused(file_server: Server, tmp_path: Path) -> None:
     file_server.redirect("/a", "/b")
     url = file_server.redirect("/b", "/a")
     with pytest.raises(RedirectError, match="more than 10 times"):
-        await fetch(fast_config, (url,), tmp_path / "f", b"x")
+        await fetch(
+            fast_config(read=2.0, limits=split_limits()), (url,), tmp_path / "f", b"x"
+        )
     assert file_server.stats("/a").count + file_server.stats("/b").count == 11
     assert leftovers(tmp_path) == []
 
@@ -62,11 +63,13 @@ async def test_redirect_loop_is_refused(
 @pytest.mark.anyio
 @pytest.mark.parametrize("target", ["file:///etc/passwd", "ftp://127.0.0.1/x"])
 async def test_redirect_to_other_schemes_is_refused(
-    file_server: FileServer, fast_config: HubConfig, tmp_path: Path, target: str
+    file_server: Server, tmp_path: Path, target: str
 ) -> None:
     url = file_server.redirect("/r", target)
     with pytest.raises(RedirectError, match="only fetches http"):
-        await fetch(fast_config, (url,), tmp_path / "f", b"x")
+        await fetch(
+            fast_config(read=2.0, limits=split_limits()), (url,), tmp_path / "f", b"x"
+        )
     assert leftovers(tmp_path) == []
 
 
@@ -86,14 +89,14 @@ def test_credentials_are_dropped_only_when_the_origin_changes() -> None:
 
 @pytest.mark.anyio
 async def test_authorization_is_not_forwarded_to_another_host(
-    file_server: FileServer, fast_config: HubConfig
+    file_server: Server,
 ) -> None:
-    async with FileServer() as other:
+    async with Server() as other:
         other.add("/m.json", b"{}")
         file_server.redirect("/same", "/local.json")
         file_server.add("/local.json", b"[]")
         url = file_server.redirect("/away", other.url("/m.json"))
-        async with Engine(fast_config) as engine:
+        async with Engine(fast_config(read=2.0, limits=split_limits())) as engine:
             auth = {"Authorization": "Bearer secret"}
             away = await engine.get_bytes(url, headers=auth)
             same = await engine.get_bytes(file_server.url("/same"), headers=auth)
@@ -106,11 +109,9 @@ async def test_authorization_is_not_forwarded_to_another_host(
 
 # get_bytes -------------------------------------------------------------------
 @pytest.mark.anyio
-async def test_get_bytes_statuses(
-    file_server: FileServer, fast_config: HubConfig, tmp_path: Path
-) -> None:
+async def test_get_bytes_statuses(file_server: Server, tmp_path: Path) -> None:
     url = file_server.add("/m.json", b'{"a": 1}')
-    async with Engine(fast_config) as engine:
+    async with Engine(fast_config(read=2.0, limits=split_limits())) as engine:
         ok = await engine.get_bytes(url)
         etag = ok.headers["ETag"]
         cached = await engine.get_bytes(url, headers={"If-None-Match": etag})
@@ -127,30 +128,29 @@ async def test_get_bytes_statuses(
 
 
 @pytest.mark.anyio
-async def test_get_bytes_retries_then_raises(
-    file_server: FileServer, fast_config: HubConfig
-) -> None:
+async def test_get_bytes_retries_then_raises(file_server: Server) -> None:
     flaky = file_server.add("/flaky", b"ok", Behavior(fail_statuses=(502, 503)))
     broken = file_server.add("/broken", b"ok", Behavior(fail_first=99, fail_status=500))
     forbidden = file_server.add("/403", b"ok", Behavior(fail_first=9, fail_status=403))
-    async with Engine(fast_config) as engine:
+    async with Engine(fast_config(read=2.0, limits=split_limits())) as engine:
         assert (await engine.get_bytes(flaky)).body == b"ok"
         with pytest.raises(HTTPStatusError) as info:
             await engine.get_bytes(broken)
         assert info.value.status == 500
         with pytest.raises(HTTPStatusError):
             await engine.get_bytes(forbidden)
-    assert file_server.stats("/broken").count == fast_config.retry.attempts
+    assert (
+        file_server.stats("/broken").count
+        == fast_config(read=2.0, limits=split_limits()).retry.attempts
+    )
     assert file_server.stats("/403").count == 1
 
 
 @pytest.mark.anyio
-async def test_get_bytes_refuses_large_bodies(
-    file_server: FileServer, fast_config: HubConfig
-) -> None:
+async def test_get_bytes_refuses_large_bodies(file_server: Server) -> None:
     known = file_server.add("/big", b"x" * 5000)
     streamed = file_server.add("/chunked", b"x" * 5000, Behavior(chunked=True))
-    async with Engine(fast_config) as engine:
+    async with Engine(fast_config(read=2.0, limits=split_limits())) as engine:
         for url in (known, streamed):
             with pytest.raises(UnexpectedContentError, match="more than 4096 bytes"):
                 await engine.get_bytes(url, max_bytes=4096)
@@ -160,7 +160,7 @@ async def test_get_bytes_refuses_large_bodies(
 # disk ------------------------------------------------------------------------
 @pytest.mark.anyio
 async def test_disk_full_is_typed_and_leaves_nothing(
-    file_server: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    file_server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     data = blob(300_000)
     url = file_server.add("/f", data)
@@ -173,7 +173,9 @@ async def test_disk_full_is_typed_and_leaves_nothing(
 
     monkeypatch.setattr(os, "pwrite", full)
     with pytest.raises(DiskFullError, match="no space left"):
-        await fetch(small_config(), (url,), tmp_path / "f", data)
+        await fetch(
+            fast_config(read=2.0, limits=split_limits()), (url,), tmp_path / "f", data
+        )
     assert leftovers(tmp_path) == []
 
 
@@ -236,7 +238,7 @@ def test_intervals_merge_and_gaps() -> None:
 
 @pytest.mark.anyio
 async def test_retry_after_pauses_every_request_to_that_host(
-    file_server: FileServer, fast_config: HubConfig
+    file_server: Server,
 ) -> None:
     import asyncio
 
@@ -244,23 +246,25 @@ async def test_retry_after_pauses_every_request_to_that_host(
         "/a", b"a", Behavior(fail_first=1, fail_status=429, retry_after="1")
     )
     other = file_server.add("/b", b"b")
-    async with Engine(fast_config) as engine:
+    async with Engine(fast_config(read=2.0, limits=split_limits())) as engine:
         first = asyncio.create_task(engine.get_bytes(limited))
         await asyncio.sleep(0.2)  # the 429 has arrived; the host is paused
         second = await engine.get_bytes(other)
         assert (await first).body == b"a" and second.body == b"b"
-    start = file_server.stats("/a").requests[0].time
-    assert file_server.stats("/b").requests[0].time - start >= 0.95
+    start = file_server.stats("/a").requests[0].at
+    assert file_server.stats("/b").requests[0].at - start >= 0.95
 
 
 @pytest.mark.anyio
 async def test_body_longer_than_expected_is_refused(
-    file_server: FileServer, fast_config: HubConfig, tmp_path: Path
+    file_server: Server, tmp_path: Path
 ) -> None:
     data = blob(50_000)
     url = file_server.add("/f", data + b"garbage" * 1000, Behavior(chunked=True))
     with pytest.raises(IntegrityError, match="more than the expected 50000 bytes"):
-        await fetch(fast_config, (url,), tmp_path / "f", data)
+        await fetch(
+            fast_config(read=2.0, limits=split_limits()), (url,), tmp_path / "f", data
+        )
     assert file_server.stats("/f").count == 1  # not retried
     assert leftovers(tmp_path) == []
 
@@ -270,10 +274,10 @@ import asyncio, sys
 from pathlib import Path
 from asynchub._transfer import Engine, FileSpec
 from asynchub.errors import ReadOnlyCacheError
-from tests._server_fixtures import small_config
+from tests.harness import fast_config, split_limits
 
 async def main(url, dest):
-    async with Engine(small_config()) as engine:
+    async with Engine(fast_config(read=2.0, limits=split_limits())) as engine:
         try:
             await engine.fetch(FileSpec((url,), Path(dest), None, None))
         except ReadOnlyCacheError as exc:
@@ -285,7 +289,7 @@ asyncio.run(main(*sys.argv[1:]))
 
 @pytest.mark.anyio
 async def test_read_only_cache_fails_before_any_request(
-    file_server: FileServer, tmp_path: Path
+    file_server: Server, tmp_path: Path
 ) -> None:
     """A read-only bind mount in a private mount namespace (chmod binds no root)."""
     import asyncio
@@ -322,8 +326,7 @@ async def test_read_only_cache_fails_before_any_request(
 
 @pytest.mark.anyio
 async def test_proxy_from_environment_is_used(
-    file_server: FileServer,
-    fast_config: HubConfig,
+    file_server: Server,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -333,7 +336,9 @@ async def test_proxy_from_environment_is_used(
     monkeypatch.delenv("NO_PROXY", raising=False)
     monkeypatch.delenv("no_proxy", raising=False)
     url = "http://models.example.invalid/f"
-    result = await fetch(fast_config, (url,), tmp_path / "f", data)
+    result = await fetch(
+        fast_config(read=2.0, limits=split_limits()), (url,), tmp_path / "f", data
+    )
     assert result.url == url and (tmp_path / "f").read_bytes() == data
     assert (
         file_server.stats("/f").requests[0].headers["Host"] == "models.example.invalid"

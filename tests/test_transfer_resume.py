@@ -15,13 +15,11 @@ import pytest
 from asynchub._transfer import Engine, FileSpec
 from asynchub._transfer.partial import Partial
 from asynchub._transfer.state import PART_SUFFIX, STATE_SUFFIX
-from asynchub.config import HubConfig
 
-from ._server_fixtures import PART, fast_config, file_server, small_config
-from .servers import Behavior, FileServer
+from .harness import PART, Behavior, Server, fast_config, file_server, split_limits
 from .test_transfer_engine import blob, leftovers, sha
 
-__all__ = ("fast_config", "file_server")
+__all__ = ("file_server",)
 
 pytestmark = pytest.mark.anyio
 
@@ -31,14 +29,14 @@ CHILD = """
 import asyncio, json, sys
 from pathlib import Path
 from asynchub._transfer import Engine, FileSpec
-from tests._server_fixtures import small_config
+from tests.harness import fast_config, split_limits
 
 async def main(url, dest, sha, size, threshold, nolock="0"):
     if nolock == "1":  # a filesystem where locks silently do nothing
         import asynchub._transfer.lockfile as lockfile
 
         lockfile._try_lock = lambda fd: True
-    config = small_config(split_threshold=int(threshold))
+    config = fast_config(read=2.0, limits=split_limits(split_threshold=int(threshold)))
     async with Engine(config) as engine:
         spec = FileSpec((url,), Path(dest), sha, int(size))
         r = await engine.fetch(spec)
@@ -84,11 +82,11 @@ async def wait_for(predicate, timeout: float = 20.0) -> None:  # type: ignore[no
 # cancellation ----------------------------------------------------------------
 @pytest.mark.parametrize("threshold", [PART, 100 * PART])  # parts / one stream
 async def test_cancel_leaves_no_final_file_and_resumes(
-    file_server: FileServer, tmp_path: Path, threshold: int
+    file_server: Server, tmp_path: Path, threshold: int
 ) -> None:
     data = blob(8 * PART)
     url = file_server.add("/f", data, Behavior(rate=8 * PART))
-    config = small_config(split_threshold=threshold)
+    config = fast_config(read=2.0, limits=split_limits(split_threshold=threshold))
     dest = tmp_path / "f"
     spec = FileSpec((url,), dest, sha(data), len(data))
     async with Engine(config) as engine:
@@ -116,12 +114,12 @@ async def test_cancel_leaves_no_final_file_and_resumes(
 
 
 async def test_resume_after_remote_change_starts_over(
-    file_server: FileServer, fast_config: HubConfig, tmp_path: Path
+    file_server: Server, tmp_path: Path
 ) -> None:
     old, new = blob(6 * PART, seed=1), blob(6 * PART, seed=2)
     url = file_server.add("/f", old, Behavior(rate=8 * PART))
     dest = tmp_path / "f"
-    async with Engine(fast_config) as engine:
+    async with Engine(fast_config(read=2.0, limits=split_limits())) as engine:
         task = asyncio.create_task(engine.fetch(FileSpec((url,), dest, None, len(old))))
         await wait_for(lambda: file_server.stats("/f").bytes_served >= 2 * PART)
         task.cancel()
@@ -130,7 +128,7 @@ async def test_resume_after_remote_change_starts_over(
     assert recorded(tmp_path) > 0
     file_server.add("/f", new)  # re-uploaded: new ETag, If-Range fails -> 200
     file_server.reset_stats()
-    async with Engine(fast_config) as engine:
+    async with Engine(fast_config(read=2.0, limits=split_limits())) as engine:
         result = await engine.fetch(FileSpec((url,), dest, None, len(new)))
     assert dest.read_bytes() == new and result.sha256 == sha(new)
     assert result.bytes_resumed == 0
@@ -179,7 +177,7 @@ def test_live_partial_of_this_process_is_not_claimed(tmp_path: Path) -> None:
 
 # processes -------------------------------------------------------------------
 async def test_sigkill_then_second_run_fetches_only_missing_bytes(
-    file_server: FileServer, tmp_path: Path
+    file_server: Server, tmp_path: Path
 ) -> None:
     data = blob(16 * PART)
     url = file_server.add("/f", data, Behavior(rate=PART))  # 1 s per part
@@ -206,7 +204,7 @@ async def test_sigkill_then_second_run_fetches_only_missing_bytes(
 
 
 async def test_two_processes_racing_for_one_file(
-    file_server: FileServer, tmp_path: Path
+    file_server: Server, tmp_path: Path
 ) -> None:
     data = blob(12 * PART)
     # 3 s in all: the second child must start (imports, ~1 s on a loaded machine)
@@ -227,7 +225,7 @@ async def test_two_processes_racing_for_one_file(
 
 
 async def test_two_processes_without_working_locks_stay_correct(
-    file_server: FileServer, tmp_path: Path
+    file_server: Server, tmp_path: Path
 ) -> None:
     data = blob(12 * PART)
     url = file_server.add("/f", data, Behavior(rate=4 * PART))
@@ -243,13 +241,13 @@ async def test_two_processes_without_working_locks_stay_correct(
 
 
 async def test_416_on_resume_restarts_cleanly(
-    file_server: FileServer, fast_config: HubConfig, tmp_path: Path
+    file_server: Server, tmp_path: Path
 ) -> None:
     old, new = blob(8 * PART, seed=1), blob(2 * PART, seed=2)
     plain = Behavior(rate=2 * PART, etag=False, last_modified=False)
     url = file_server.add("/f", old, plain)
     dest = tmp_path / "f"
-    async with Engine(fast_config) as engine:
+    async with Engine(fast_config(read=2.0, limits=split_limits())) as engine:
         task = asyncio.create_task(engine.fetch(FileSpec((url,), dest)))
         await wait_for(lambda: recorded(tmp_path) >= PART)
         task.cancel()
@@ -257,7 +255,7 @@ async def test_416_on_resume_restarts_cleanly(
             await task
     file_server.add("/f", new, Behavior(etag=False, last_modified=False))
     file_server.reset_stats()
-    async with Engine(fast_config) as engine:
+    async with Engine(fast_config(read=2.0, limits=split_limits())) as engine:
         result = await engine.fetch(FileSpec((url,), dest))
     assert dest.read_bytes() == new and result.bytes_resumed == 0
     statuses = [r.status for r in file_server.stats("/f").requests]

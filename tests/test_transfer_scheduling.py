@@ -19,11 +19,10 @@ from asynchub._transfer.netenv import NetEnv
 from asynchub._transfer.partial import Partial
 from asynchub._transfer.state import LOCK_SUFFIX, STATE_SUFFIX
 
-from ._server_fixtures import PART, fast_config, file_server, small_config
-from .servers import Behavior, FileServer
+from .harness import PART, Behavior, Server, fast_config, file_server, split_limits
 from .test_transfer_engine import blob, sha
 
-__all__ = ("fast_config", "file_server")
+__all__ = ("file_server",)
 
 pytestmark = pytest.mark.anyio
 
@@ -63,7 +62,7 @@ async def test_admission_passes_a_cancelled_waiters_slot_on() -> None:
 
 
 async def test_engine_starts_the_largest_file_first(
-    file_server: FileServer, tmp_path: Path
+    file_server: Server, tmp_path: Path
 ) -> None:
     sizes = [1000, 50_000, 7, 20_000]
     started: list[int | None] = []
@@ -72,7 +71,9 @@ async def test_engine_starts_the_largest_file_first(
         if isinstance(event, FileStarted):
             started.append(event.total)
 
-    async with Engine(small_config(max_files=1)) as engine:
+    async with Engine(
+        fast_config(read=2.0, limits=split_limits(max_files=1))
+    ) as engine:
         specs = []
         for n, size in enumerate(sizes):
             data = blob(size, seed=n)
@@ -128,23 +129,21 @@ def test_lock_retries_when_its_file_is_removed_under_it(
     lock.release(remove=True)
 
 
-async def test_success_leaves_no_lock_file(
-    file_server: FileServer, fast_config: object, tmp_path: Path
-) -> None:
+async def test_success_leaves_no_lock_file(file_server: Server, tmp_path: Path) -> None:
     data = blob(3 * PART + 5)
     url = file_server.add("/f", data)
-    async with Engine(small_config()) as engine:
+    async with Engine(fast_config(read=2.0, limits=split_limits())) as engine:
         await engine.fetch(FileSpec((url,), tmp_path / "f", sha(data), len(data)))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f"]
 
 
 async def test_cancelled_download_keeps_its_lock_file_as_a_marker(
-    file_server: FileServer, tmp_path: Path
+    file_server: Server, tmp_path: Path
 ) -> None:
     data = blob(8 * PART)
     url = file_server.add("/f", data, Behavior(rate=2 * PART))
     spec = FileSpec((url,), tmp_path / "f", sha(data), len(data))
-    async with Engine(small_config()) as engine:
+    async with Engine(fast_config(read=2.0, limits=split_limits())) as engine:
         task = asyncio.create_task(engine.fetch(spec))
         while file_server.stats("/f").bytes_served < PART:
             await asyncio.sleep(0.02)
@@ -155,7 +154,7 @@ async def test_cancelled_download_keeps_its_lock_file_as_a_marker(
     names = sorted(p.name for p in tmp_path.iterdir())
     assert "f" + LOCK_SUFFIX in names and any(n.endswith(STATE_SUFFIX) for n in names)
     file_server.files["/f"].behavior = Behavior()
-    async with Engine(small_config()) as engine:
+    async with Engine(fast_config(read=2.0, limits=split_limits())) as engine:
         result = await engine.fetch(spec)
     assert result.bytes_resumed > 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f"]
@@ -197,7 +196,7 @@ def test_begin_returns_none_while_another_owner_holds_the_lock(tmp_path: Path) -
 # write-back ------------------------------------------------------------------
 @pytest.mark.parametrize("fsync", [True, False])
 async def test_split_file_flushes_data_after_parts_only_with_fsync(
-    file_server: FileServer,
+    file_server: Server,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     fsync: bool,
@@ -212,7 +211,9 @@ async def test_split_file_flushes_data_after_parts_only_with_fsync(
     monkeypatch.setattr(Partial, "sync_data", counting)
     data = blob(6 * PART + 3)
     url = file_server.add("/f", data)
-    config = small_config().model_copy(update={"fsync": fsync})
+    config = fast_config(read=2.0, limits=split_limits()).model_copy(
+        update={"fsync": fsync}
+    )
     async with Engine(config) as engine:
         await engine.fetch(FileSpec((url,), tmp_path / "f", sha(data), len(data)))
     assert (tmp_path / "f").read_bytes() == data
@@ -221,20 +222,20 @@ async def test_split_file_flushes_data_after_parts_only_with_fsync(
 
 # redirects -------------------------------------------------------------------
 async def test_parts_go_straight_to_where_the_url_redirected(
-    file_server: FileServer, tmp_path: Path
+    file_server: Server, tmp_path: Path
 ) -> None:
     data = blob(6 * PART + 3)
     file_server.add("/cdn/f", data)
     url = file_server.redirect("/resolve/f", "/cdn/f")
-    async with Engine(small_config()) as engine:
+    async with Engine(fast_config(read=2.0, limits=split_limits())) as engine:
         await engine.fetch(FileSpec((url,), tmp_path / "f", sha(data), len(data)))
     assert (tmp_path / "f").read_bytes() == data
-    assert [r.path for r in file_server.log].count("/resolve/f") == 1
+    assert [r.path for r in file_server.requests].count("/resolve/f") == 1
     assert file_server.stats("/cdn/f").count == 7  # the probe and six more parts
 
 
 async def test_an_expired_redirect_target_sends_parts_back_to_the_url(
-    file_server: FileServer, tmp_path: Path
+    file_server: Server, tmp_path: Path
 ) -> None:
     """A signed CDN URL that expires after two answers: the URL is asked again
     and redirects to a fresh one; the file still arrives whole."""
@@ -242,7 +243,9 @@ async def test_an_expired_redirect_target_sends_parts_back_to_the_url(
     file_server.add("/cdn/old", data, Behavior(expire_after=2, rate=4 * PART))
     file_server.add("/cdn/new", data)
     url = file_server.redirect("/resolve/f", "/cdn/old")
-    async with Engine(small_config(max_parts_per_file=1)) as engine:
+    async with Engine(
+        fast_config(read=2.0, limits=split_limits(max_parts_per_file=1))
+    ) as engine:
         task = asyncio.create_task(
             engine.fetch(FileSpec((url,), tmp_path / "f", sha(data), len(data)))
         )
@@ -328,7 +331,7 @@ def test_orphan_part_without_sidecar_is_removed_when_its_owner_is_gone(
 
 @pytest.mark.parametrize("fsync", [True, False])
 async def test_each_written_folder_is_fsynced_once_when_the_engine_closes(
-    file_server: FileServer,
+    file_server: Server,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     fsync: bool,
@@ -337,7 +340,9 @@ async def test_each_written_folder_is_fsynced_once_when_the_engine_closes(
 
     synced: list[Path] = []
     monkeypatch.setattr(engine_module, "fsync_dir", synced.append)
-    config = small_config().model_copy(update={"fsync": fsync})
+    config = fast_config(read=2.0, limits=split_limits()).model_copy(
+        update={"fsync": fsync}
+    )
     async with Engine(config) as engine:
         for n, folder in enumerate(("a", "a", "b")):
             data = blob(100 + n, seed=n)
@@ -349,7 +354,7 @@ async def test_each_written_folder_is_fsynced_once_when_the_engine_closes(
 
 
 async def test_a_small_file_costs_two_worker_thread_hops(
-    file_server: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    file_server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Open (lock + partial) and seal (write, verify, rename): the per-file cost
     that bounds a mirror of many small files (see docs/design.md)."""
@@ -364,7 +369,7 @@ async def test_a_small_file_costs_two_worker_thread_hops(
 
     data = blob(64 * 1024)
     url = file_server.add("/small", data)
-    async with Engine(small_config()) as engine:
+    async with Engine(fast_config(read=2.0, limits=split_limits())) as engine:
         monkeypatch.setattr(Context, "submit", counting)
         await engine.fetch(FileSpec((url,), tmp_path / "s", sha(data), len(data)))
     assert hops == ["begin", "_seal"]

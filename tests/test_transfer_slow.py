@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from .servers import FileServer
+from .harness import Server
 
 pytestmark = [
     pytest.mark.anyio,
@@ -64,7 +64,7 @@ def make_file(path: Path, size: int) -> str:
 async def test_peak_rss_of_a_1_gib_download(tmp_path: Path) -> None:
     src = tmp_path / "src.bin"
     digest = await asyncio.to_thread(make_file, src, GiB)
-    async with FileServer() as server:
+    async with Server() as server:
         url = server.add("/big", src)
         child = await asyncio.create_subprocess_exec(
             sys.executable,

@@ -55,7 +55,7 @@ def test_a_misspelled_model_gets_the_closest_names(example_hub: Path) -> None:
 
 
 def test_filters_that_select_nothing_say_so_and_exit_1(
-    example_hub: Path, clean_env: Path
+    example_hub: Path, cache_dir: Path
 ) -> None:
     done = run_cli("list", "--model", "tinyne", "--repo", example_hub)
     assert (done.returncode, done.stdout) == (1, "")
@@ -68,7 +68,7 @@ def test_filters_that_select_nothing_say_so_and_exit_1(
     done = run_cli("download", "--all", "--tag", "nosuchtag", "--repo", example_hub)
     assert done.returncode == 1
     assert "nothing to do: no model has the tag 'nosuchtag'" in done.stderr
-    assert not any(clean_env.rglob("*.onnx"))
+    assert not any(cache_dir.rglob("*.onnx"))
     done = run_cli("download", "--all", "--opset", "99", "--repo", example_hub)
     assert done.returncode == 1 and "no selected model has opset 99" in done.stderr
 
@@ -86,12 +86,12 @@ def test_cli_errors_use_cli_words(example_hub: Path, hub_server: HubServer) -> N
     assert "silent=True" not in done.stderr
 
 
-def test_force_downloads_again(example_hub: Path, clean_env: Path) -> None:
+def test_force_downloads_again(example_hub: Path, cache_dir: Path) -> None:
     first = run_cli("download", "TinyNet", "--repo", example_hub, "--json")
     assert json.loads(first.stdout)["files_done"] == 1
     again = run_cli("download", "TinyNet", "--repo", example_hub, "--json")
     assert json.loads(again.stdout)["files_done"] == 0
-    cached = next(clean_env.rglob("*_tinynet-17.onnx"))
+    cached = next(cache_dir.rglob("*_tinynet-17.onnx"))
     cached.write_bytes(b"stale but with a marker")  # fingerprint changes: rehash
     forced = run_cli("download", "TinyNet", "--repo", example_hub, "--force", "--json")
     report = json.loads(forced.stdout)
@@ -189,13 +189,13 @@ def test_the_shipped_manifest_warning_appears_once_per_process() -> None:
 
 
 def test_download_quiet_prints_the_local_paths_only(
-    example_hub: Path, clean_env: Path
+    example_hub: Path, cache_dir: Path
 ) -> None:
     done = run_cli("download", "TinyNet", "TinyMLP", "--repo", example_hub, "-q")
     assert done.returncode == 0 and done.stderr == ""
     paths = [Path(line) for line in _lines(done.stdout)]
     assert len(paths) == 2 and all(
-        p.is_file() and clean_env in p.parents for p in paths
+        p.is_file() and cache_dir in p.parents for p in paths
     )
     assert sha256(paths[1]) == sha256(example_hub / TINYNET_17)
     again = run_cli("download", "TinyNet", "--repo", example_hub, "-q")  # cached
@@ -232,7 +232,7 @@ def test_include_and_exclude_patterns(example_hub: Path, tmp_path: Path) -> None
 
 
 def test_cache_ls_names_folder_repo_models_and_prune_keeps_them(
-    example_hub: Path, clean_env: Path
+    example_hub: Path, cache_dir: Path
 ) -> None:
     assert (
         run_cli("download", "--all", "--repo", example_hub, "--with-data").returncode
@@ -253,15 +253,15 @@ def test_cache_ls_names_folder_repo_models_and_prune_keeps_them(
     sha = sha256(example_hub / TINYNET_13)
     assert any(row[-1] == f"{sha[:8]}_tinynet-13.onnx" for row in rows)
     assert lines[-1].startswith(f"{len(rows)} items, ")
-    before = {p for p in clean_env.rglob("*") if ".asynchub" not in p.parts}
+    before = {p for p in cache_dir.rglob("*") if ".asynchub" not in p.parts}
     done = run_cli("cache", "prune", "--unlisted")
     assert done.returncode == 0 and done.stdout == "removed 0 items (0 B)\n"
-    assert {p for p in clean_env.rglob("*") if ".asynchub" not in p.parts} == before
+    assert {p for p in cache_dir.rglob("*") if ".asynchub" not in p.parts} == before
     scanned = hub.scan_cache()
     assert len(scanned) == len(rows) and all(item.model for item in scanned)
 
 
-def test_cache_rm_and_its_python_twin(example_hub: Path, clean_env: Path) -> None:
+def test_cache_rm_and_its_python_twin(example_hub: Path, cache_dir: Path) -> None:
     assert (
         run_cli("download", "--all", "--repo", example_hub, "--with-data").returncode
         == 0
@@ -287,17 +287,17 @@ def test_cache_rm_and_its_python_twin(example_hub: Path, clean_env: Path) -> Non
     extracted = hub.download_model_with_test_data("TinyMLP", repo=str(example_hub))
     assert extracted is not None and Path(extracted).is_dir()
     hub.remove_cached_model("TinyMLP")
-    assert not Path(extracted).exists() and not list(clean_env.rglob("*tinymlp-13*"))
+    assert not Path(extracted).exists() and not list(cache_dir.rglob("*tinymlp-13*"))
     assert not [
         m
-        for m in (clean_env / ".asynchub" / "verified").glob("*.json")
+        for m in (cache_dir / ".asynchub" / "verified").glob("*.json")
         if "tinymlp-13" in m.read_text()
     ]
 
 
-def test_trust_lives_in_the_config_folder(tmp_path: Path, clean_env: Path) -> None:
+def test_trust_lives_in_the_config_folder(tmp_path: Path, cache_dir: Path) -> None:
     config = Path(os.environ["XDG_CONFIG_HOME"]) / "asynchub" / "trusted_repos.json"
-    old = clean_env / ".asynchub" / "trusted_repos.json"
+    old = cache_dir / ".asynchub" / "trusted_repos.json"
     old.parent.mkdir(parents=True)
     old.write_text(json.dumps(["acme/old:main"]))
     listed = run_cli("trust", "list", "--json")
