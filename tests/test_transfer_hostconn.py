@@ -186,8 +186,10 @@ async def test_the_notice_says_connections_are_refused(
     spec = FileSpec(("http://127.0.0.1:9/a.bin",), tmp_path / "a.bin", label="a")
     caplog.set_level(logging.WARNING, "asynchub")
     async with Engine(config) as engine:
-        with pytest.raises(TransferTimeoutError):
+        with pytest.raises(TransferTimeoutError) as failed:
             await engine.fetch(spec)
+    assert "127.0.0.1:9 refused" in failed.value.message  # not "no first byte"
+    assert "nothing listens" in (failed.value.hint or "")
     notes = [
         r.getMessage() for r in caplog.records if "still waiting" in r.getMessage()
     ]

@@ -75,7 +75,7 @@ async def until_answered(
             left = end - loop.time()
             if left <= 0:
                 await _cancel(child)
-                raise _timeout(label, url(), limit)
+                raise _timeout(label, url(), limit, answered.refused)
             await asyncio.wait({child}, timeout=min(left, every))
             left = end - loop.time()
             if not child.done() and not answered.is_set() and left > 0:
@@ -110,7 +110,19 @@ def _notice(label: str, url: str, refused: int, waited: float, limit: float) -> 
     )
 
 
-def _timeout(label: str, url: str, limit: float) -> TransferTimeoutError:
+def _timeout(
+    label: str, url: str, limit: float, refused: int = 0
+) -> TransferTimeoutError:
+    """The deadline's error, saying whether the host refused or never answered."""
+    if refused:
+        many = "connection" if refused == 1 else "connections"
+        return TransferTimeoutError(
+            f"{_host(url)} refused {refused} {many} for {label!r} and gave no answer "
+            f"within {limit:g} s",
+            url=url,
+            hint="nothing listens at that address and port, or a firewall rejects "
+            "it: check the repo URL, or run again when the server is up",
+        )
     return TransferTimeoutError(
         f"no first byte of {label!r} from {_host(url)} within {limit:g} s",
         url=url,
