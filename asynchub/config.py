@@ -33,6 +33,8 @@ Environment variables read by :meth:`HubConfig.from_env`:
 ``ASYNCHUB_RETRY_BUDGET``      seconds one stream may keep retrying without a byte
 ``ASYNCHUB_MAX_CONNECTIONS``   total connection cap
 ``ASYNCHUB_FSYNC``             ``0`` to skip fsync before the atomic rename
+``ASYNCHUB_EVENT_LOOP``        ``asyncio`` (default) or ``uvloop`` (if installed): the
+                               CLI's event loop (``asynchub/_loops.py``)
 ``ASYNCHUB_PROGRESS``          ``0``: no progress bars from the module API
 ``HF_HUB_DISABLE_PROGRESS_BARS`` ``1``: the same (huggingface_hub's convention)
 =============================  ====================================================
@@ -156,6 +158,7 @@ class HubConfig(_Frozen):
     limits: Limits = Limits()
     archive: ArchiveLimits = ArchiveLimits()
     fsync: bool = True
+    event_loop: Literal["asyncio", "uvloop"] = "asyncio"
     progress_bars: bool = True  # the module API's bars for slow downloads
     user_agent: str = "asynchub/0.1"
 
@@ -203,6 +206,7 @@ def _env_values(env: Mapping[str, str]) -> dict[str, object]:
         "ASYNCHUB_HF_ENDPOINT": "hf_endpoint",
         "ASYNCHUB_GITHUB_API": "github_api",
         "ASYNCHUB_TRUST": "trust",
+        "ASYNCHUB_EVENT_LOOP": "event_loop",
     }
     for var, field in plain.items():
         if env.get(var):

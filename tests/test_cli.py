@@ -7,6 +7,7 @@ on ``tests.servers.Server`` for per-file faults, and on ``asynchub serve`` itsel
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import shutil
@@ -51,15 +52,17 @@ def subprocess_env() -> dict[str, str]:
     return env
 
 
-def run_cli(*args: object, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m asynchub ARGS`` in a subprocess."""
+def run_cli(
+    *args: object, timeout: float = 60, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m asynchub ARGS`` in a subprocess (``env``: extra variables)."""
     command = [sys.executable, "-m", "asynchub", *(str(a) for a in args)]
     return subprocess.run(
         command,
         capture_output=True,
         text=True,
         timeout=timeout,
-        env=subprocess_env(),
+        env={**subprocess_env(), **(env or {})},
         check=False,
     )
 
@@ -236,6 +239,51 @@ def test_mirror_serve_and_load_through_subprocesses(
             return model.SerializeToString()
 
         assert run_sync(load) == (example_hub / TINYNET_13).read_bytes()
+
+
+HAS_UVLOOP = importlib.util.find_spec("uvloop") is not None
+
+
+@pytest.mark.parametrize(
+    "loop",
+    [
+        "asyncio",
+        pytest.param(
+            "uvloop",
+            marks=pytest.mark.skipif(not HAS_UVLOOP, reason="uvloop not installed"),
+        ),
+    ],
+)
+def test_mirror_runs_on_each_event_loop(
+    example_hub: Path, tmp_path: Path, loop: str
+) -> None:
+    dest = tmp_path / "mirror"
+    with asynchub_serve(example_hub) as url:
+        done = run_cli(
+            "--debug",
+            "mirror",
+            dest,
+            "--repo",
+            url,
+            "--yes",
+            env={"ASYNCHUB_EVENT_LOOP": loop},
+        )
+    assert done.returncode == 0, done.stderr
+    assert f"event loop: {loop}" in done.stderr
+    mirrored = {rel: sha256(p) for rel, p in hub_files(dest).items()}
+    assert mirrored == {rel: sha256(p) for rel, p in hub_files(example_hub).items()}
+
+
+def test_an_unknown_event_loop_is_a_configuration_error(
+    capsys: pytest.CaptureFixture[str],
+    example_hub: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ASYNCHUB_EVENT_LOOP", "trio")
+    code, out, err = cli(capsys, "mirror", tmp_path / "m", "--repo", example_hub)
+    assert code == 2 and out == "" and "event_loop" in err
+    assert not (tmp_path / "m").exists()
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,8 @@
 """One file: lock, claim or create the partial, try each URL, verify, rename.
 
 A file that arrives in one batch costs two worker-thread hops: open (lock,
-partial) and seal (write the last batch, verify, fsync, rename, unlock).
+partial) and seal (write the last batch, verify, fsync, rename, unlock); none on a
+memory file system, where both run on the loop thread (see ``Context.run_step``).
 
 On success the verified file is at ``spec.dest`` and nothing else is left. On failure
 nothing is under ``spec.dest``; the partial is kept for a later run when the failure
@@ -117,7 +118,7 @@ class FileJob:
         args = (spec.dest, spec.urls, spec.sha256, spec.size, spec.root)
         seen, since = None, time.monotonic()
         while True:
-            partial = await self.ctx.run_to_end(Partial.begin, *args)
+            partial = await self.ctx.run_step(spec.dest.parent, Partial.begin, *args)
             if partial is not None:
                 return partial, waited
             waited = True
@@ -245,8 +246,15 @@ class FileJob:
             await self.ctx.run(partial.assembler.catch_up)  # resumed: read back
         fsync = self.ctx.config.fsync
         try:
-            digest, size = await self.ctx.run_to_end(
-                _seal, partial, self.spec, url, total, fsync, tail
+            digest, size = await self.ctx.run_step(
+                self.spec.dest.parent,
+                _seal,
+                partial,
+                self.spec,
+                url,
+                total,
+                fsync,
+                tail,
             )
         finally:
             if tail is not None:

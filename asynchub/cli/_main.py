@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
@@ -37,7 +38,8 @@ from typing import TypeAlias
 import anyio
 
 from .. import __version__
-from ..config import OFFICIAL_REPO
+from .._loops import wants_uvloop
+from ..config import OFFICIAL_REPO, HubConfig
 from ..errors import AsyncHubError, ConfigError, RepoSpecError
 from ..mirror import parse_shard
 from ._commands import COMMANDS
@@ -69,7 +71,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: argparse.Namespace, output: Output) -> int:
     command: Handler = COMMANDS[args.handler]
     try:
-        return anyio.run(command, args, output)
+        options = backend_options()
+        logging.getLogger("asynchub").debug(
+            "event loop: %s", "uvloop" if options["use_uvloop"] else "asyncio"
+        )
+        return anyio.run(command, args, output, backend_options=options)
     except (KeyboardInterrupt, asyncio.CancelledError):
         # Ctrl-C cancels the command; Python 3.10 has no Task.uncancel(), so there
         # anyio reports it as the CancelledError itself instead of KeyboardInterrupt.
@@ -91,6 +97,11 @@ def _run(args: argparse.Namespace, output: Output) -> int:
             "(rerun with --debug for the traceback)",
         )
         return 1
+
+
+def backend_options() -> dict[str, bool]:
+    """anyio's asyncio options: the event loop asked for (see ``asynchub._loops``)."""
+    return {"use_uvloop": wants_uvloop(HubConfig.from_env().event_loop)}
 
 
 def _report_error(args: argparse.Namespace, output: Output, line: str) -> None:
