@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import CacheError
@@ -68,18 +70,18 @@ class Folder:
         Missing folders are created when ``create``. Raises CacheError naming the
         first segment that is a link or not a folder.
         """
-        try:
-            parts = path.relative_to(root).parts
-        except ValueError:
-            root, parts = path, ()
         if not _AT:
+            try:
+                parts = path.relative_to(root).parts
+            except ValueError:
+                root, parts = path, ()
             return cls(_checked_path(root, parts, create), None)
-        fd = _open_root(root, create)
+        root_text, parts = _below(str(root), str(path))
+        fd = _open_root(Path(root_text), create)
         try:
-            where = root
-            for part in parts:
-                where = where / part
+            for depth, part in enumerate(parts, 1):
                 parent, fd = fd, -1  # _step closes the parent, whatever happens
+                where = functools.partial(Path, root_text, *parts[:depth])
                 fd = _step(parent, part, where, create)
         except BaseException:
             if fd >= 0:
@@ -120,7 +122,7 @@ class Folder:
                     exc.errno, f"{self.path / name} is not a regular file"
                 ) from exc
             raise
-        return _checked_fd(fd, self.path / name, writing=writing)
+        return _checked_fd(fd, lambda: self.path / name, writing=writing)
 
     def lstat(self, name: str) -> os.stat_result:
         return os.stat(self._name(name), dir_fd=self.fd, follow_symlinks=False)
@@ -156,7 +158,7 @@ def open_regular(path: Path, flags: int = os.O_RDONLY) -> int:
             why = f"{path} is not a regular file"
             raise NotRegularFileError(exc.errno, why) from exc
         raise
-    return _checked_fd(fd, path, writing=False)
+    return _checked_fd(fd, lambda: path, writing=False)
 
 
 def read_regular(path: Path, limit: int) -> bytes:
@@ -169,7 +171,21 @@ def read_regular(path: Path, limit: int) -> bytes:
     return data
 
 
-def _checked_fd(fd: int, path: Path, *, writing: bool) -> int:
+def _below(root: str, path: str) -> tuple[str, tuple[str, ...]]:
+    """``root`` and the segments of ``path`` below it (``path`` alone when it is
+    not inside ``root``); lexical, as ``PurePath.relative_to``, without its cost
+    (this runs for every file a mirror writes)."""
+    if path == root:
+        return root, ()
+    prefix = root.rstrip(os.sep) + os.sep
+    if not path.startswith(prefix):
+        return path, ()
+    return root, tuple(path[len(prefix) :].split(os.sep))
+
+
+def _checked_fd(fd: int, path: Callable[[], Path], *, writing: bool) -> int:
+    """``fd`` if it is a regular file (with one link when ``writing``), else closed
+    and NotRegularFileError naming ``path()`` (built only then)."""
     st = os.fstat(fd)
     problem = None
     if not stat.S_ISREG(st.st_mode):
@@ -181,7 +197,7 @@ def _checked_fd(fd: int, path: Path, *, writing: bool) -> int:
             os.set_blocking(fd, True)
         return fd
     os.close(fd)
-    raise NotRegularFileError(errno.EPERM, f"{path} {problem}")
+    raise NotRegularFileError(errno.EPERM, f"{path()} {problem}")
 
 
 def _open_root(root: Path, create: bool) -> int:
@@ -195,7 +211,7 @@ def _open_root(root: Path, create: bool) -> int:
     return os.open(root, flags)
 
 
-def _step(fd: int, part: str, where: Path, create: bool) -> int:
+def _step(fd: int, part: str, where: Callable[[], Path], create: bool) -> int:
     """Open the sub-folder ``part`` of ``fd`` (closing ``fd``), creating it if asked."""
     flags = os.O_RDONLY | _DIRECTORY | NOFOLLOW
     try:
@@ -209,7 +225,7 @@ def _step(fd: int, part: str, where: Path, create: bool) -> int:
             child = os.open(part, flags, dir_fd=fd)
     except OSError as exc:
         if exc.errno in _LINK_ERRNOS:
-            raise _linked(where) from exc
+            raise _linked(where()) from exc
         raise
     finally:
         os.close(fd)

@@ -2,7 +2,7 @@
 
 A black-holed network (SYNs dropped, or a port that accepts and never answers)
 used to fail only after every retry of every URL had timed out, minutes later and
-silently. :func:`until_answered` runs the work in a child task and bounds the time
+silently. :func:`until_answered` watches the work with a timer and bounds the time
 until the server's first answer (any HTTP response, even a 503): connects, retries
 and mirror URLs all count against ``Timeouts.first_byte``. While nothing has
 answered it logs a "still waiting" warning every ``Timeouts.notice`` seconds (at
@@ -61,29 +61,76 @@ async def until_answered(
 ) -> T:
     """Await ``work``; fail it if ``answered`` is not set within ``first_byte`` s.
 
-    ``url()`` names the URL being tried now (for the notes and the error).
+    ``url()`` names the URL being tried now (for the notes and the error). The work
+    runs in the calling task, watched by a timer (no task, no wait per file: this
+    runs for every file); when the deadline passes the timer cancels the task and
+    the cancellation comes out as the deadline's error.
     """
-    child = asyncio.ensure_future(work)
-    loop = asyncio.get_running_loop()
-    limit = timeouts.first_byte
-    every = min(timeouts.notice, limit / 4)  # a short deadline still gets notes
-    end = loop.time() + limit
+    task = asyncio.current_task()
+    assert task is not None
+    watch = _Watch(task, answered, timeouts, label, url)
     try:
-        while not child.done():
-            if answered.is_set():
-                return await child
-            left = end - loop.time()
-            if left <= 0:
-                await _cancel(child)
-                raise _timeout(label, url(), limit, answered.refused)
-            await asyncio.wait({child}, timeout=min(left, every))
-            left = end - loop.time()
-            if not child.done() and not answered.is_set() and left > 0:
-                _notice(label, url(), answered.refused, limit - left, limit)
-        return child.result()
+        return await work
     except asyncio.CancelledError:
-        await _cancel(child)
+        if watch.expired and not _still_cancelled(task):
+            raise watch.error() from None
         raise
+    finally:
+        watch.stop()
+
+
+class _Watch:
+    """The timer of :func:`until_answered`: notes while waiting, then the cancel."""
+
+    def __init__(
+        self,
+        task: asyncio.Task[Any],
+        answered: FirstAnswer,
+        timeouts: Timeouts,
+        label: str,
+        url: Callable[[], str],
+    ) -> None:
+        self.task, self.answered, self.label, self.url = task, answered, label, url
+        self.loop = asyncio.get_running_loop()
+        self.limit = timeouts.first_byte
+        self.every = min(timeouts.notice, self.limit / 4)  # short deadline: notes too
+        self.end = self.loop.time() + self.limit
+        self.expired = False
+        self.timer: asyncio.TimerHandle | None = None
+        self._arm()
+
+    def _arm(self) -> None:
+        left = self.end - self.loop.time()
+        self.timer = self.loop.call_later(max(0.0, min(left, self.every)), self._check)
+
+    def _check(self) -> None:
+        self.timer = None
+        if self.answered.is_set() or self.task.done():
+            return
+        left = self.end - self.loop.time()
+        if left <= 0:
+            self.expired = True
+            self.task.cancel()
+            return
+        _notice(
+            self.label, self.url(), self.answered.refused, self.limit - left, self.limit
+        )
+        self._arm()
+
+    def stop(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def error(self) -> TransferTimeoutError:
+        return _timeout(self.label, self.url(), self.limit, self.answered.refused)
+
+
+def _still_cancelled(task: asyncio.Task[Any]) -> bool:
+    """Take back our own cancel; whether someone else cancelled the task too
+    (Python 3.11+ counts cancels; 3.10 cannot tell, and the deadline wins)."""
+    uncancel = getattr(task, "uncancel", None)
+    return uncancel is not None and uncancel() > 0
 
 
 def _notice(label: str, url: str, refused: int, waited: float, limit: float) -> None:
@@ -135,15 +182,3 @@ def _timeout(
 def _host(url: str) -> str:
     parsed = URL(url)
     return f"{parsed.host}:{parsed.port}" if parsed.host else url
-
-
-async def _cancel(task: asyncio.Future[Any]) -> None:
-    """Cancel ``task`` and wait for its cleanup, absorbing its outcome."""
-    task.cancel()
-    while not task.done():
-        try:
-            await asyncio.wait([task])
-        except asyncio.CancelledError:
-            continue
-    if not task.cancelled():
-        task.exception()  # retrieved

@@ -21,7 +21,7 @@ from .lockfile import TargetLock
 from .state import (
     ResumeState,
     claim_previous,
-    lock_path,
+    lock_name,
     mark_done,
     mark_live,
     new_token,
@@ -89,7 +89,7 @@ class Partial:
         """
         folder = Folder.open(root or dest.parent, dest.parent)
         try:
-            name = lock_path(dest).name
+            name = lock_name(dest)
             lock = TargetLock.acquire_in(folder, name) if locked else None
             if lock is None and locked:
                 folder.close()

@@ -95,6 +95,11 @@ def lock_path(dest: Path) -> Path:
     return dest.with_name(dest.name + LOCK_SUFFIX)
 
 
+def lock_name(dest: Path) -> str:
+    """The name of :func:`lock_path` in ``dest``'s folder."""
+    return dest.name + LOCK_SUFFIX
+
+
 def part_name(dest: Path, token: str) -> str:
     """The name of ``dest``'s temporary file owned by ``token``."""
     return f"{dest.name}.{token}{PART_SUFFIX}"
