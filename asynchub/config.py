@@ -176,7 +176,7 @@ class HubConfig(_Frozen):
         try:
             return cls.model_validate(values)
         except ValidationError as exc:
-            raise ConfigError(f"invalid asynchub configuration: {exc}") from exc
+            raise ConfigError(_explain(exc, env)) from exc
 
 
 def default_cache_dir(environ: Mapping[str, str] | None = None) -> Path:
@@ -269,6 +269,31 @@ def hf_token_path(environ: Mapping[str, str] | None = None) -> Path:
         )
         home = Path(cache) / "huggingface"
     return home / "token"
+
+
+_VARIABLES = {  # field path → the variable that sets it (for error messages)
+    ("trust",): "ASYNCHUB_TRUST",
+    ("event_loop",): "ASYNCHUB_EVENT_LOOP",
+    ("timeouts", "connect"): "ASYNCHUB_CONNECT_TIMEOUT",
+    ("timeouts", "read"): "ASYNCHUB_READ_TIMEOUT",
+    ("timeouts", "first_byte"): "ASYNCHUB_FIRST_BYTE_TIMEOUT",
+    ("retry", "budget"): "ASYNCHUB_RETRY_BUDGET",
+    ("limits", "max_connections"): "ASYNCHUB_MAX_CONNECTIONS",
+}
+
+
+def _explain(exc: ValidationError, env: Mapping[str, str]) -> str:
+    """One line per wrong value, naming the variable that set it (when one did)."""
+    problems = []
+    for error in exc.errors():
+        loc = tuple(str(part) for part in error["loc"])
+        var = _VARIABLES.get(loc)
+        if var and env.get(var):
+            where = f"{var}={env[var]!r}"
+        else:
+            where = ".".join(loc) or "value"
+        problems.append(f"{where}: {error['msg'].lower()}")
+    return "invalid asynchub configuration: " + "; ".join(problems)
 
 
 def _env_nested(env: Mapping[str, str]) -> dict[str, object]:

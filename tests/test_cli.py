@@ -282,7 +282,7 @@ def test_an_unknown_event_loop_is_a_configuration_error(
 ) -> None:
     monkeypatch.setenv("ASYNCHUB_EVENT_LOOP", "trio")
     code, out, err = cli(capsys, "mirror", tmp_path / "m", "--repo", example_hub)
-    assert code == 2 and out == "" and "event_loop" in err
+    assert code == 2 and out == "" and "ASYNCHUB_EVENT_LOOP='trio'" in err
     assert not (tmp_path / "m").exists()
 
 

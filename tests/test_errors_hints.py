@@ -186,3 +186,30 @@ def test_load_composite_model_declined_at_the_prompt(hub_server: HubServer) -> N
             )
     finally:
         client.close()
+
+
+@pytest.mark.parametrize(
+    ("environ", "says"),
+    [
+        (
+            {"ASYNCHUB_EVENT_LOOP": "trio"},
+            "ASYNCHUB_EVENT_LOOP='trio': input should be",
+        ),
+        (
+            {"ASYNCHUB_READ_TIMEOUT": "-3"},
+            "ASYNCHUB_READ_TIMEOUT='-3': input should be",
+        ),
+        ({"ASYNCHUB_TRUST": "lax"}, "ASYNCHUB_TRUST='lax': input should be"),
+    ],
+)
+def test_a_wrong_variable_is_named_in_one_line(
+    environ: dict[str, str], says: str
+) -> None:
+    from asynchub import HubConfig
+    from asynchub.errors import ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        HubConfig.from_env(environ)
+    message = str(caught.value)
+    assert says in message and "\n" not in message
+    assert "pydantic.dev" not in message  # pydantic's own link is not for users
