@@ -6,6 +6,7 @@ on ``tests.servers.Server`` for per-file faults, and on ``asynchub serve`` itsel
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import os
@@ -210,6 +211,60 @@ def test_help_and_version(capsys: pytest.CaptureFixture[str]) -> None:
         "demo",
     ):
         assert command in out
+
+
+# A quiet mirror of an http:// hub needs none of these: the server side, the
+# terminal drawing, the model loader, cache admin, archives, the HF listing code.
+NOT_FOR_A_QUIET_MIRROR = (
+    "aiohttp.web",
+    "rich",
+    "onnx",
+    "numpy",
+    "tarfile",
+    "difflib",
+    "asynchub.hosting",
+    "asynchub.cache._admin",
+    "asynchub.cache._archive",
+    "asynchub.sources.hf_manifest",
+    "asynchub.sources.hf_listing",
+)
+
+
+def test_quiet_mirror_imports_only_what_it_uses(
+    hub_server: HubServer, tmp_path: Path
+) -> None:
+    """The lazy imports stay honest: a real ``mirror --quiet`` as the program
+    (``main()`` reads ``sys.argv``) leaves the modules it does not need unloaded,
+    and froze the import-time objects for the collector."""
+    argv = ["asynchub", "mirror", str(tmp_path / "m")]
+    argv += ["--repo", f"{hub_server.base}/plain/", "--quiet", "--yes"]
+    code = (
+        "import gc, sys\n"
+        "from asynchub.cli import main\n"
+        f"sys.argv = {argv!r}\n"
+        "status = main()\n"
+        f"loaded = sorted(m for m in {NOT_FOR_A_QUIET_MIRROR!r} if m in sys.modules)\n"
+        "print(status, gc.get_freeze_count() > 0, loaded)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=subprocess_env(),
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "0 True []"
+    assert (tmp_path / "m" / MANIFEST).is_file()
+
+
+def test_main_with_argv_leaves_the_collector_alone(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Only the program freezes its objects; a caller passing argv does not."""
+    frozen = gc.get_freeze_count()
+    assert cli(capsys, "--version")[0] == 0
+    assert gc.get_freeze_count() == frozen
 
 
 # ------------------------------------------------------------------- mirror

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import sys
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
@@ -51,7 +52,16 @@ _USAGE_ERRORS = (ConfigError, RepoSpecError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command line (``sys.argv[1:]`` when None); return its exit code."""
+    """Run one command line (``sys.argv[1:]`` when None); return its exit code.
+
+    Run as the program (``argv`` None), it first freezes what the imports built
+    (:func:`gc.freeze`): the cyclic collector then never walks those objects again,
+    and the interpreter's exit skips collecting them, which took about 0.1 s, as
+    long as mirroring a small hub. A caller that passes ``argv`` (a test, a script)
+    keeps its collector as it was.
+    """
+    if argv is None:
+        gc.freeze()
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = build_parser().parse_args(argv)
