@@ -23,7 +23,8 @@ import pytest
 
 from asynchub import AsyncHub, HubConfig, __version__
 from asynchub._sync import run as run_sync
-from asynchub.cli import main
+from asynchub.cli import build_parser, main
+from asynchub.cli._main import _ADDERS, _named_command
 from asynchub.manifest import Manifest
 
 from .harness import Behavior, Server
@@ -211,6 +212,49 @@ def test_help_and_version(capsys: pytest.CaptureFixture[str]) -> None:
         "demo",
     ):
         assert command in out
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["mirror", "d", "--repo", "r", "--tag", "a", "--shard", "1/4", "-q", "--yes"],
+        ["-q", "--cache-dir", "c", "download", "m", "--with-data", "--opset", "7"],
+        ["--cache-dir=c", "--debug", "cache", "prune", "--unlisted", "--repo", "x"],
+        ["trust", "add", "x"],
+        ["manifest", "build", "d", "--output", "o"],
+        ["serve", "d", "--port", "0"],
+        ["list", "--json", "--tag", "t"],
+        ["info", "m", "--opset", "3"],
+        ["demo", "--dir", "d"],
+    ],
+)
+def test_the_named_command_alone_parses_like_the_whole_parser(argv: list[str]) -> None:
+    """main builds only the command it is given; the result is the same."""
+    command = _named_command(argv)
+    assert command == next(a for a in argv if a in _ADDERS)
+    alone = build_parser(command)
+    assert vars(alone.parse_args(argv)) == vars(build_parser().parse_args(argv))
+    commands = next(a for a in alone._actions if a.dest == "command")
+    assert list(commands.choices or ()) == [command]
+
+
+@pytest.mark.parametrize(
+    "argv", [["--help"], ["--help", "mirror"], ["-q", "--help"], ["--quiet", "-h"]]
+)
+def test_help_lists_every_command_wherever_it_is_asked(
+    capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    assert _named_command(argv) is None
+    code, out, _ = cli(capsys, *argv)
+    assert code == 0
+    assert all(name in out for name in _ADDERS)
+
+
+def test_a_mistyped_command_is_told_the_choices(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, _, err = cli(capsys, "mirorr", "d")
+    assert code == 2 and "invalid choice: 'mirorr'" in err and "'mirror'" in err
 
 
 # A quiet mirror of an http:// hub needs none of these: the server side, the
