@@ -62,7 +62,9 @@ def _hubs(which: list[int]) -> dict[int, str]:
 def _cpu_run(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
     """Wall and user+sys seconds of one command."""
     start = time.time()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)
+    # In a neutral folder: ``-m`` and ``-c`` put the working folder first on
+    # sys.path, which would import the checkout it is run from, not PYTHONPATH's.
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, cwd=OUT)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.time() - start
     if status != 0:
@@ -147,8 +149,8 @@ def _env(tree: Path) -> dict[str, str]:
 Rows = dict[int, list[dict[str, float]]]
 
 
-def _print_rows(tree: Path, runs: int, results: Rows) -> None:
-    print(f"\n{tree}: asynchub mirror --quiet --yes, medians of {runs} runs (s)")
+def _print_rows(title: str, runs: int, results: Rows) -> None:
+    print(f"\n{title}, medians of {runs} runs (s)")
     print(f"{'hub':>10} {'to 1st file':>12} {'after last':>11} {'wall':>7} {'cpu':>7}")
     for entries, rows in results.items():
         med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
@@ -184,10 +186,10 @@ def main() -> None:
             if 1 in hubs:
                 floor.append(_floor_once(nginx, hubs[1], envs[trees[0]]))
     for tree in trees:
-        _print_rows(tree, args.runs, results[tree])
+        _print_rows(f"{tree}: asynchub mirror --quiet --yes", args.runs, results[tree])
     if floor:
-        print("\nfloor: aiohttp + pydantic + anyio, one request for the 1-entry file")
-        _print_rows(Path("floor"), args.runs, {1: floor})
+        title = "floor: aiohttp + pydantic + anyio, one request (the 1-entry file)"
+        _print_rows(title, args.runs, {1: floor})
     for tree in trees:
         print(f"\n{tree}: imports (wall, user+sys), medians")
         for name, (wall, cpu) in _floor(envs[tree], args.runs).items():
