@@ -1,8 +1,10 @@
-"""Did you mean …": the closest names to a misspelled one (difflib, no index)."""
+"""Did you mean …": the closest names to a misspelled one (difflib, no index).
+
+difflib is imported when a name is missing, not when a command starts.
+"""
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 
 __all__ = ("closest", "did_you_mean")
@@ -11,6 +13,8 @@ __all__ = ("closest", "did_you_mean")
 def closest(word: str, choices: Iterable[str], limit: int = 3) -> list[str]:
     """Up to ``limit`` of ``choices`` that look like ``word`` (case-insensitive),
     best first, each in its own spelling."""
+    import difflib
+
     by_folded: dict[str, str] = {}
     for choice in choices:
         by_folded.setdefault(choice.casefold(), choice)

@@ -155,10 +155,16 @@ def _digits(value: int) -> str:
 
 
 _NAME_PUNCTUATION = frozenset(" ._-()+,'&@#~=!/")  # '/': names built from HF paths
+_PLAIN_CHARS = r"A-Za-z0-9._\-()+,'&@#~=!/"
+_PLAIN_NAME = re.compile(rf"[A-Za-z0-9](?:[{_PLAIN_CHARS} ]*[{_PLAIN_CHARS}])?")
+"""An ASCII name the rule allows, matched in one call (every official name is one);
+any other name goes through the character-by-character check."""
 _MAX_NAME = 256
 
 
 def _model_name(value: str) -> str:
+    if _PLAIN_NAME.fullmatch(value):
+        return value
     if not value[0].isalnum() or value != value.rstrip():
         raise ValueError("a model name starts with a letter or digit, ends unspaced")
     bad = sorted({c for c in value if not _name_char(c)})
@@ -320,11 +326,31 @@ class Manifest:
             raise ManifestParseError(f"{source} is not valid JSON: {exc}") from exc
         if not isinstance(raw, list):
             raise ManifestParseError(f"{source} must be a JSON list of entries")
-        entries = [_validate_entry(item, i, source) for i, item in enumerate(raw)]
+        try:
+            entries = _ENTRIES.validate_python(raw)  # one call for the whole list
+        except ValidationError:  # find the first bad entry, and name it
+            entries = [_validate_entry(item, i, source) for i, item in enumerate(raw)]
         try:
             return cls(entries)
         except ManifestParseError as exc:
             raise ManifestParseError(f"{source}: {exc.message}") from None
+
+    def subset(self, entries: Iterable[ManifestEntry]) -> Manifest:
+        """A manifest of some of this one's entries, in the order given, without
+        checking them again (entries of one checked manifest are unique): the
+        mirror writes its selection this way.
+
+        Raises:
+            ValueError: An entry is not one of this manifest's, or is given twice.
+        """
+        mine = {id(e) for e in self.entries}
+        chosen = list(entries)
+        ids = {id(e) for e in chosen}
+        if len(ids) != len(chosen) or not ids <= mine:
+            raise ValueError("subset() takes entries of this manifest, each once")
+        subset = Manifest.__new__(Manifest)
+        subset.entries = chosen
+        return subset
 
     def to_json(self) -> str:
         """The manifest as JSON text in the official layout (unset keys omitted)."""

@@ -6,6 +6,7 @@ on ``tests.servers.Server`` for per-file faults, and on ``asynchub serve`` itsel
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import importlib.util
 import json
@@ -23,7 +24,8 @@ import pytest
 
 from asynchub import AsyncHub, HubConfig, __version__
 from asynchub._sync import run as run_sync
-from asynchub.cli import main
+from asynchub.cli import build_parser, main
+from asynchub.cli._main import _ADDERS, _named_command
 from asynchub.manifest import Manifest
 
 from .harness import Behavior, Server
@@ -213,6 +215,103 @@ def test_help_and_version(capsys: pytest.CaptureFixture[str]) -> None:
         "demo",
     ):
         assert command in out
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["mirror", "d", "--repo", "r", "--tag", "a", "--shard", "1/4", "-q", "--yes"],
+        ["-q", "--cache-dir", "c", "download", "m", "--with-data", "--opset", "7"],
+        ["--cache-dir=c", "--debug", "cache", "prune", "--unlisted", "--repo", "x"],
+        ["trust", "add", "x"],
+        ["manifest", "build", "d", "--output", "o"],
+        ["serve", "d", "--port", "0"],
+        ["list", "--json", "--tag", "t"],
+        ["info", "m", "--opset", "3"],
+        ["demo", "--dir", "d"],
+    ],
+)
+def test_the_named_command_alone_parses_like_the_whole_parser(argv: list[str]) -> None:
+    """main builds only the command it is given; the result is the same."""
+    command = _named_command(argv)
+    assert command == next(a for a in argv if a in _ADDERS)
+    alone = build_parser(command)
+    assert vars(alone.parse_args(argv)) == vars(build_parser().parse_args(argv))
+    commands = next(a for a in alone._actions if a.dest == "command")
+    assert list(commands.choices or ()) == [command]
+
+
+@pytest.mark.parametrize(
+    "argv", [["--help"], ["--help", "mirror"], ["-q", "--help"], ["--quiet", "-h"]]
+)
+def test_help_lists_every_command_wherever_it_is_asked(
+    capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    assert _named_command(argv) is None
+    code, out, _ = cli(capsys, *argv)
+    assert code == 0
+    assert all(name in out for name in _ADDERS)
+
+
+def test_a_mistyped_command_is_told_the_choices(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, _, err = cli(capsys, "mirorr", "d")
+    assert code == 2 and "invalid choice: 'mirorr'" in err and "'mirror'" in err
+
+
+# A quiet mirror of an http:// hub needs none of these: the server side, the
+# terminal drawing, the model loader, cache admin, archives, the HF listing code.
+NOT_FOR_A_QUIET_MIRROR = (
+    "aiohttp.web",
+    "rich",
+    "onnx",
+    "numpy",
+    "tarfile",
+    "difflib",
+    "asynchub.hosting",
+    "asynchub.cache._admin",
+    "asynchub.cache._archive",
+    "asynchub.sources.hf_manifest",
+    "asynchub.sources.hf_listing",
+)
+
+
+def test_quiet_mirror_imports_only_what_it_uses(
+    hub_server: HubServer, tmp_path: Path
+) -> None:
+    """The lazy imports stay honest: a real ``mirror --quiet`` as the program
+    (``main()`` reads ``sys.argv``) leaves the modules it does not need unloaded,
+    and froze the import-time objects for the collector."""
+    argv = ["asynchub", "mirror", str(tmp_path / "m")]
+    argv += ["--repo", f"{hub_server.base}/plain/", "--quiet", "--yes"]
+    code = (
+        "import gc, sys\n"
+        "from asynchub.cli import main\n"
+        f"sys.argv = {argv!r}\n"
+        "status = main()\n"
+        f"loaded = sorted(m for m in {NOT_FOR_A_QUIET_MIRROR!r} if m in sys.modules)\n"
+        "print(status, gc.get_freeze_count() > 0, loaded)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=subprocess_env(),
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "0 True []"
+    assert (tmp_path / "m" / MANIFEST).is_file()
+
+
+def test_main_with_argv_leaves_the_collector_alone(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Only the program freezes its objects; a caller passing argv does not."""
+    frozen = gc.get_freeze_count()
+    assert cli(capsys, "--version")[0] == 0
+    assert gc.get_freeze_count() == frozen
 
 
 # ------------------------------------------------------------------- mirror

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from asynchub import manifest as manifest_module
 from asynchub.errors import ManifestParseError, UnsafePathError
 from asynchub.manifest import Manifest, ModelInfo, check_relative_path
 
@@ -211,3 +212,51 @@ def test_model_info_from_raw_dict() -> None:
     assert info.model == raw["model"] and info.opset == raw["opset_version"]
     assert info.metadata == raw["metadata"] and info.raw_model_info == raw
     assert info.tags == set(raw["metadata"]["tags"])
+
+
+def _full_rule_accepts(name: str) -> bool:
+    """The name rule, character by character, as the slow path applies it."""
+    first_ok = name[0].isalnum() and name == name.rstrip()
+    return first_ok and all(manifest_module._name_char(c) for c in name)
+
+
+@given(st.text(alphabet=st.characters(max_codepoint=127), min_size=1, max_size=40))
+def test_plain_name_fast_path_agrees_with_the_full_rule(name: str) -> None:
+    """The one-regex check of plain ASCII names accepts only names the
+    character-by-character rule accepts."""
+    if manifest_module._PLAIN_NAME.fullmatch(name):
+        assert _full_rule_accepts(name)
+
+
+@pytest.mark.parametrize(
+    "name", ["ResNet-50 v1.2", "a", "x/y (int8)", "n.", "a+b&c@d#e~f=g!h,i'j"]
+)
+def test_plain_names_take_the_fast_path(name: str) -> None:
+    assert manifest_module._PLAIN_NAME.fullmatch(name)
+    assert _full_rule_accepts(name)
+
+
+@pytest.mark.parametrize("name", ["a ", " a", "-a", "a\tb", "a[b]", "caf\u00e9"])
+def test_other_names_go_through_the_full_rule(name: str) -> None:
+    assert not manifest_module._PLAIN_NAME.fullmatch(name)
+
+
+def test_a_bad_entry_deep_in_the_list_is_named_by_index() -> None:
+    """The whole list is validated in one call; a failure still names its entry."""
+    entries = _entries()
+    entries[150] = {**entries[150], "opset_version": True}
+    with pytest.raises(ManifestParseError, match=r"entry 150 .*'opset_version'"):
+        Manifest.parse(json.dumps(entries))
+
+
+def test_subset_keeps_entries_unchecked_and_writes_the_same_json() -> None:
+    manifest = Manifest.parse(_shipped())
+    chosen = manifest.entries[3:40:2]
+    subset = manifest.subset(chosen)
+    assert subset.entries == chosen
+    assert subset.to_json() == Manifest(chosen).to_json()
+    other = Manifest.parse(_shipped()).entries[0]  # equal, but not this one's
+    with pytest.raises(ValueError, match="entries of this manifest"):
+        manifest.subset([other])
+    with pytest.raises(ValueError, match="each once"):
+        manifest.subset([chosen[0], chosen[0]])

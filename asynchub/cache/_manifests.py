@@ -29,7 +29,7 @@ from ..errors import (
     TransferError,
 )
 from ..manifest import Manifest
-from ..sources import MANIFEST_NAME, Source, github, hf_manifest
+from ..sources import MANIFEST_NAME, Source, github
 from ._layout import STATE_DIR, write_atomic
 from ._trust import admit
 
@@ -82,6 +82,8 @@ class ManifestStore:
             return hit[1], hit[2]
         await admit(source, self._config, silent=False, manifest_only=True)
         if source.kind == "hf":
+            from ..sources import hf_manifest  # its listing code: for hf:// repos only
+
             data, pinned = await hf_manifest.load(
                 self._engine, self._config, source, self._read_async, self._write_async
             )

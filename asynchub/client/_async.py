@@ -36,7 +36,7 @@ from ..errors import (
 )
 from ..manifest import Manifest, ModelInfo
 from ..mirror import HubRunArgs, Job, MirrorReport, Target, run, split_args
-from ..sources import Source, hf_manifest, resolve_repo
+from ..sources import Source, resolve_repo
 
 if TYPE_CHECKING:  # onnx (and numpy) cost 0.1 s to import: only when a model loads
     import onnx
@@ -328,6 +328,8 @@ class AsyncHub:
                 return await self._download(spec)
             except HTTPStatusError as err:
                 if source.kind == "hf" and err.status == 401:  # a 403 may be the CDN's
+                    from ..sources import hf_manifest
+
                     raise hf_manifest.auth_error(err, source.spec) from None
                 raise
 

@@ -147,7 +147,7 @@ async def run(
     written = False
     if target.mode == "mirror" and not job.switches.dry_run and not tally.failed:
         shard = job.selection.shard_pair
-        written = await _finish_manifest(target, entries, files, shard)
+        written = await _finish_manifest(target, manifest.subset(entries), files, shard)
     elapsed = time.monotonic() - started
     return _report(target, source, job, entries, mine, todo, tally, elapsed, written)
 
@@ -446,7 +446,7 @@ async def _fetch_one(
 
 async def _finish_manifest(
     target: Target,
-    entries: list[ManifestEntry],
+    selected: Manifest,
     files: list[PlannedFile],
     shard: tuple[int, int] | None,
 ) -> bool:
@@ -460,7 +460,7 @@ async def _finish_manifest(
                     *shard,
                 )
                 return False
-    data = Manifest(entries).to_json().encode()
+    data = selected.to_json().encode()
     path = target.root / MANIFEST_NAME  # fsync and 0o644: the hub is the product
     write = partial(write_if_changed, fsync=True, mode=0o644)
     await anyio.to_thread.run_sync(write, path, data)
