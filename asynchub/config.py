@@ -119,7 +119,10 @@ class Limits(_Frozen):
     connection (a zoo mirror: 5.89 s with 16, 5.65 s with 32, on 16 connections).
     A split file opens up to ``min(max_parts_per_file, max_connections_per_host)``
     connections, fewer for a host that refused extra ones during the run (see
-    ``_transfer/hostconn.py``).
+    ``_transfer/hostconn.py``). When a split file's queue is empty, an idle
+    connection takes the second half of the largest range still in flight, if both
+    halves are at least ``min_split_size`` (``_transfer/parts.py``): the file's
+    connections then finish together instead of the last part running alone.
     """
 
     max_connections: int = Field(default=32, ge=1)
@@ -128,6 +131,7 @@ class Limits(_Frozen):
     part_size: int = Field(default=16 * MiB, ge=64 * 1024)
     split_threshold: int = Field(default=24 * MiB, ge=0)
     max_parts_per_file: int = Field(default=16, ge=1)
+    min_split_size: int = Field(default=1 * MiB, ge=64 * 1024)
     max_redirects: int = Field(default=10, ge=0)
     max_manifest_bytes: int = Field(default=64 * MiB, ge=1024)
 

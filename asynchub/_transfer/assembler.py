@@ -5,8 +5,11 @@ SHA-256 cannot be parallelised, so the :class:`Assembler` keeps a watermark
 write closes a gap, the parts already on disk beyond it are read back (from the page
 cache) and hashed, and the watermark jumps. All methods run in worker threads
 (``hashlib`` releases the GIL), never on the event loop; one lock keeps the hasher
-consistent, while ``pwrite`` itself runs outside it. :func:`sha256_file` hashes a
-file already on disk (the cache uses it too).
+consistent, while ``pwrite`` and the read-back run outside it: one thread at a time
+reads back, and writes of other parts go on meanwhile (they used to wait for it, a
+stall of tens of milliseconds on every connection of a split file, which a paced
+link never gets back). :func:`sha256_file` hashes a file already on disk (the cache
+uses it too).
 """
 
 from __future__ import annotations
@@ -27,6 +30,11 @@ BATCH_SIZE = 1024 * 1024
 
 READBACK_SIZE = 1024 * 1024
 """Chunk size when hashing bytes back from disk (resume, out-of-order parts)."""
+
+READBACK_STEP = 4 * READBACK_SIZE
+"""Most bytes one write reads back and hashes before it returns (a few ms): the
+stream that closed a gap does not wait for the whole read-back; the next writes go
+on with it, and :meth:`Assembler.catch_up` finishes it."""
 
 
 def sha256_file(path: Path) -> str:
@@ -113,6 +121,8 @@ class Assembler:
         self.fd = fd
         self._done = done or Intervals()
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)  # no thread is reading back
+        self._reading = False
         self._sha = hashlib.sha256()
         self.hashed = 0
         self._scratch: bytearray | None = None
@@ -124,33 +134,64 @@ class Assembler:
         end = offset + len(view)
         with self._lock:
             self._done.add(offset, end)
+            if self._reading:  # that thread reads these bytes back too
+                return
             if offset <= self.hashed < end:
                 self._sha.update(view[self.hashed - offset :])
                 self.hashed = end
-            self._catch_up()
+            if self._done.run_end(self.hashed) == self.hashed:
+                return
+            self._reading = True
+        self._read_back(READBACK_STEP)
 
     def catch_up(self) -> int:
         """Hash the contiguous prefix on disk (after a resume); return the watermark."""
         with self._lock:
-            self._catch_up()
-            return self.hashed
+            self._idle.wait_for(lambda: not self._reading)
+            self._reading = True
+        self._read_back(None)
+        return self.hashed
 
-    def _catch_up(self) -> None:
-        end = self._done.run_end(self.hashed)
-        if end > self.hashed and self._scratch is None:
+    def _read_back(self, limit: int | None) -> None:
+        """Hash the bytes on disk past the watermark (at most ``limit``), outside
+        the lock: the caller set ``_reading``, and this thread alone touches the
+        digest until it clears it."""
+        try:
+            while True:
+                with self._lock:
+                    end = self._done.run_end(self.hashed)
+                    if limit is not None:
+                        end = min(end, self.hashed + limit)
+                        limit -= end - self.hashed
+                    if end == self.hashed:  # done, in the lock a writer checks
+                        self._stop_reading()
+                        return
+                self._hash_from_disk(end)
+        except BaseException:
+            with self._lock:
+                self._stop_reading()
+            raise
+
+    def _stop_reading(self) -> None:
+        self._reading = False
+        self._idle.notify_all()
+
+    def _hash_from_disk(self, end: int) -> None:
+        if self._scratch is None:
             self._scratch = bytearray(READBACK_SIZE)
         while self.hashed < end:
-            assert self._scratch is not None
             view = memoryview(self._scratch)[: min(READBACK_SIZE, end - self.hashed)]
             count = _pread_into(self.fd, view, self.hashed)
             if not count:
                 raise OSError(f"temporary file shorter than recorded ({self.hashed})")
             self._sha.update(view[:count])
-            self.hashed += count
+            with self._lock:
+                self.hashed += count
 
     def reset(self) -> None:
         """Forget everything and empty the file (the remote changed)."""
         with self._lock:
+            self._idle.wait_for(lambda: not self._reading)
             os.ftruncate(self.fd, 0)
             self._done = Intervals()
             self._sha = hashlib.sha256()
@@ -171,6 +212,7 @@ class Assembler:
 
     def hexdigest(self) -> str:
         with self._lock:
+            self._idle.wait_for(lambda: not self._reading)
             return self._sha.hexdigest()
 
     def head(self, size: int) -> bytes:

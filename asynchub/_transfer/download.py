@@ -4,8 +4,10 @@ The first request (the *probe*, :mod:`.probe`) asks for the first missing range
 (:mod:`.resume`), or the whole file when it is small or its size unknown. Its answer
 fixes the plan; then several workers fetch the remaining parts at once, each writing
 at its own offset (:mod:`.stream`), each resuming its part after a dropped
-connection (:mod:`.resume`). How many connections one file opens, and what a
-refused one means, is :mod:`.hostconn`'s rule.
+connection (:mod:`.resume`). A worker that finds the queue empty takes the second
+half of the largest part still in flight (:func:`~.parts.split_largest`), so the
+file's connections finish together. How many connections one file opens, and what
+a refused one means, is :mod:`.hostconn`'s rule.
 
 Data flows one way: the job builds a :class:`Download`, awaits :meth:`Download.run`
 and gets a :class:`Fetched` back (or an exception, :class:`~.probe.Restart` to
@@ -22,17 +24,23 @@ from typing import Any
 from ..config import Limits
 from ..errors import TransferError
 from .aio import drain, gather_or_cancel
+from .assembler import BATCH_SIZE
 from .context import Context
 from .deadline import FirstAnswer
 from .hostconn import Connection, Verdict
+from .http import READ_BUFSIZE
 from .partial import Partial
-from .parts import Parts, Segment, count_parts
+from .parts import Parts, Segment, count_parts, split_largest
 from .probe import Probe, Restart
 from .resume import BackedOff, Route, fetch_resuming, first_segment
 from .spec import FileSpec
 from .stream import BodyWriter, Tail
 
 __all__ = ("Download", "Fetched", "Restart", "Tail")
+
+SPLIT_RESERVE = BATCH_SIZE + 4 * READ_BUFSIZE
+"""Bytes past a part's position a split leaves to it: what its stream may already
+hold in memory (a batch being filled and the chunk being read)."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +87,7 @@ class Download:
         self.writer = BodyWriter(ctx, spec, url, partial, pending, on_bytes)
         self.route = Route(url)
         self.active = 0  # workers still running
+        self.running: list[Segment] = []  # the workers' parts (a split takes from them)
         self.in_flight = 0  # requests of this file sent and not yet finished
         self.restarts = 0
         self.tail: Tail | None = None
@@ -118,7 +127,7 @@ class Download:
                 await self._part(first)
             else:
                 await self.probe.ready.wait()
-            while (seg := self.queue.pop()) is not None:
+            while (seg := self._next()) is not None:
                 await self._part(seg)
                 self._write_back()
         except BackedOff:
@@ -126,14 +135,24 @@ class Download:
         finally:
             self.active -= 1
 
+    def _next(self) -> Segment | None:
+        """The next part from the queue, else half of the largest part in flight."""
+        seg = self.queue.pop()
+        if seg is None and self.probe.planned:
+            seg = split_largest(self.running, self.limits.min_split_size, SPLIT_RESERVE)
+        return seg
+
     async def _part(self, seg: Segment) -> None:
         policy = self.ctx.config.retry
+        self.running.append(seg)
         try:
             await fetch_resuming(seg, self._attempt, self._judge, self.route, policy)
         except BackedOff:
             if seg.end is not None:  # the working connections finish it
                 self.queue.give_back(seg.pos, seg.end)
             raise
+        finally:
+            self.running.remove(seg)
 
     def _judge(self, err: TransferError, seg: Segment) -> Verdict | None:
         """:mod:`.hostconn`'s rule for a failed request of ``seg``."""

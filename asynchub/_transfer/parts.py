@@ -2,6 +2,15 @@
 
 Pure bookkeeping, no I/O: :class:`Segment` is one range in flight, :class:`Parts`
 the ranges still to fetch, cut into parts only as workers take them.
+
+The tail: connections finish their parts unevenly, so once the queue is empty a
+connection that is idle takes the second half of the largest range still in flight
+(:func:`split_largest`, work stealing as aria2c does). The range's request stops at
+the cut: the stream writer reads ``Segment.end`` as the body arrives and drops the
+rest of the body with its connection. Only a range whose two halves are both at
+least ``limits.min_split_size`` is split, so a short tail costs no new connection.
+The resume sidecar records the bytes written, not the parts, so a split changes
+nothing there.
 """
 
 from __future__ import annotations
@@ -9,9 +18,18 @@ from __future__ import annotations
 import concurrent.futures
 import time
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-__all__ = ("Batch", "Parts", "Segment", "count_parts", "split_ranges", "subtract")
+__all__ = (
+    "Batch",
+    "Parts",
+    "Segment",
+    "count_parts",
+    "split_largest",
+    "split_ranges",
+    "subtract",
+)
 
 
 @dataclass
@@ -54,6 +72,13 @@ class Segment:
     def done(self) -> bool:
         return self.finished or (self.end is not None and self.pos >= self.end)
 
+    @property
+    def left(self) -> int:
+        """Bytes still to fetch of a ranged segment (0: unknown end or a whole file)."""
+        if self.end is None or self.whole or self.finished:
+            return 0
+        return max(0, self.end - self.pos)
+
 
 class Parts:
     """The ranges still to fetch, cut into parts only as workers take them.
@@ -90,6 +115,26 @@ class Parts:
 
     def __bool__(self) -> bool:
         return bool(self._gaps)
+
+
+def split_largest(
+    running: Iterable[Segment], min_size: int, reserve: int
+) -> Segment | None:
+    """The second half of the largest range in flight, for an idle connection.
+
+    The victim's ``end`` moves to the cut. ``reserve``: bytes past its ``pos`` the
+    victim may hold unwritten (a batch and a read), never given away. None when no
+    range leaves both halves at least ``min_size`` bytes.
+    """
+    victim = max(running, key=lambda seg: seg.left, default=None)
+    if victim is None or victim.end is None:
+        return None
+    keep = reserve + (victim.left - reserve) // 2
+    if keep < min_size or victim.left - keep < min_size:
+        return None
+    cut, end = victim.pos + keep, victim.end
+    victim.end = cut
+    return Segment(cut, end, cut)
 
 
 def count_parts(gaps: list[tuple[int, int]], part: int) -> int:

@@ -96,7 +96,9 @@ class BodyWriter:
     async def stream(
         self, response: aiohttp.ClientResponse, seg: Segment, skip: int
     ) -> Tail | None:
-        """Write the body at ``seg.pos`` in batches; stop at ``seg.end``.
+        """Write the body at ``seg.pos`` in batches; stop at ``seg.end`` (read as
+        the body arrives: a split may move it, and the rest of the body is dropped
+        with its connection).
 
         Returns the last batch of a whole file unwritten (see :meth:`_keep_tail`).
         """
@@ -107,14 +109,14 @@ class BodyWriter:
             async for chunk in iter_body(response, self.url):
                 floor.feed(len(chunk))
                 view, skip = memoryview(chunk)[skip:], max(0, skip - len(chunk))
-                if seg.end is not None:
-                    view = view[: seg.end - seg.pos - batch.size]
+                view = _clip(view, seg, batch)
                 self._check_overlong(seg.pos + batch.size + len(view))
                 while view:  # inline: ``finally`` must see the batch being filled
                     view = batch.fill(view)
                     if batch.full or _flush_due(seg):
                         await self.flush(seg, batch)
                         batch = Batch(self.ctx.buffers.get())
+                        view = _clip(view, seg, batch)  # a split may move the end
                 if seg.end is not None and seg.pos + batch.size >= seg.end:
                     break
             complete = True
@@ -179,6 +181,14 @@ class BodyWriter:
         if now - self._last_save >= SAVE_INTERVAL:
             self._last_save = now
             self.pending.add(self.ctx.submit(self.partial.save))
+
+
+def _clip(view: memoryview, seg: Segment, batch: Batch) -> memoryview:
+    """``view`` without what lies at or past ``seg.end``, which may have moved
+    since the request was sent (an idle connection took the rest, see :mod:`.parts`)."""
+    if seg.end is None:
+        return view
+    return view[: max(0, seg.end - seg.pos - batch.size)]
 
 
 def _flush_due(seg: Segment) -> bool:
