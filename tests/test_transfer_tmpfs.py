@@ -68,7 +68,7 @@ def hops(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     def counting(
         self: Context, fn: Callable[..., Any], *args: Any
     ) -> concurrent.futures.Future[Any]:
-        seen.append(getattr(fn, "__name__", repr(fn)))
+        seen.append(getattr(getattr(fn, "func", fn), "__name__", repr(fn)))
         return submit(self, fn, *args)
 
     monkeypatch.setattr(Context, "submit", counting)
@@ -128,3 +128,17 @@ async def test_small_file_on_disk_opens_and_seals_in_threads(
     await _fetch(file_server, tmp_path / "f.onnx", data)
     assert (tmp_path / "f.onnx").read_bytes() == data
     assert [h for h in hops if h in ("begin", "_seal")] == ["begin", "_seal"]
+
+
+@pytest.mark.anyio
+@needs_tmpfs
+async def test_a_big_last_batch_on_tmpfs_is_sealed_in_a_thread(
+    file_server: Server, shm_dir: Path, hops: list[str]
+) -> None:
+    """Hashing up to 1 MiB on the loop would hold up every other transfer."""
+    from asynchub._transfer.job import INLINE_TAIL
+
+    data = os.urandom(INLINE_TAIL + 1)
+    await _fetch(file_server, shm_dir / "f.onnx", data)
+    assert (shm_dir / "f.onnx").read_bytes() == data
+    assert [h for h in hops if h in ("begin", "_seal")] == ["_seal"]
