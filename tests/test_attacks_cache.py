@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import hashlib
 import io
 import json
 import os
@@ -636,3 +637,31 @@ async def test_redirected_part_failing_after_its_headers_is_bounded(
         with pytest.raises(TransferError, match="not retried"):
             await load(srv, cache_dir)
         assert 1 < len(srv.log(f"/hub/{PATH}")) <= 10
+
+
+@pytest.mark.parametrize("linked", [False, True], ids=["plain", "verified-linked"])
+def test_a_batch_of_markers_opens_its_folder_safely_once(
+    tmp_path: Path, linked: bool
+) -> None:
+    """The mirror writes markers 64 at a time through one opened folder: they must
+    match their files, and a markers folder planted as a link receives nothing."""
+    from asynchub.cache._layout import _marker_matches, write_markers
+
+    root, outside = tmp_path / "hub", tmp_path / "elsewhere"
+    files = []
+    for i in range(5):
+        path = root / f"d{i % 2}" / f"m{i}.onnx"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x" * i)
+        files.append((path, hashlib.sha256(b"x" * i).hexdigest()))
+    if linked:
+        outside.mkdir()
+        (root / STATE_DIR).mkdir()
+        (root / STATE_DIR / "verified").symlink_to(outside)
+    write_markers(root, files)
+    if linked:
+        assert list(outside.iterdir()) == []
+        assert not any(_marker_matches(root, f, sha) for f, sha in files)
+    else:
+        assert all(_marker_matches(root, f, sha) for f, sha in files)
+        assert len(list((root / STATE_DIR / "verified").iterdir())) == 5

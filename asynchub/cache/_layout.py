@@ -96,12 +96,16 @@ def _marker_matches(root: Path, file: Path, sha: str | None) -> bool:
 
 
 def _write_marker(root: Path, file: Path, sha: str) -> None:
-    record = {"path": str(file.relative_to(root)), "sha256": sha}
-    record["fingerprint"] = _fingerprint(file)  # type: ignore[assignment]
     try:
-        write_atomic(_marker_path(root, file), json.dumps(record).encode(), root)
+        write_atomic(_marker_path(root, file), _marker(root, file, sha), root)
     except OSError:  # a marker is an optimisation; a read-only cache still loads
         _log.debug("could not write verified marker for %s", file, exc_info=True)
+
+
+def _marker(root: Path, file: Path, sha: str) -> bytes:
+    record = {"path": str(file.relative_to(root)), "sha256": sha}
+    record["fingerprint"] = _fingerprint(file)  # type: ignore[assignment]
+    return json.dumps(record).encode()
 
 
 def is_regular(file: Path) -> bool:
@@ -131,9 +135,29 @@ def _check(root: Path, file: Path, sha: str | None) -> bool:
 
 
 def write_markers(root: Path, verified: list[tuple[Path, str]]) -> None:
-    """Record many just-verified files at once (blocking; one thread hop)."""
-    for file, sha in verified:
-        _write_marker(root, file, sha)
+    """Record many just-verified files at once (blocking; one thread hop).
+
+    The markers' folder is opened once for the batch, not once per marker: with
+    the walk from the root each time, markers were a third of a 2,000-file
+    mirror's CPU on tmpfs.
+    """
+    if not verified:
+        return
+    try:
+        folder = _fs.Folder.open(root, _marker_path(root, verified[0][0]).parent)
+    except OSError:
+        _log.debug("could not open the verified markers' folder", exc_info=True)
+        return
+    with folder:
+        for file, sha in verified:
+            try:
+                data = _marker(root, file, sha)
+                name = _marker_path(root, file).name
+                _fs.write_in(folder, name, data, fsync=False, mode=None)
+            except OSError:
+                _log.debug(
+                    "could not write verified marker for %s", file, exc_info=True
+                )
 
 
 async def ensure_verified(root: Path, file: Path, sha: str | None) -> bool:

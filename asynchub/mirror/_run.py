@@ -21,6 +21,7 @@ from pathlib import Path
 import anyio
 
 from .._fs import write_if_changed
+from .._fs.mounts import is_memory_fs
 from .._transfer import Engine, FileSpec, ProgressCallback
 from ..cache import (
     Confirm,
@@ -334,12 +335,16 @@ class _Markers:
     """Verified markers for fetched files, written MARKER_BATCH at a time.
 
     One thread hop per file was a large share of a mirror's per-file cost. A batch
-    lost to a crash only means those files are hashed again on the next run.
+    lost to a crash only means those files are hashed again on the next run. On a
+    memory file system a batch is written on the loop thread (about 2 ms for 64),
+    as the engine does with small files there (``Context.run_step``): through a
+    worker, the markers of 2,000 files cost 0.25-0.4 s more, in GIL hand-offs.
     """
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self.pending: list[tuple[Path, str]] = []
+        self.in_memory = is_memory_fs(root)  # reads /proc: microseconds
 
     async def add(self, file: Path, sha: str) -> None:
         self.pending.append((file, sha))
@@ -348,7 +353,9 @@ class _Markers:
 
     async def flush(self) -> None:
         batch, self.pending = self.pending, []
-        if batch:
+        if batch and self.in_memory:
+            write_markers(self.root, batch)
+        elif batch:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(write_markers, self.root, batch)
 
