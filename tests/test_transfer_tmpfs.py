@@ -1,7 +1,8 @@
 """Small files on a memory file system: opened and sealed on the loop thread.
 
 The rule (``Context.run_step``): on tmpfs a small file's open and seal take
-microseconds, so they skip the worker-thread hops; on a disk they keep them. The
+microseconds, so they skip the worker-thread hops; on a disk they keep them
+(``test_transfer_scheduling.py``). The
 file system is read from ``/proc/self/mountinfo`` (``asynchub/_fs/mounts.py``).
 """
 
@@ -116,18 +117,6 @@ async def test_a_wrong_hash_on_tmpfs_still_leaves_nothing(
     with pytest.raises(IntegrityError):
         await _fetch(file_server, shm_dir / "f.onnx", b"x" * 1000, sha="0" * 64)
     assert list(shm_dir.iterdir()) == []
-
-
-@pytest.mark.anyio
-async def test_small_file_on_disk_opens_and_seals_in_threads(
-    file_server: Server, tmp_path: Path, hops: list[str]
-) -> None:
-    if is_memory_fs(tmp_path):
-        pytest.skip("the temporary folder is on tmpfs here")
-    data = os.urandom(64 * 1024)
-    await _fetch(file_server, tmp_path / "f.onnx", data)
-    assert (tmp_path / "f.onnx").read_bytes() == data
-    assert [h for h in hops if h in ("begin", "_seal")] == ["begin", "_seal"]
 
 
 @pytest.mark.anyio
