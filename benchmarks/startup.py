@@ -78,10 +78,18 @@ def _mirror_once(nginx: Nginx, hub: str, env: dict[str, str]) -> dict[str, float
     dest = Path(tempfile.mkdtemp(dir=OUT))
     cmd = [sys.executable, "-m", "asynchub", "mirror", str(dest / "m")]
     cmd += ["--repo", f"{nginx.base_url}/{hub}/", "--quiet", "--yes"]
+    try:
+        return _timed(nginx, cmd, env)
+    finally:
+        shutil.rmtree(dest)
+
+
+def _timed(nginx: Nginx, cmd: list[str], env: dict[str, str]) -> dict[str, float]:
+    """Run ``cmd``; its start to the first file request and the last request's
+    end to its exit (nginx's log), wall and CPU seconds."""
     start = time.time()
     wall, cpu = _cpu_run(cmd, env)
     counts = nginx.log_counts()
-    shutil.rmtree(dest)
     last_end = counts.first_file_start + counts.window_seconds
     return {
         "first": counts.first_file_start - start,
@@ -110,16 +118,7 @@ anyio.run(main)
 def _floor_once(nginx: Nginx, hub: str, env: dict[str, str]) -> dict[str, float]:
     """The floor program's start to its request, and its request's end to its exit."""
     url = f"{nginx.base_url}/{hub}/m/one.onnx"
-    start = time.time()
-    wall, cpu = _cpu_run([sys.executable, "-c", _FLOOR, url], env)
-    counts = nginx.log_counts()
-    last_end = counts.first_file_start + counts.window_seconds
-    return {
-        "first": counts.first_file_start - start,
-        "tail": start + wall - last_end,
-        "wall": wall,
-        "cpu": cpu,
-    }
+    return _timed(nginx, [sys.executable, "-c", _FLOOR, url], env)
 
 
 def _floor(env: dict[str, str], runs: int) -> dict[str, tuple[float, float]]:
