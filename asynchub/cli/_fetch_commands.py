@@ -98,6 +98,8 @@ async def _with_progress(
     """Run a mirror or download with progress bars or lines (none for --dry-run)."""
     quiet = args.dry_run or args.json
     display = ProgressDisplay(out, style="quiet" if quiet else None)
+    if display.style == "quiet":  # nothing is shown: no events to make and drop
+        return await start({"progress": None, "on_plan": None})
     with display:
         return await start({"progress": display.event, "on_plan": display.plan})
 
