@@ -75,8 +75,16 @@ def cache_path(root: Path, path: str, sha: str | None) -> Path:
 
 
 def _marker_path(root: Path, file: Path) -> Path:
+    return _markers_dir(root) / _marker_name(root, file)
+
+
+def _markers_dir(root: Path) -> Path:
+    return root / STATE_DIR / "verified"
+
+
+def _marker_name(root: Path, file: Path) -> str:
     key = hashlib.sha256(str(file.relative_to(root)).encode()).hexdigest()[:32]
-    return root / STATE_DIR / "verified" / f"{key}.json"
+    return f"{key}.json"
 
 
 def _fingerprint(file: Path) -> dict[str, int]:
@@ -93,13 +101,6 @@ def _marker_matches(root: Path, file: Path, sha: str | None) -> bool:
         )
     except (OSError, ValueError, AttributeError, RecursionError):
         return False
-
-
-def _write_marker(root: Path, file: Path, sha: str) -> None:
-    try:
-        write_atomic(_marker_path(root, file), _marker(root, file, sha), root)
-    except OSError:  # a marker is an optimisation; a read-only cache still loads
-        _log.debug("could not write verified marker for %s", file, exc_info=True)
 
 
 def _marker(root: Path, file: Path, sha: str) -> bytes:
@@ -130,21 +131,23 @@ def _check(root: Path, file: Path, sha: str | None) -> bool:
             sha,
         )
         return False
-    _write_marker(root, file, actual)
+    write_markers(root, [(file, actual)])
     return True
 
 
 def write_markers(root: Path, verified: list[tuple[Path, str]]) -> None:
-    """Record many just-verified files at once (blocking; one thread hop).
+    """Record just-verified files (blocking: one thread hop, or none on tmpfs).
 
     The markers' folder is opened once for the batch, not once per marker: with
     the walk from the root each time, markers were a third of a 2,000-file
-    mirror's CPU on tmpfs.
+    mirror's CPU on tmpfs. A marker is an optimisation: one that cannot be
+    written (a read-only cache, a planted link) is skipped, and its file is
+    hashed again when next used.
     """
     if not verified:
         return
     try:
-        folder = _fs.Folder.open(root, _marker_path(root, verified[0][0]).parent)
+        folder = _fs.Folder.open(root, _markers_dir(root))
     except OSError:
         _log.debug("could not open the verified markers' folder", exc_info=True)
         return
@@ -152,7 +155,7 @@ def write_markers(root: Path, verified: list[tuple[Path, str]]) -> None:
         for file, sha in verified:
             try:
                 data = _marker(root, file, sha)
-                name = _marker_path(root, file).name
+                name = _marker_name(root, file)
                 _fs.write_in(folder, name, data, fsync=False, mode=None)
             except OSError:
                 _log.debug(
@@ -167,7 +170,7 @@ async def ensure_verified(root: Path, file: Path, sha: str | None) -> bool:
 
 async def mark_verified(root: Path, file: Path, sha: str) -> None:
     """Record that ``file`` was just verified to have SHA-256 ``sha``."""
-    await anyio.to_thread.run_sync(_write_marker, root, file, sha)
+    await anyio.to_thread.run_sync(write_markers, root, [(file, sha)])
 
 
 def write_atomic(path: Path, data: bytes, root: Path | None = None) -> None:
