@@ -202,17 +202,27 @@ def _truthy(value: str) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
+_PLAIN = {  # variable → top-level field, the value taken as text
+    "ASYNCHUB_GITHUB_RAW": "github_raw",
+    "ASYNCHUB_GITHUB_MEDIA": "github_media",
+    "ASYNCHUB_HF_ENDPOINT": "hf_endpoint",
+    "ASYNCHUB_GITHUB_API": "github_api",
+    "ASYNCHUB_TRUST": "trust",
+    "ASYNCHUB_EVENT_LOOP": "event_loop",
+}
+
+_NESTED = {  # variable → (group, field), validated by the group's model
+    "ASYNCHUB_CONNECT_TIMEOUT": ("timeouts", "connect"),
+    "ASYNCHUB_READ_TIMEOUT": ("timeouts", "read"),
+    "ASYNCHUB_FIRST_BYTE_TIMEOUT": ("timeouts", "first_byte"),
+    "ASYNCHUB_RETRY_BUDGET": ("retry", "budget"),
+    "ASYNCHUB_MAX_CONNECTIONS": ("limits", "max_connections"),
+}
+
+
 def _env_values(env: Mapping[str, str]) -> dict[str, object]:
     values: dict[str, object] = {}
-    plain = {
-        "ASYNCHUB_GITHUB_RAW": "github_raw",
-        "ASYNCHUB_GITHUB_MEDIA": "github_media",
-        "ASYNCHUB_HF_ENDPOINT": "hf_endpoint",
-        "ASYNCHUB_GITHUB_API": "github_api",
-        "ASYNCHUB_TRUST": "trust",
-        "ASYNCHUB_EVENT_LOOP": "event_loop",
-    }
-    for var, field in plain.items():
+    for var, field in _PLAIN.items():
         if env.get(var):
             values[field] = env[var].rstrip("/")
     if env.get("ASYNCHUB_OFFLINE"):
@@ -275,15 +285,11 @@ def hf_token_path(environ: Mapping[str, str] | None = None) -> Path:
     return home / "token"
 
 
-_VARIABLES = {  # field path → the variable that sets it (for error messages)
-    ("trust",): "ASYNCHUB_TRUST",
-    ("event_loop",): "ASYNCHUB_EVENT_LOOP",
-    ("timeouts", "connect"): "ASYNCHUB_CONNECT_TIMEOUT",
-    ("timeouts", "read"): "ASYNCHUB_READ_TIMEOUT",
-    ("timeouts", "first_byte"): "ASYNCHUB_FIRST_BYTE_TIMEOUT",
-    ("retry", "budget"): "ASYNCHUB_RETRY_BUDGET",
-    ("limits", "max_connections"): "ASYNCHUB_MAX_CONNECTIONS",
+_VARIABLE_OF: dict[tuple[str, ...], str] = {
+    **{(field,): var for var, field in _PLAIN.items()},
+    **{path: var for var, path in _NESTED.items()},
 }
+"""Field path → the variable that sets it, for :func:`_explain`."""
 
 
 def _explain(exc: ValidationError, env: Mapping[str, str]) -> str:
@@ -291,7 +297,7 @@ def _explain(exc: ValidationError, env: Mapping[str, str]) -> str:
     problems = []
     for error in exc.errors():
         loc = tuple(str(part) for part in error["loc"])
-        var = _VARIABLES.get(loc)
+        var = _VARIABLE_OF.get(loc)
         if var and env.get(var):
             where = f"{var}={env[var]!r}"
         else:
@@ -301,18 +307,8 @@ def _explain(exc: ValidationError, env: Mapping[str, str]) -> str:
 
 
 def _env_nested(env: Mapping[str, str]) -> dict[str, object]:
-    values: dict[str, object] = {}
-    timeouts: dict[str, str] = {}
-    if env.get("ASYNCHUB_CONNECT_TIMEOUT"):
-        timeouts["connect"] = env["ASYNCHUB_CONNECT_TIMEOUT"]
-    if env.get("ASYNCHUB_READ_TIMEOUT"):
-        timeouts["read"] = env["ASYNCHUB_READ_TIMEOUT"]
-    if env.get("ASYNCHUB_FIRST_BYTE_TIMEOUT"):
-        timeouts["first_byte"] = env["ASYNCHUB_FIRST_BYTE_TIMEOUT"]
-    if timeouts:
-        values["timeouts"] = timeouts
-    if env.get("ASYNCHUB_RETRY_BUDGET"):
-        values["retry"] = {"budget": env["ASYNCHUB_RETRY_BUDGET"]}
-    if env.get("ASYNCHUB_MAX_CONNECTIONS"):
-        values["limits"] = {"max_connections": env["ASYNCHUB_MAX_CONNECTIONS"]}
-    return values
+    values: dict[str, dict[str, str]] = {}
+    for var, (group, field) in _NESTED.items():
+        if env.get(var):
+            values.setdefault(group, {})[field] = env[var]
+    return dict(values)
