@@ -25,7 +25,7 @@ import pytest
 from asynchub import AsyncHub, HubConfig, __version__
 from asynchub._sync import run as run_sync
 from asynchub.cli import build_parser, main
-from asynchub.cli._main import _ADDERS, _named_command
+from asynchub.cli._parser import _ADDERS, named_command
 from asynchub.manifest import Manifest
 
 from .harness import Behavior, Server
@@ -234,7 +234,7 @@ def test_help_and_version(capsys: pytest.CaptureFixture[str]) -> None:
 )
 def test_the_named_command_alone_parses_like_the_whole_parser(argv: list[str]) -> None:
     """main builds only the command it is given; the result is the same."""
-    command = _named_command(argv)
+    command = named_command(argv)
     assert command == next(a for a in argv if a in _ADDERS)
     alone = build_parser(command)
     assert vars(alone.parse_args(argv)) == vars(build_parser().parse_args(argv))
@@ -248,7 +248,7 @@ def test_the_named_command_alone_parses_like_the_whole_parser(argv: list[str]) -
 def test_help_lists_every_command_wherever_it_is_asked(
     capsys: pytest.CaptureFixture[str], argv: list[str]
 ) -> None:
-    assert _named_command(argv) is None
+    assert named_command(argv) is None
     code, out, _ = cli(capsys, *argv)
     assert code == 0
     assert all(name in out for name in _ADDERS)

@@ -1,4 +1,5 @@
-"""The command line: parser (_main), commands (_commands), output (_output).
+"""The command line: the program (_main), its parser (_parser), commands
+(_commands), output (_output).
 
 The package's face: every name other packages use is listed here and loaded on first
 use (PEP 562), so importing one module of the package does not import the others.
@@ -11,10 +12,11 @@ from typing import TYPE_CHECKING
 from .._lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from ._main import build_parser, main
+    from ._main import main
+    from ._parser import build_parser
 
 _LAZY = {
-    "build_parser": "._main",
+    "build_parser": "._parser",
     "main": "._main",
 }
 
