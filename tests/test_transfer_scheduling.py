@@ -401,3 +401,29 @@ def _exited_pid() -> int:
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
     return proc.pid
+
+
+@pytest.mark.parametrize("size", [64 * 1024, 3 * PART + 5])
+async def test_a_body_is_closed_by_its_reader_not_by_a_task_of_the_loop(
+    file_server: Server, tmp_path: Path, size: int
+) -> None:
+    """A reader that stops at its part's end closes the body's iterator itself;
+    left to the garbage collector, the loop closes it in a new task (one task
+    and one self-pipe wake-up per file)."""
+    loop = asyncio.get_running_loop()
+    made: list[str] = []
+
+    def factory(loop: asyncio.AbstractEventLoop, coro: Any) -> asyncio.Task[Any]:
+        made.append(type(coro).__name__)
+        return asyncio.Task(coro, loop=loop)
+
+    data = blob(size)
+    url = file_server.add("/f", data)
+    loop.set_task_factory(factory)
+    try:
+        async with Engine(fast_config(limits=split_limits())) as engine:
+            await engine.fetch(FileSpec((url,), tmp_path / "f", sha(data), size))
+    finally:
+        loop.set_task_factory(None)
+    assert (tmp_path / "f").read_bytes() == data
+    assert made and "async_generator_athrow" not in made

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -224,7 +224,9 @@ def _next_hop(
     return target, headers
 
 
-async def iter_body(response: aiohttp.ClientResponse, url: str) -> AsyncIterator[bytes]:
+async def iter_body(
+    response: aiohttp.ClientResponse, url: str
+) -> AsyncGenerator[bytes, None]:
     """The body's chunks as they arrive, with network errors mapped."""
     while True:
         try:

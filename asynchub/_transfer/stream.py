@@ -105,8 +105,9 @@ class BodyWriter:
         batch = Batch(self.ctx.buffers.get())
         floor = SpeedFloor(self.ctx.config.timeouts.read, self.url)
         complete, tail = False, None
+        chunks = iter_body(response, self.url)
         try:
-            async for chunk in iter_body(response, self.url):
+            async for chunk in chunks:
                 floor.feed(len(chunk))
                 view, skip = memoryview(chunk)[skip:], max(0, skip - len(chunk))
                 view = _clip(view, seg, batch)
@@ -121,6 +122,7 @@ class BodyWriter:
                     break
             complete = True
         finally:
+            await chunks.aclose()  # now, not by a task of the loop's finalizer
             if complete and seg.whole and _ends(seg, batch):
                 tail = self._keep_tail(seg, batch)
             else:
