@@ -19,7 +19,7 @@ from asynchub._transfer.download import SPLIT_RESERVE
 from asynchub._transfer.parts import MEASURE_AFTER, Pace, Segment, split_largest
 from asynchub.config import Limits
 
-from .harness import Behavior, Server, fast_config, file_server, sha
+from .harness import Behavior, File, Server, fast_config, file_server, sha
 from .test_transfer_engine import blob
 
 __all__ = ("file_server",)
@@ -141,6 +141,42 @@ async def test_idle_connection_splits_the_part_in_flight(
     served = file_server.stats("/f").bytes_served
     assert served < len(data) + PART  # the cut request stopped early
     assert sorted(os.listdir(tmp_path)) == ["f"]
+
+
+async def test_a_fast_link_keeps_its_connections(
+    file_server: Server, tmp_path: Path
+) -> None:
+    """Uncapped, parts drain in milliseconds: no split, no connection dropped,
+    so three files in a row reuse the first file's two connections."""
+    data = blob(3 * PART)
+    url = file_server.add("/f", data)
+    limits = stealing_limits(max_connections_per_host=2)
+    async with Engine(fast_config(read=5.0, limits=limits)) as engine:
+        for name in ("a", "b", "c"):
+            spec = FileSpec((url,), tmp_path / name, sha(data), len(data))
+            assert (await engine.fetch(spec)).size == len(data)
+    assert all((tmp_path / name).read_bytes() == data for name in "abc")
+    assert file_server.stats("/f").count == 3 * 3  # three parts a file, no split
+    assert file_server.connections == 2
+
+
+async def test_a_much_slower_connection_is_split(
+    file_server: Server, tmp_path: Path
+) -> None:
+    """The first part comes at 4 MiB/s, the other three at 64 MiB/s (in 50 ms
+    steps: they take at least 0.15 s, so the slow one is measured by then); the
+    idle connection takes half of what the slow one has left."""
+    data = blob(4 * PART)
+    slow, fast = File(data, Behavior(rate=4 * MiB)), File(data, Behavior(rate=64 * MiB))
+    url = file_server.route("/f", slow, fast)
+    config = fast_config(read=5.0, limits=stealing_limits())
+    async with Engine(config) as engine:
+        await engine.fetch(FileSpec((url,), tmp_path / "f", sha(data), len(data)))
+    assert (tmp_path / "f").read_bytes() == data
+    got = starts(file_server, "/f")
+    stolen = [s for s in got if s not in (0, PART, 2 * PART, 3 * PART)]
+    assert stolen and all(SPLIT_RESERVE <= s < PART for s in stolen), got
+    assert file_server.stats("/f").requests[0].sent < PART  # cut short
 
 
 async def test_no_split_below_the_minimum(file_server: Server, tmp_path: Path) -> None:
