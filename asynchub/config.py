@@ -32,6 +32,8 @@ Environment variables read by :meth:`HubConfig.from_env`:
                                first answer, connects and retries included
 ``ASYNCHUB_RETRY_BUDGET``      seconds one stream may keep retrying without a byte
 ``ASYNCHUB_MAX_CONNECTIONS``   total connection cap
+``ASYNCHUB_MIN_SPLIT_SECONDS`` seconds a range in flight must have left for an idle
+                               connection to take half of it (0: whenever it can)
 ``ASYNCHUB_FSYNC``             ``0`` to skip fsync before the atomic rename
 ``ASYNCHUB_EVENT_LOOP``        ``asyncio`` (default) or ``uvloop`` (if installed): the
                                CLI's event loop (``asynchub/_loops.py``)
@@ -120,9 +122,12 @@ class Limits(_Frozen):
     A split file opens up to ``min(max_parts_per_file, max_connections_per_host)``
     connections, fewer for a host that refused extra ones during the run (see
     ``_transfer/hostconn.py``). When a split file's queue is empty, an idle
-    connection takes the second half of the largest range still in flight, if both
-    halves are at least ``min_split_size`` (``_transfer/parts.py``): the file's
-    connections then finish together instead of the last part running alone.
+    connection takes the second half of the range in flight that would finish last,
+    if both halves are at least ``min_split_size`` and it has at least
+    ``min_split_seconds`` left at its measured rate (``_transfer/parts.py``): the
+    file's connections then finish together instead of the last part running alone,
+    and a link fast enough to drain a part in less than that keeps its connections
+    (a split closes the cut request's connection).
     """
 
     max_connections: int = Field(default=32, ge=1)
@@ -132,6 +137,7 @@ class Limits(_Frozen):
     split_threshold: int = Field(default=24 * MiB, ge=0)
     max_parts_per_file: int = Field(default=16, ge=1)
     min_split_size: int = Field(default=1 * MiB, ge=64 * 1024)
+    min_split_seconds: float = Field(default=0.3, ge=0)
     max_redirects: int = Field(default=10, ge=0)
     max_manifest_bytes: int = Field(default=64 * MiB, ge=1024)
 
@@ -217,6 +223,7 @@ _NESTED = {  # variable → (group, field), validated by the group's model
     "ASYNCHUB_FIRST_BYTE_TIMEOUT": ("timeouts", "first_byte"),
     "ASYNCHUB_RETRY_BUDGET": ("retry", "budget"),
     "ASYNCHUB_MAX_CONNECTIONS": ("limits", "max_connections"),
+    "ASYNCHUB_MIN_SPLIT_SECONDS": ("limits", "min_split_seconds"),
 }
 
 

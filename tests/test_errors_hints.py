@@ -200,6 +200,10 @@ def test_load_composite_model_declined_at_the_prompt(hub_server: HubServer) -> N
             "ASYNCHUB_READ_TIMEOUT='-3': input should be",
         ),
         ({"ASYNCHUB_TRUST": "lax"}, "ASYNCHUB_TRUST='lax': input should be"),
+        (
+            {"ASYNCHUB_MIN_SPLIT_SECONDS": "-1"},
+            "ASYNCHUB_MIN_SPLIT_SECONDS='-1': input should be greater",
+        ),
     ],
 )
 def test_a_wrong_variable_is_named_in_one_line(

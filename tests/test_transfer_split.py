@@ -1,5 +1,6 @@
-"""The tail of a split file: an idle connection takes half of the largest part in
-flight (work stealing), and the hasher reads parts back without holding up writes."""
+"""The tail of a split file: an idle connection takes half of the part in flight
+that would finish last (work stealing) when it is worth a connection, and the
+hasher reads parts back without holding up writes."""
 
 from __future__ import annotations
 
@@ -15,10 +16,10 @@ import pytest
 from asynchub._transfer import Engine, FileSpec
 from asynchub._transfer.assembler import READBACK_STEP, Assembler
 from asynchub._transfer.download import SPLIT_RESERVE
-from asynchub._transfer.parts import Segment, split_largest
+from asynchub._transfer.parts import MEASURE_AFTER, Pace, Segment, split_largest
 from asynchub.config import Limits
 
-from .harness import Behavior, Server, fast_config, file_server, sha
+from .harness import Behavior, File, Server, fast_config, file_server, sha
 from .test_transfer_engine import blob
 
 __all__ = ("file_server",)
@@ -27,6 +28,8 @@ pytestmark = pytest.mark.anyio
 
 MiB = 1024 * 1024
 PART = 4 * MiB  # above SPLIT_RESERVE plus two smallest halves: a part can be split
+SIZE_ONLY = Pace(now=0.0, fallback=None, min_seconds=0.0)  # no time rule
+NOW = 1000.0
 
 
 def stealing_limits(**limits: int) -> Limits:
@@ -48,10 +51,23 @@ def starts(server: Server, path: str) -> list[int | None]:
     )
 
 
+def running(start: int, left: int, rate: float, age: float = 1.0) -> Segment:
+    """A part with ``left`` bytes to go whose body has run ``age`` seconds at
+    ``rate`` bytes a second."""
+    got = int(rate * age)
+    seg = Segment(start, start + got + left, start + got)
+    seg.began, seg.got = NOW - age, got
+    return seg
+
+
+def pace(fallback: float | None = None, min_seconds: float = 0.3) -> Pace:
+    return Pace(now=NOW, fallback=fallback, min_seconds=min_seconds)
+
+
 # the rule, without sockets ---------------------------------------------------------
 def test_split_takes_the_second_half_of_the_largest_range() -> None:
     small, big = Segment(0, 4 * MiB, 1 * MiB), Segment(4 * MiB, 12 * MiB, 4 * MiB)
-    stolen = split_largest([small, big], MiB, 2 * MiB)
+    stolen = split_largest([small, big], MiB, 2 * MiB, SIZE_ONLY)
     assert stolen is not None
     assert (stolen.start, stolen.end) == (9 * MiB, 12 * MiB)  # 2 MiB + half of 6
     assert big.end == 9 * MiB and small.end == 4 * MiB
@@ -59,17 +75,51 @@ def test_split_takes_the_second_half_of_the_largest_range() -> None:
 
 def test_no_split_when_a_half_would_be_below_the_minimum() -> None:
     seg = Segment(0, 4 * MiB, 0)
-    assert split_largest([seg], 2 * MiB, 0) is not None  # two halves of 2 MiB
+    assert split_largest([seg], 2 * MiB, 0, SIZE_ONLY) is not None  # two of 2 MiB
     seg = Segment(0, 4 * MiB - 1, 0)
-    assert split_largest([seg], 2 * MiB, 0) is None and seg.end == 4 * MiB - 1
-    assert split_largest([], MiB, 0) is None
+    assert split_largest([seg], 2 * MiB, 0, SIZE_ONLY) is None
+    assert seg.end == 4 * MiB - 1
+    assert split_largest([], MiB, 0, SIZE_ONLY) is None
 
 
 def test_whole_file_and_open_ended_segments_are_never_split() -> None:
     whole = Segment(0, 64 * MiB, 0, whole=True)
     open_ended = Segment(0, None, 0)
-    assert split_largest([whole, open_ended], MiB, 0) is None
+    assert split_largest([whole, open_ended], MiB, 0, SIZE_ONLY) is None
     assert whole.end == 64 * MiB and open_ended.end is None
+
+
+def test_a_part_that_drains_before_a_new_request_is_worth_it_is_not_split() -> None:
+    fast = running(0, 16 * MiB, rate=100 * MiB)  # 0.16 s left
+    assert split_largest([fast], MiB, 2 * MiB, pace()) is None
+    assert fast.end == 16 * MiB + 100 * MiB
+    capped = running(0, 16 * MiB, rate=16 * MiB)  # 1 s left
+    stolen = split_largest([capped], MiB, 2 * MiB, pace())
+    assert stolen is not None and stolen.start == 16 * MiB + 9 * MiB
+    assert split_largest([fast], MiB, 2 * MiB, pace(min_seconds=0.1)) is not None
+
+
+def test_the_part_that_would_finish_last_is_split_not_the_largest() -> None:
+    big_fast = running(0, 12 * MiB, rate=64 * MiB)  # 0.19 s left
+    small_slow = running(200 * MiB, 4 * MiB, rate=2 * MiB)  # 2 s left
+    stolen = split_largest([big_fast, small_slow], MiB, 0, pace())
+    assert stolen is not None and stolen.end == 200 * MiB + 2 * MiB + 4 * MiB
+    assert big_fast.end == 64 * MiB + 12 * MiB
+
+
+def test_a_stalled_part_is_split() -> None:
+    stalled = running(0, 8 * MiB, rate=0)
+    assert split_largest([stalled], MiB, 0, pace(fallback=1e12)) is not None
+
+
+def test_a_young_part_is_taken_to_run_at_the_idle_connections_rate() -> None:
+    young = running(0, 8 * MiB, rate=1000 * MiB, age=MEASURE_AFTER / 2)  # a burst
+    assert split_largest([young], MiB, 0, pace(fallback=100 * MiB)) is None
+    assert split_largest([young], MiB, 0, pace(fallback=None)) is None
+    assert split_largest([young], MiB, 0, pace(fallback=8 * MiB)) is not None
+    unanswered = Segment(0, 8 * MiB, 0)
+    assert split_largest([unanswered], MiB, 0, pace(fallback=8 * MiB)) is not None
+    assert split_largest([unanswered], MiB, 0, pace(fallback=1e12)) is None
 
 
 # over sockets ----------------------------------------------------------------------
@@ -91,6 +141,42 @@ async def test_idle_connection_splits_the_part_in_flight(
     served = file_server.stats("/f").bytes_served
     assert served < len(data) + PART  # the cut request stopped early
     assert sorted(os.listdir(tmp_path)) == ["f"]
+
+
+async def test_a_fast_link_keeps_its_connections(
+    file_server: Server, tmp_path: Path
+) -> None:
+    """Uncapped, parts drain in milliseconds: no split, no connection dropped,
+    so three files in a row reuse the first file's two connections."""
+    data = blob(3 * PART)
+    url = file_server.add("/f", data)
+    limits = stealing_limits(max_connections_per_host=2)
+    async with Engine(fast_config(read=5.0, limits=limits)) as engine:
+        for name in ("a", "b", "c"):
+            spec = FileSpec((url,), tmp_path / name, sha(data), len(data))
+            assert (await engine.fetch(spec)).size == len(data)
+    assert all((tmp_path / name).read_bytes() == data for name in "abc")
+    assert file_server.stats("/f").count == 3 * 3  # three parts a file, no split
+    assert file_server.connections == 2
+
+
+async def test_a_much_slower_connection_is_split(
+    file_server: Server, tmp_path: Path
+) -> None:
+    """The first part comes at 4 MiB/s, the other three at 64 MiB/s (in 50 ms
+    steps: they take at least 0.15 s, so the slow one is measured by then); the
+    idle connection takes half of what the slow one has left."""
+    data = blob(4 * PART)
+    slow, fast = File(data, Behavior(rate=4 * MiB)), File(data, Behavior(rate=64 * MiB))
+    url = file_server.route("/f", slow, fast)
+    config = fast_config(read=5.0, limits=stealing_limits())
+    async with Engine(config) as engine:
+        await engine.fetch(FileSpec((url,), tmp_path / "f", sha(data), len(data)))
+    assert (tmp_path / "f").read_bytes() == data
+    got = starts(file_server, "/f")
+    stolen = [s for s in got if s not in (0, PART, 2 * PART, 3 * PART)]
+    assert stolen and all(SPLIT_RESERVE <= s < PART for s in stolen), got
+    assert file_server.stats("/f").requests[0].sent < PART  # cut short
 
 
 async def test_no_split_below_the_minimum(file_server: Server, tmp_path: Path) -> None:

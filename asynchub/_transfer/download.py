@@ -5,8 +5,9 @@ The first request (the *probe*, :mod:`.probe`) asks for the first missing range
 fixes the plan; then several workers fetch the remaining parts at once, each writing
 at its own offset (:mod:`.stream`), each resuming its part after a dropped
 connection (:mod:`.resume`). A worker that finds the queue empty takes the second
-half of the largest part still in flight (:func:`~.parts.split_largest`), so the
-file's connections finish together. How many connections one file opens, and what
+half of the part in flight that would finish last, when it has enough time left
+to be worth a connection (:func:`~.parts.split_largest`), so the file's
+connections finish together. How many connections one file opens, and what
 a refused one means, is :mod:`.hostconn`'s rule.
 
 Data flows one way: the job builds a :class:`Download`, awaits :meth:`Download.run`
@@ -17,6 +18,7 @@ start over).
 from __future__ import annotations
 
 import concurrent.futures
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -30,7 +32,7 @@ from .deadline import FirstAnswer
 from .hostconn import Connection, Verdict
 from .http import READ_BUFSIZE
 from .partial import Partial
-from .parts import Parts, Segment, count_parts, split_largest
+from .parts import Pace, Parts, Segment, count_parts, split_largest
 from .probe import Probe, Restart
 from .resume import BackedOff, Route, fetch_resuming, first_segment
 from .spec import FileSpec
@@ -127,20 +129,33 @@ class Download:
                 await self._part(first)
             else:
                 await self.probe.ready.wait()
-            while (seg := self._next()) is not None:
+            last = first
+            while (seg := self._next(last)) is not None:
                 await self._part(seg)
                 self._write_back()
+                last = seg
         except BackedOff:
             return
         finally:
             self.active -= 1
 
-    def _next(self) -> Segment | None:
-        """The next part from the queue, else half of the largest part in flight."""
+    def _next(self, last: Segment | None) -> Segment | None:
+        """The next part from the queue, else half of the part in flight that would
+        finish last, if worth it; ``last``: the part this worker fetched before."""
         seg = self.queue.pop()
         if seg is None and self.probe.planned:
-            seg = split_largest(self.running, self.limits.min_split_size, SPLIT_RESERVE)
+            pace = self._pace(last)
+            seg = split_largest(
+                self.running, self.limits.min_split_size, SPLIT_RESERVE, pace
+            )
         return seg
+
+    def _pace(self, last: Segment | None) -> Pace:
+        """What a split is weighed by now: a part too young to be measured is taken
+        to run as fast as this worker's last one (see :mod:`.parts`)."""
+        now = time.monotonic()
+        fallback = None if last is None else last.rate(now)
+        return Pace(now, fallback or None, self.limits.min_split_seconds)
 
     async def _part(self, seg: Segment) -> None:
         policy = self.ctx.config.retry

@@ -98,7 +98,7 @@ class BodyWriter:
     ) -> Tail | None:
         """Write the body at ``seg.pos`` in batches; stop at ``seg.end`` (read as
         the body arrives: a split may move it, and the rest of the body is dropped
-        with its connection).
+        with its connection). ``seg.began`` and ``seg.got`` measure its rate.
 
         Returns the last batch of a whole file unwritten (see :meth:`_keep_tail`).
         """
@@ -106,9 +106,11 @@ class BodyWriter:
         floor = SpeedFloor(self.ctx.config.timeouts.read, self.url)
         complete, tail = False, None
         chunks = iter_body(response, self.url)
+        seg.began, seg.got = time.monotonic(), 0
         try:
             async for chunk in chunks:
                 floor.feed(len(chunk))
+                seg.got += len(chunk)
                 view, skip = memoryview(chunk)[skip:], max(0, skip - len(chunk))
                 view = _clip(view, seg, batch)
                 self._check_overlong(seg.pos + batch.size + len(view))
