@@ -13,10 +13,10 @@ import asyncio
 import concurrent.futures
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 
@@ -46,6 +46,8 @@ from .spec import (
 __all__ = ("WORKER_THREADS", "Engine")
 
 _log = logging.getLogger("asynchub")
+
+T = TypeVar("T")
 
 WORKER_THREADS = 8
 """Threads that write and hash (hashlib and file I/O release the GIL)."""
@@ -141,6 +143,12 @@ class Engine:
         if self._ctx is None:
             raise RuntimeError("use the Engine inside 'async with Engine(...)'")
         return self._ctx
+
+    async def file_step(self, folder: Path, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)``, a short file step in ``folder``, where the engine runs
+        its own: on the loop thread on a memory file system, else in a worker, to
+        its end even when cancelled (``Context.run_step``)."""
+        return await self.ctx.run_step(folder, fn, *args)
 
     # files --------------------------------------------------------------
     async def fetch(

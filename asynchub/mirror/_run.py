@@ -21,7 +21,6 @@ from pathlib import Path
 import anyio
 
 from .._fs import write_if_changed
-from .._fs.mounts import is_memory_fs
 from .._transfer import Engine, FileSpec, ProgressCallback
 from ..cache import (
     Confirm,
@@ -334,17 +333,15 @@ def _retire_manifest(root: Path, todo: list[PlannedFile]) -> None:
 class _Markers:
     """Verified markers for fetched files, written MARKER_BATCH at a time.
 
-    One thread hop per file was a large share of a mirror's per-file cost. A batch
-    lost to a crash only means those files are hashed again on the next run. On a
-    memory file system a batch is written on the loop thread (about 2 ms for 64),
-    as the engine does with small files there (``Context.run_step``): through a
-    worker, the markers of 2,000 files cost 0.25-0.4 s more, in GIL hand-offs.
+    One thread hop per file was a large share of a mirror's per-file cost; a batch
+    lost to a crash only means those files are hashed again on the next run. A batch
+    is one short file step of the engine (``Engine.file_step``): on tmpfs on the loop
+    thread (a worker cost 0.25-0.4 s more for 2,000 files, in GIL hand-offs).
     """
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
+    def __init__(self, engine: Engine, root: Path) -> None:
+        self.engine, self.root = engine, root
         self.pending: list[tuple[Path, str]] = []
-        self.in_memory = is_memory_fs(root)  # reads /proc: microseconds
 
     async def add(self, file: Path, sha: str) -> None:
         self.pending.append((file, sha))
@@ -353,11 +350,8 @@ class _Markers:
 
     async def flush(self) -> None:
         batch, self.pending = self.pending, []
-        if batch and self.in_memory:
-            write_markers(self.root, batch)
-        elif batch:
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(write_markers, self.root, batch)
+        if batch:
+            await self.engine.file_step(self.root, write_markers, self.root, batch)
 
 
 def unavailable_upstream(
@@ -394,7 +388,7 @@ async def _fetch_all(
     Twice ``max_files`` workers keep the engine's queue full, and handing them the
     files largest first keeps its longest-first order.
     """
-    markers = _Markers(target.root)
+    markers = _Markers(engine, target.root)
     queue = iter(sorted(todo, key=lambda f: -(f.size or 0)))  # stable: ties in order
     workers = min(len(todo), 2 * engine.config.limits.max_files)
 
