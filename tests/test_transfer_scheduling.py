@@ -407,9 +407,9 @@ def _exited_pid() -> int:
 async def test_a_body_is_closed_by_its_reader_not_by_a_task_of_the_loop(
     file_server: Server, tmp_path: Path, size: int
 ) -> None:
-    """A reader that stops at its part's end closes the body's iterator itself;
-    left to the garbage collector, the loop closes it in a new task (one task
-    and one self-pipe wake-up per file)."""
+    """A reader stops at its part's end without reading on: the body's chunks
+    must leave nothing to close (an unfinished async generator is closed by the
+    loop in a new task, one task and one self-pipe wake-up per file)."""
     loop = asyncio.get_running_loop()
     made: list[str] = []
 

@@ -26,7 +26,7 @@ from .admission import Admission
 from .context import Context
 from .deadline import FirstAnswer, until_answered
 from .failures import is_retryable, status_error
-from .http import Http, bearer_tokens, iter_body, make_session, parse_content_range
+from .http import BodyChunks, Http, bearer_tokens, make_session, parse_content_range
 from .job import FileJob
 from .local import local_path
 from .netenv import NetEnv
@@ -295,7 +295,7 @@ async def _read_limited(
     if (response.content_length or 0) > limit:
         raise _too_large(url, limit)
     body = bytearray()
-    async for chunk in iter_body(response, url):
+    async for chunk in BodyChunks(response, url):
         body += chunk
         if len(body) > limit:
             raise _too_large(url, limit)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -36,7 +36,7 @@ __all__ = (
     "bearer_tokens",
     "Http",
     "Validator",
-    "iter_body",
+    "BodyChunks",
     "make_session",
     "parse_content_range",
     "parse_unsatisfied_length",
@@ -224,18 +224,28 @@ def _next_hop(
     return target, headers
 
 
-async def iter_body(
-    response: aiohttp.ClientResponse, url: str
-) -> AsyncGenerator[bytes, None]:
-    """The body's chunks as they arrive, with network errors mapped."""
-    while True:
+class BodyChunks:
+    """The body's chunks as they arrive, with network errors mapped.
+
+    An iterator, not an async generator: a reader that stops early (at its part's
+    end) leaves nothing to close, where a generator left to the garbage collector
+    is closed by the loop in a new task, one task and one wake-up per request.
+    """
+
+    def __init__(self, response: aiohttp.ClientResponse, url: str) -> None:
+        self.response, self.url = response, url
+
+    def __aiter__(self) -> BodyChunks:
+        return self
+
+    async def __anext__(self) -> bytes:
         try:
-            chunk = await response.content.readany()
+            chunk = await self.response.content.readany()
         except NETWORK_EXCEPTIONS as exc:
-            raise network_error(exc, url) from exc
+            raise network_error(exc, self.url) from exc
         if not chunk:
-            return
-        yield chunk
+            raise StopAsyncIteration
+        return chunk
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import aiohttp
 
 from ..errors import IntegrityError, TransferTimeoutError
 from .context import Context
-from .http import iter_body
+from .http import BodyChunks
 from .partial import Partial
 from .parts import Batch, Segment
 from .spec import FileSpec
@@ -105,10 +105,9 @@ class BodyWriter:
         batch = Batch(self.ctx.buffers.get())
         floor = SpeedFloor(self.ctx.config.timeouts.read, self.url)
         complete, tail = False, None
-        chunks = iter_body(response, self.url)
         seg.began, seg.got = time.monotonic(), 0
         try:
-            async for chunk in chunks:
+            async for chunk in BodyChunks(response, self.url):
                 floor.feed(len(chunk))
                 seg.got += len(chunk)
                 view, skip = memoryview(chunk)[skip:], max(0, skip - len(chunk))
@@ -124,7 +123,6 @@ class BodyWriter:
                     break
             complete = True
         finally:
-            await chunks.aclose()  # now, not by a task of the loop's finalizer
             if complete and seg.whole and _ends(seg, batch):
                 tail = self._keep_tail(seg, batch)
             else:
