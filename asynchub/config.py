@@ -127,7 +127,10 @@ class Limits(_Frozen):
     ``min_split_seconds`` left at its measured rate (``_transfer/parts.py``): the
     file's connections then finish together instead of the last part running alone,
     and a link fast enough to drain a part in less than that keeps its connections
-    (a split closes the cut request's connection).
+    (a split closes the cut request's connection). ``coalesce_seconds``: a body of
+    1 MiB or more is read in pieces of about that much time at its measured rate
+    (Linux, ``SO_RCVLOWAT``; 0 reads as the bytes come): fewer trips through the
+    event loop, less CPU per GiB (``_transfer/lowwater.py``).
     """
 
     max_connections: int = Field(default=32, ge=1)
@@ -138,6 +141,7 @@ class Limits(_Frozen):
     max_parts_per_file: int = Field(default=16, ge=1)
     min_split_size: int = Field(default=1 * MiB, ge=64 * 1024)
     min_split_seconds: float = Field(default=0.3, ge=0)
+    coalesce_seconds: float = Field(default=0.02, ge=0, le=1)
     max_redirects: int = Field(default=10, ge=0)
     max_manifest_bytes: int = Field(default=64 * MiB, ge=1024)
 
@@ -224,6 +228,7 @@ _NESTED = {  # variable → (group, field), validated by the group's model
     "ASYNCHUB_RETRY_BUDGET": ("retry", "budget"),
     "ASYNCHUB_MAX_CONNECTIONS": ("limits", "max_connections"),
     "ASYNCHUB_MIN_SPLIT_SECONDS": ("limits", "min_split_seconds"),
+    "ASYNCHUB_COALESCE_SECONDS": ("limits", "coalesce_seconds"),
 }
 
 

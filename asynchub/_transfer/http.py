@@ -28,6 +28,7 @@ from yarl import URL
 from ..config import HubConfig
 from ..errors import OfflineCacheMissError, RedirectError, TransferError
 from .failures import NETWORK_EXCEPTIONS, network_error
+from .lowwater import low_water
 from .netenv import NetEnv
 from .retry import parse_retry_after
 
@@ -230,10 +231,15 @@ class BodyChunks:
     An iterator, not an async generator: a reader that stops early (at its part's
     end) leaves nothing to close, where a generator left to the garbage collector
     is closed by the loop in a new task, one task and one wake-up per request.
+    ``coalesce`` (seconds, see :mod:`.lowwater`): a large body is read in pieces of
+    about that much time at its rate; a reader that stops early calls :meth:`close`.
     """
 
-    def __init__(self, response: aiohttp.ClientResponse, url: str) -> None:
+    def __init__(
+        self, response: aiohttp.ClientResponse, url: str, coalesce: float = 0.0
+    ) -> None:
         self.response, self.url = response, url
+        self._low = low_water(response, coalesce)
 
     def __aiter__(self) -> BodyChunks:
         return self
@@ -242,10 +248,20 @@ class BodyChunks:
         try:
             chunk = await self.response.content.readany()
         except NETWORK_EXCEPTIONS as exc:
+            self.close()
             raise network_error(exc, self.url) from exc
         if not chunk:
+            self.close()
             raise StopAsyncIteration
+        if self._low is not None:
+            self._low.feed(len(chunk))
         return chunk
+
+    def close(self) -> None:
+        """Leave the socket as it was (its low-water mark back to 1)."""
+        if self._low is not None:
+            self._low.close()
+            self._low = None
 
 
 @dataclass(frozen=True)

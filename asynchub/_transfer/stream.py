@@ -106,8 +106,9 @@ class BodyWriter:
         floor = SpeedFloor(self.ctx.config.timeouts.read, self.url)
         complete, tail = False, None
         seg.began, seg.got = time.monotonic(), 0
+        chunks = BodyChunks(response, self.url, self.ctx.config.limits.coalesce_seconds)
         try:
-            async for chunk in BodyChunks(response, self.url):
+            async for chunk in chunks:
                 floor.feed(len(chunk))
                 seg.got += len(chunk)
                 view, skip = memoryview(chunk)[skip:], max(0, skip - len(chunk))
@@ -123,6 +124,7 @@ class BodyWriter:
                     break
             complete = True
         finally:
+            chunks.close()
             if complete and seg.whole and _ends(seg, batch):
                 tail = self._keep_tail(seg, batch)
             else:
