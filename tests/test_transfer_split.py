@@ -9,6 +9,7 @@ import hashlib
 import os
 import random
 import threading
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,13 @@ import pytest
 from asynchub._transfer import Engine, FileSpec
 from asynchub._transfer.assembler import READBACK_STEP, Assembler
 from asynchub._transfer.download import SPLIT_RESERVE
-from asynchub._transfer.parts import MEASURE_AFTER, Pace, Segment, split_largest
+from asynchub._transfer.parts import (
+    MEASURE_AFTER,
+    Batch,
+    Pace,
+    Segment,
+    split_largest,
+)
 from asynchub.config import Limits
 
 from .harness import Behavior, File, Server, fast_config, file_server, sha
@@ -257,3 +264,18 @@ def test_concurrent_out_of_order_writes_hash_to_the_right_digest(
         assert assembler.hexdigest() == hashlib.sha256(data).hexdigest()
     finally:
         os.close(fd)
+
+
+def test_a_batch_takes_a_chunk_without_a_temporary_copy() -> None:
+    """``bytearray[a:b] = memoryview`` copies the view into a temporary bytearray
+    first (a second copy of every byte, and a 256 KiB allocation per read)."""
+    chunk = memoryview(bytes(range(256)) * 1024)  # 256 KiB, as a read brings
+    batch = Batch(bytearray(1024 * 1024))
+    tracemalloc.start()
+    try:
+        rest = batch.fill(chunk)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert not rest and batch.buf[: len(chunk)] == chunk
+    assert peak < 16 * 1024, peak

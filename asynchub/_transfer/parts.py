@@ -55,6 +55,12 @@ class Batch:
 
     buf: bytearray
     size: int = 0
+    _view: memoryview = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # Copied into through a memoryview: a bytearray's own slice assignment
+        # from a memoryview first copies it into a temporary bytearray.
+        self._view = memoryview(self.buf)
 
     @property
     def full(self) -> bool:
@@ -63,7 +69,7 @@ class Batch:
     def fill(self, view: memoryview) -> memoryview:
         """Copy as much of ``view`` as fits; return the rest."""
         take = min(len(view), len(self.buf) - self.size)
-        self.buf[self.size : self.size + take] = view[:take]
+        self._view[self.size : self.size + take] = view[:take]
         self.size += take
         return view[take:]
 
