@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
 import sys
 import textwrap
 import time
@@ -40,6 +39,7 @@ from asynchub.errors import (
 from .harness import (
     Server,
     cache_files,
+    certificate,
     chunked,
     entry,
     fast_config,
@@ -51,7 +51,6 @@ from .harness import (
     overlong,
     redirect,
     reset_after,
-    self_signed_cert,
     serve,
     server_tls,
     sha,
@@ -62,6 +61,8 @@ from .harness import (
     truncated,
     wrong_range,
 )
+
+__all__ = ("certificate",)  # a fixture
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 
@@ -711,14 +712,6 @@ async def test_netrc_credentials_stay_with_their_host(
 
 
 # N14 TLS ---------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    try:
-        return self_signed_cert(tmp_path_factory.mktemp("tls"))
-    except (OSError, subprocess.CalledProcessError) as exc:
-        pytest.skip(f"openssl CLI unavailable to make a test certificate: {exc}")
 
 
 async def test_untrusted_certificate_fails_fast_without_retry(

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -23,7 +22,9 @@ from aiohttp import web
 from asynchub._transfer import lowwater
 from asynchub._transfer.http import BodyChunks
 
-from .harness import Ctx, Handler, Server, self_signed_cert, server_tls
+from .harness import Ctx, Handler, Server, certificate, server_tls
+
+__all__ = ("certificate",)  # a fixture
 
 pytestmark = [
     pytest.mark.anyio,
@@ -202,14 +203,6 @@ async def test_a_link_that_slows_down_drops_the_mark(
     assert got == len(body)
     by = slow_from[0] + 0.9  # the trickle is under way, 0.4 s from its end
     assert max(n for t, n in arrivals if t <= by) > FAST + 16 * KiB, arrivals[-8:]
-
-
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    try:
-        return self_signed_cert(tmp_path_factory.mktemp("tls"))
-    except (OSError, subprocess.CalledProcessError) as exc:
-        pytest.skip(f"openssl CLI unavailable to make a test certificate: {exc}")
 
 
 @pytest.mark.parametrize("tail", [1, 5000, 16 * KiB + 7, 40 * KiB, 100 * KiB])

@@ -33,7 +33,7 @@ from .behaviours import (
 from .config import PART, fast_config, split_limits
 from .ctx import Ctx, Handler
 from .files import Behavior, File
-from .fixtures import file_server
+from .fixtures import certificate, file_server
 from .helpers import (
     cache_files,
     entry,
@@ -59,6 +59,7 @@ __all__ = (
     "Request",
     "Server",
     "cache_files",
+    "certificate",
     "chunked",
     "choose_range",
     "close_without_response",
