@@ -239,7 +239,7 @@ class BodyChunks:
         self, response: aiohttp.ClientResponse, url: str, coalesce: float = 0.0
     ) -> None:
         self.response, self.url = response, url
-        self._low = low_water(response, coalesce)
+        self._low = low_water(response, content_length(response), coalesce)
 
     def __aiter__(self) -> BodyChunks:
         return self

@@ -34,6 +34,8 @@ import time
 
 import aiohttp
 
+from .parts import MEASURE_AFTER
+
 __all__ = ("LowWater", "low_water")
 
 MAX_MARK = 256 * 1024
@@ -41,9 +43,6 @@ MAX_MARK = 256 * 1024
 
 MIN_MARK = 16 * 1024
 """Below this a mark saves too few reads to be worth a system call."""
-
-MEASURE_AFTER = 0.1
-"""Seconds of a body before its rate sets a mark (its first bytes come in a burst)."""
 
 WORTH = 1024 * 1024
 """Smaller bodies are left alone: they come in a few reads anyway."""
@@ -58,11 +57,17 @@ record (at most about 16 KiB) read from the socket but not yet decrypted."""
 _ENABLED = sys.platform.startswith("linux") and hasattr(socket, "SO_RCVLOWAT")
 
 
-def low_water(response: aiohttp.ClientResponse, seconds: float) -> LowWater | None:
-    """A :class:`LowWater` for a body worth it (``seconds`` > 0, 1 MiB or more)."""
-    if seconds <= 0 or not _ENABLED or (response.content_length or 0) < WORTH:
+def low_water(
+    response: aiohttp.ClientResponse, length: int | None, seconds: float
+) -> LowWater | None:
+    """A :class:`LowWater` for a body worth it: ``length`` (its identity length on
+    the wire, None if unknown) 1 MiB or more, ``seconds`` above 0, a socket to set."""
+    if seconds <= 0 or not _ENABLED or length is None or length < WORTH:
         return None
-    return LowWater(response, seconds)
+    sock, tls = _socket_of(response)
+    if sock is None:
+        return None
+    return LowWater(sock, length - (TLS_MARGIN if tls else 0), seconds)
 
 
 class LowWater:
@@ -71,13 +76,10 @@ class LowWater:
     :meth:`feed` after every chunk read, :meth:`close` when the reader stops.
     """
 
-    def __init__(self, response: aiohttp.ClientResponse, seconds: float) -> None:
-        self._sock = _socket_of(response)
-        self._left = _length(response)
-        if self._left is None:
-            self._sock = None
+    def __init__(self, sock: socket.socket, room: int, seconds: float) -> None:
+        self._sock: socket.socket | None = sock
+        self._room = room  # the body's bytes still to come, less the TLS margin
         self._seconds = seconds
-        self._margin = TLS_MARGIN if _is_tls(response) else 0
         self._mark = 1
         self._began = time.monotonic()
         self._got = 0
@@ -88,16 +90,13 @@ class LowWater:
         """Count ``count`` body bytes read; lower or raise the mark as they say."""
         if self._sock is None:
             return
-        assert self._left is not None
-        self._left -= count
+        self._room -= count
         self._got += count
         self._reads += 1
-        room = self._left - self._margin
-        if self._mark > 1:
-            if room < self._mark:
-                self._set(room)
-        elif self._reads > 1:
-            self._measure(room)
+        if self._mark == 1:
+            self._measure()
+        elif self._room < self._mark:
+            self._set(self._room)
 
     def close(self) -> None:
         """Back to a mark of 1: the connection may carry the next response."""
@@ -108,11 +107,11 @@ class LowWater:
             self._set(1)
         self._sock = None
 
-    def _measure(self, room: int) -> None:
+    def _measure(self) -> None:
         elapsed = time.monotonic() - self._began
         if elapsed < MEASURE_AFTER:
             return
-        mark = min(int(self._got / elapsed * self._seconds), MAX_MARK, room)
+        mark = min(int(self._got / elapsed * self._seconds), MAX_MARK, self._room)
         if mark >= MIN_MARK:
             self._set(mark)
             self._arm()
@@ -145,24 +144,12 @@ class LowWater:
             self._arm()
 
 
-def _socket_of(response: aiohttp.ClientResponse) -> socket.socket | None:
+def _socket_of(response: aiohttp.ClientResponse) -> tuple[socket.socket | None, bool]:
+    """The response's socket, if it takes options, and whether it carries TLS."""
     connection = response.connection
     transport = connection.transport if connection is not None else None
     if transport is None or transport.is_closing():
-        return None
+        return None, False
     sock = transport.get_extra_info("socket")
-    return sock if hasattr(sock, "setsockopt") else None
-
-
-def _length(response: aiohttp.ClientResponse) -> int | None:
-    """The body's length on the wire: Content-Length of an identity body, else None."""
-    encoding = response.headers.get("Content-Encoding", "identity").lower()
-    if encoding not in ("identity", "") or "Transfer-Encoding" in response.headers:
-        return None
-    return response.content_length
-
-
-def _is_tls(response: aiohttp.ClientResponse) -> bool:
-    connection = response.connection
-    transport = connection.transport if connection is not None else None
-    return transport is not None and transport.get_extra_info("sslcontext") is not None
+    tls = transport.get_extra_info("sslcontext") is not None
+    return (sock if hasattr(sock, "setsockopt") else None), tls
