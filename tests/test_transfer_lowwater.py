@@ -21,6 +21,7 @@ from aiohttp import web
 
 from asynchub._transfer import lowwater
 from asynchub._transfer.http import BodyChunks
+from asynchub.errors import TransferTimeoutError
 
 from .harness import Ctx, Handler, Server, certificate, server_tls
 
@@ -219,3 +220,28 @@ async def test_over_tls_the_last_bytes_are_not_held_back(
             with anyio.fail_after(10):
                 got, reads = await _read(response, COALESCE)
     assert got == body
+
+
+async def test_a_server_that_goes_silent_has_every_byte_it_sent_delivered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A hostile or broken server claims more than it sends and holds the connection
+    open: the stall is detected as before, and no byte it did send is kept back in
+    the kernel by the mark (the watchdog lowers it once reads stop)."""
+    monkeypatch.setattr(lowwater, "WATCHDOG", 0.25)
+    sent = BODY[: FAST + 100 * KiB]
+
+    async def handler(ctx: Ctx) -> None:
+        await ctx.head(200, {"Content-Length": str(len(sent) + MiB)})
+        await _pieces(ctx, sent)
+        await asyncio.sleep(30)
+
+    got = bytearray()
+    timeout = aiohttp.ClientTimeout(sock_read=1.5)
+    async with Server() as srv, aiohttp.ClientSession(timeout=timeout) as client:
+        srv.route("/f", handler)
+        async with client.get(srv.url("/f")) as response:
+            with anyio.fail_after(10), pytest.raises(TransferTimeoutError):
+                async for chunk in BodyChunks(response, "f", COALESCE):
+                    got += chunk
+    assert bytes(got) == sent
