@@ -154,6 +154,12 @@ def aria2_cmd(job: Job) -> Command:
     return Command([*argv, *ARIA2_COMMON])
 
 
+def floor_cmd(job: Job) -> Command:
+    """The smallest correct aiohttp program (``fetch_floor.py``), a floor."""
+    script = str(HERE / "fetch_floor.py")
+    return Command([sys.executable, script, str(job.write_json("floor.json"))])
+
+
 def oldhub_cmd(job: Job) -> Command:
     script = str(HERE / "fetch_oldhub.py")
     return Command([sys.executable, script, str(job.write_json("oldhub.json"))])
@@ -175,6 +181,7 @@ CONTENDERS: dict[str, Callable[[Job], Command]] = {
     "asynchub mirror": mirror_cli_cmd,
     "aria2c": aria2_cmd,
     "asynchub engine": engine_cmd,
+    "aiohttp floor": floor_cmd,
     "old onnx.hub": oldhub_cmd,
     "curl+sha256sum": curl_cmd,
 }

@@ -321,6 +321,6 @@ def _seal(
             f"{url}: only {hashed} of {size} bytes arrived", url=url
         )
     digest = assembler.hexdigest()
-    verify(spec, url, size, digest, assembler.head(HEAD_SIZE))
+    verify(spec, url, size, digest, lambda: assembler.head(HEAD_SIZE))
     partial.commit(size, fsync)
     return digest, size

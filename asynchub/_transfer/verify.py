@@ -8,6 +8,8 @@ HTML page (a login wall, captive portal or error page); otherwise a plain
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ..errors import IntegrityError, UnexpectedContentError
 from .spec import FileSpec
 
@@ -62,17 +64,24 @@ def check_announced_size(spec: FileSpec, url: str, total: int, head: bytes) -> N
     )
 
 
-def verify(spec: FileSpec, url: str, size: int, digest: str, head: bytes) -> None:
-    """Raise unless size and SHA-256 match ``spec`` (and the body is no pointer)."""
+def verify(
+    spec: FileSpec, url: str, size: int, digest: str, head: Callable[[], bytes]
+) -> None:
+    """Raise unless size and SHA-256 match ``spec`` (and the body is no pointer).
+
+    ``head`` reads the body's first bytes; it is called only when they can change
+    the verdict (no expected hash, or a mismatch to name), so a verified file costs
+    no extra read.
+    """
     size_ok = spec.size is None or size == spec.size
     hash_ok = spec.sha256 is None or digest == spec.sha256.lower()
-    kind = sniff(head)
-    if kind == "lfs" and (spec.sha256 is None or not (size_ok and hash_ok)):
+    if spec.sha256 is not None and size_ok and hash_ok:
+        return
+    kind = sniff(head())
+    if kind == "lfs" or (kind is not None and not (size_ok and hash_ok)):
         raise _unexpected(kind, spec, url, size)
     if size_ok and hash_ok:
         return
-    if kind is not None:
-        raise _unexpected(kind, spec, url, size)
     sizes = "" if size_ok else f" ({size} bytes, expected {spec.size})"
     raise IntegrityError(
         f"SHA-256 mismatch for {spec.label or spec.dest.name} from {url}{sizes}: "
