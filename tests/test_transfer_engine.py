@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from asynchub._transfer import (
     ProgressEvent,
 )
 from asynchub._transfer.state import LOCK_SUFFIX
+from asynchub._transfer.verify import verify
 from asynchub.config import HubConfig, Timeouts
 from asynchub.errors import (
     HTTPStatusError,
@@ -622,3 +624,34 @@ async def test_read_only_folder_fails_before_any_request(
     finally:
         folder.chmod(0o755)
     assert file_server.stats("/f").count == 0
+
+
+def _head_reader(head: bytes, calls: list[int]) -> Callable[[], bytes]:
+    def read() -> bytes:
+        calls.append(1)
+        return head
+
+    return read
+
+
+def test_verify_reads_the_head_only_when_it_can_change_the_verdict(
+    tmp_path: Path,
+) -> None:
+    body = b"version https://git-lfs.github.com/spec/v1\noid sha256:00\nsize 9\n"
+    digest = hashlib.sha256(body).hexdigest()
+    pinned = FileSpec(("u",), tmp_path / "m.onnx", digest, len(body))
+    calls: list[int] = []
+    # The expected hash matches: a pointer that is the expected file is that file.
+    verify(pinned, "u", len(body), digest, _head_reader(body, calls))
+    assert calls == []
+    # No expected hash: the head decides (a pointer is never taken for a model).
+    unpinned = FileSpec(("u",), tmp_path / "m.onnx", None, None)
+    with pytest.raises(UnexpectedContentError, match="Git LFS pointer"):
+        verify(unpinned, "u", len(body), digest, _head_reader(body, calls))
+    # A mismatch is named for what the body is.
+    other = FileSpec(("u",), tmp_path / "m.onnx", "0" * 64, len(body))
+    with pytest.raises(UnexpectedContentError, match="Git LFS pointer"):
+        verify(other, "u", len(body), digest, _head_reader(body, calls))
+    with pytest.raises(IntegrityError, match="SHA-256 mismatch"):
+        verify(other, "u", len(body), digest, _head_reader(b"\x08\x07", calls))
+    assert len(calls) == 3
