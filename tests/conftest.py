@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from asynchub import _defaults
+from asynchub._fs import stamp as stamp_module
 
 from .hub_server import HubServer
 
@@ -107,3 +108,20 @@ def hub_server(
         monkeypatch.setenv(name, value)
     yield _hub_server
     _hub_server.down.clear()
+
+
+@pytest.fixture
+def no_stamps(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file system without user extended attributes: verified files are recorded
+    by marker files in ``.asynchub/verified/``, as on macOS, Windows or FAT."""
+    monkeypatch.setattr(stamp_module, "_AVAILABLE", False)
+
+
+@pytest.fixture
+def stamps(tmp_path: Path) -> None:
+    """Skip where the temp folder's file system has no user extended attributes."""
+    probe = tmp_path / "stamp-probe"
+    probe.write_bytes(b"")
+    if not stamp_module.stamp_path(probe, "0" * 64):
+        pytest.skip("no user extended attributes on the temp folder")
+    probe.unlink()

@@ -145,7 +145,7 @@ async def test_fifo_sidecar_does_not_hang_a_load(
 
 
 async def test_fifo_marker_does_not_hang_a_load(
-    server: Server, cache_dir: Path
+    server: Server, cache_dir: Path, no_stamps: None
 ) -> None:
     path = await load(server, cache_dir)
     marker = _marker_path(cache_dir, path)
@@ -641,7 +641,7 @@ async def test_redirected_part_failing_after_its_headers_is_bounded(
 
 @pytest.mark.parametrize("linked", [False, True], ids=["plain", "verified-linked"])
 def test_a_batch_of_markers_opens_its_folder_safely_once(
-    tmp_path: Path, linked: bool
+    tmp_path: Path, linked: bool, no_stamps: None
 ) -> None:
     """The mirror writes markers 64 at a time through one opened folder: they must
     match their files, and a markers folder planted as a link receives nothing."""

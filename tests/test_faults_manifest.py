@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 
 from asynchub import AsyncHub, Hub, HubConfig
+from asynchub._fs.stamp import NAME, is_stamped
 from asynchub.cache._layout import STATE_DIR, cache_path
 from asynchub.cache._trust import add_trusted, is_allowlisted, load_persisted
 from asynchub.errors import (
@@ -323,7 +325,7 @@ async def test_manifest_without_content_length_stops_at_the_cap(
 
 
 async def test_entry_without_sha_warns_and_records_the_hash(
-    server: Server, cache_dir: Path, caplog: pytest.LogCaptureFixture
+    server: Server, cache_dir: Path, caplog: pytest.LogCaptureFixture, stamps: None
 ) -> None:
     item = e()
     del item["metadata"]["model_sha"]
@@ -335,6 +337,18 @@ async def test_entry_without_sha_warns_and_records_the_hash(
     assert path is not None and path.read_bytes() == MODEL
     warning = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("has no SHA-256" in w and sha(MODEL) in w for w in warning)
+    assert is_stamped(path, sha(MODEL)) and not is_stamped(path, sha(b"other"))
+
+
+async def test_entry_without_sha_records_the_hash_in_a_marker_without_stamps(
+    server: Server, cache_dir: Path, no_stamps: None
+) -> None:
+    item = e()
+    del item["metadata"]["model_sha"]
+    repo = publish(server, [item])
+    async with AsyncHub(fast_config(cache_dir)) as hub:
+        path = await hub.download_model("m", repo=repo, silent=True)
+    assert path is not None and NAME not in os.listxattr(path)
     markers = list((cache_dir / STATE_DIR / "verified").glob("*.json"))
     assert [json.loads(m.read_text())["sha256"] for m in markers] == [sha(MODEL)]
 

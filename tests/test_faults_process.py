@@ -25,6 +25,7 @@ import anyio
 import pytest
 
 from asynchub import AsyncHub
+from asynchub._fs.stamp import NAME, is_stamped
 from asynchub._transfer.state import PART_SUFFIX, STATE_SUFFIX
 from asynchub.cache._admin import verify
 from asynchub.cache._layout import STATE_DIR, cache_path
@@ -232,19 +233,23 @@ async def test_sigkill_before_the_first_byte_restarts_cleanly(
     assert temp_files(cache_dir) == []  # the dead owner's part was removed
 
 
-async def test_crash_between_rename_and_marker_reuses_the_verified_file(
-    server: Server, cache_dir: Path, child_script: Path
+async def test_a_verified_file_without_its_record_is_rehashed_not_refetched(
+    server: Server, cache_dir: Path, child_script: Path, stamps: None
 ) -> None:
-    """Simulated: the child completes, then its verified marker is deleted, as if
-    it died right after os.replace. The next run re-hashes instead of refetching."""
+    """Simulated: the child completes, then the record that it was verified (its
+    stamp, and any marker) is removed, as after a crash before the marker was
+    written, or a copy that dropped extended attributes. The next run re-hashes
+    instead of refetching, and records the file again."""
     proc = spawn(child_script, cache=str(cache_dir), repo=server.hub_url, model="big")
     (out,) = result_of(proc)
     assert out["ok"] == str(final(cache_dir))
-    shutil.rmtree(cache_dir / STATE_DIR / "verified")
+    assert is_stamped(final(cache_dir), sha(DATA))  # stamped before its rename
+    os.removexattr(final(cache_dir), NAME)
+    shutil.rmtree(cache_dir / STATE_DIR / "verified", ignore_errors=True)
     path = await download(server, cache_dir)
     assert path.read_bytes() == DATA
     assert len(server.log(ROUTE)) == 1  # only the child's download
-    assert list((cache_dir / STATE_DIR / "verified").glob("*.json"))
+    assert is_stamped(path, sha(DATA))
 
 
 # P2 races -----------------------------------------------------------------------------

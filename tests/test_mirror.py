@@ -530,7 +530,7 @@ def test_sync_twins_have_the_same_parameters(
 
 
 async def test_verified_markers_are_written_in_batches(
-    example_hub: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    example_hub: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_stamps: None
 ) -> None:
     from asynchub.mirror import _run as _mirror_run
 

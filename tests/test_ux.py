@@ -261,7 +261,9 @@ def test_cache_ls_names_folder_repo_models_and_prune_keeps_them(
     assert len(scanned) == len(rows) and all(item.model for item in scanned)
 
 
-def test_cache_rm_and_its_python_twin(example_hub: Path, cache_dir: Path) -> None:
+def test_cache_rm_and_its_python_twin(
+    example_hub: Path, cache_dir: Path, no_stamps: None
+) -> None:
     assert (
         run_cli("download", "--all", "--repo", example_hub, "--with-data").returncode
         == 0

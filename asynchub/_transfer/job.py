@@ -322,5 +322,5 @@ def _seal(
         )
     digest = assembler.hexdigest()
     verify(spec, url, size, digest, lambda: assembler.head(HEAD_SIZE))
-    partial.commit(size, fsync)
+    partial.commit(size, fsync, digest)
     return digest, size

@@ -15,6 +15,7 @@ import threading
 from pathlib import Path
 
 from .._fs import Folder, NotRegularFileError
+from .._fs.stamp import stamp_fd
 from ..errors import CacheError
 from .assembler import Assembler, Intervals
 from .lockfile import TargetLock
@@ -166,14 +167,18 @@ class Partial:
         if self.fd >= 0:
             getattr(os, "fdatasync", os.fsync)(self.fd)
 
-    def commit(self, size: int, fsync: bool) -> None:
+    def commit(self, size: int, fsync: bool, sha256: str | None = None) -> None:
         """Move the verified file to ``dest`` (its data fsynced first when asked).
 
+        ``sha256``, the digest just checked, is stamped on the file before the
+        rename (:mod:`asynchub._fs.stamp`), so it arrives already vouched for.
         The folder is not fsynced here: a crash may then forget the rename (the
         file is fetched again), never expose a partial; the engine fsyncs each
         folder it wrote to once, when it closes (:func:`fsync_dir`).
         """
         os.ftruncate(self.fd, size)  # nothing beyond the verified bytes
+        if sha256 is not None:
+            stamp_fd(self.fd, sha256)  # after the last change to the data
         if fsync:
             os.fsync(self.fd)
         ours = os.fstat(self.fd)

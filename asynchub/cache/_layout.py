@@ -4,11 +4,14 @@ Layout (exactly onnx.hub's, so old caches are reused): a model lives at the fold
 its ``model_path`` with its file name prefixed by its SHA-256 and ``_``; a tarball
 likewise, extracted beside it into the same name without ``.tar.gz``.
 
-asynchub's own bookkeeping lives under ``<root>/.asynchub/``: ``verified/`` holds one
-small JSON marker per file that was hashed when written (size, mtime, inode, SHA-256),
-so a cached model is not re-hashed on every load; ``manifests/`` holds fetched
-manifests with their ETags. A marker only vouches for the exact file it saw: if the
-file's size, mtime or inode changes, it is hashed again. ``asynchub cache verify``
+A file that was hashed when written carries a stamp, an extended attribute with
+its SHA-256, size and mtime (:mod:`asynchub._fs.stamp`), so a cached model is not
+re-hashed on every load. Where the file system has no user extended attributes,
+asynchub's own bookkeeping under ``<root>/.asynchub/`` holds the same record instead:
+``verified/`` one small JSON marker per file (size, mtime, inode, SHA-256);
+``manifests/`` holds fetched manifests with their ETags. A stamp or marker only
+vouches for the exact file it saw: if the file's size or mtime (or, for a marker,
+its inode) changes, it is hashed again. ``asynchub cache verify``
 re-hashes everything regardless of markers, to catch later corruption.
 """
 
@@ -29,6 +32,7 @@ import anyio
 
 from .. import _fs
 from .._fs import os_error, read_regular
+from .._fs.stamp import is_stamped, stamp_path
 from .._transfer import sha256_file
 from ..errors import CacheError, ReadOnlyCacheError, UnsafePathError
 
@@ -93,6 +97,9 @@ def _fingerprint(file: Path) -> dict[str, int]:
 
 
 def _marker_matches(root: Path, file: Path, sha: str | None) -> bool:
+    """Whether ``file`` is vouched for: by its own stamp, else by a marker file."""
+    if is_stamped(file, sha):
+        return True
     try:
         marker = json.loads(read_regular(_marker_path(root, file), _MAX_MARKER))
         return bool(
@@ -117,11 +124,13 @@ def is_regular(file: Path) -> bool:
         return False
 
 
-def _check(root: Path, file: Path, sha: str | None) -> bool:
+def _check(root: Path, file: Path, sha: str | None, rehash: bool = True) -> bool:
     if not is_regular(file):  # a link at the final name is never "cached"
         return False
     if _marker_matches(root, file, sha):
         return True
+    if not rehash:
+        return False
     actual = sha256_file(file)
     if sha is not None and actual != sha:
         _log.warning(
@@ -135,8 +144,16 @@ def _check(root: Path, file: Path, sha: str | None) -> bool:
     return True
 
 
+def _stamp(file: Path, sha: str) -> bool:
+    """Stamped already (the engine stamps what it downloads), or stamped now."""
+    return is_stamped(file, sha) or stamp_path(file, sha)
+
+
 def write_markers(root: Path, verified: list[tuple[Path, str]]) -> None:
     """Record just-verified files (blocking: one thread hop, or none on tmpfs).
+
+    A file is stamped (:mod:`asynchub._fs.stamp`) where the file system allows
+    it; a marker file in ``.asynchub/verified/`` is written only where not.
 
     The markers' folder is opened once for the batch, not once per marker: with
     the walk from the root each time, markers were a third of a 2,000-file
@@ -144,6 +161,7 @@ def write_markers(root: Path, verified: list[tuple[Path, str]]) -> None:
     written (a read-only cache, a planted link) is skipped, and its file is
     hashed again when next used.
     """
+    verified = [(f, sha) for f, sha in verified if not _stamp(f, sha)]
     if not verified:
         return
     try:
@@ -163,9 +181,13 @@ def write_markers(root: Path, verified: list[tuple[Path, str]]) -> None:
                 )
 
 
-async def ensure_verified(root: Path, file: Path, sha: str | None) -> bool:
-    """True when ``file`` exists and is known (marker) or found (hash) to match."""
-    return await anyio.to_thread.run_sync(_check, root, file, sha)
+async def ensure_verified(
+    root: Path, file: Path, sha: str | None, *, rehash: bool = True
+) -> bool:
+    """True when ``file`` exists and is known (stamp or marker) or found (hash) to
+    match; ``rehash=False`` skips the hash (a file just found wrong, looked at
+    again only in case another task replaced it: that one is stamped)."""
+    return await anyio.to_thread.run_sync(_check, root, file, sha, rehash)
 
 
 async def mark_verified(root: Path, file: Path, sha: str) -> None:

@@ -320,7 +320,9 @@ class AsyncHub:
         if not await self._trusted(source, silent):
             return None
         async with self._filling(dest):
-            if not force_reload and await ensure_verified(self.cache_dir, dest, sha):
+            if not force_reload and await ensure_verified(
+                self.cache_dir, dest, sha, rehash=False
+            ):
                 return dest  # another call on this client filled it meanwhile
             urls = source.file_urls(path)
             spec = FileSpec(urls, dest, sha, size, label=path, root=self.cache_dir)

@@ -14,8 +14,9 @@ How a run behaves:
   hub: a half-finished or failed mirror never looks like a valid one. A rerun that
   must replace a file listed by an older manifest removes that manifest first.
 - **Incremental.** A file already present with the right size and SHA-256 is
-  skipped (a marker in ``dest/.asynchub/verified/`` avoids re-hashing it on every
-  run; ``verify_existing=True`` re-hashes everything). A second run of a finished
+  skipped (its stamp, or a marker in ``dest/.asynchub/verified/`` where there are
+  no extended attributes, avoids re-hashing it on every run;
+  ``verify_existing=True`` re-hashes everything). A second run of a finished
   mirror transfers nothing. Interrupted files resume from the bytes on disk.
 - **Failures are collected.** One failing file does not stop the others; the
   :class:`MirrorReport` lists them and ``raise_for_failures()`` raises
