@@ -14,8 +14,7 @@ import os
 import threading
 from pathlib import Path
 
-from .._fs import Folder, NotRegularFileError
-from .._fs.stamp import stamp_fd
+from .._fs import Folder, NotRegularFileError, stamp_fd
 from ..errors import CacheError
 from .assembler import Assembler, Intervals
 from .lockfile import TargetLock

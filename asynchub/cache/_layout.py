@@ -31,8 +31,7 @@ from pathlib import Path
 import anyio
 
 from .. import _fs
-from .._fs import os_error, read_regular
-from .._fs.stamp import is_stamped, stamp_path
+from .._fs import is_stamped, os_error, read_regular, stamp_path
 from .._transfer import sha256_file
 from ..errors import CacheError, ReadOnlyCacheError, UnsafePathError
 
