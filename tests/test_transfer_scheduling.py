@@ -18,6 +18,7 @@ from asynchub._transfer.lockfile import TargetLock, is_held
 from asynchub._transfer.netenv import NetEnv
 from asynchub._transfer.partial import Partial
 from asynchub._transfer.state import LOCK_SUFFIX, STATE_SUFFIX
+from asynchub.errors import CacheError
 
 from .harness import PART, Behavior, Server, fast_config, file_server, split_limits
 from .test_transfer_engine import blob, sha
@@ -182,6 +183,86 @@ def test_no_scan_for_leftovers_without_a_lock_file(
     assert again is not None and scans == [dest] and again.resumed == 5
     again.discard()
     assert list(tmp_path.iterdir()) == []
+
+
+async def test_a_small_file_takes_no_lock_file(
+    file_server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Too small to split, with a SHA-256: no lock file created (one file creation
+    per model instead of two), the final file alone left."""
+    locks: list[str] = []
+    real = TargetLock.acquire_in.__func__  # type: ignore[attr-defined]
+
+    def counting(cls: type[TargetLock], folder: Any, name: str) -> Any:
+        locks.append(name)
+        return real(cls, folder, name)
+
+    monkeypatch.setattr(TargetLock, "acquire_in", classmethod(counting))
+    small, big = blob(PART), blob(3 * PART)
+    urls = file_server.add("/small", small), file_server.add("/big", big)
+    async with Engine(fast_config(read=2.0, limits=split_limits())) as engine:
+        await engine.fetch(FileSpec((urls[0],), tmp_path / "s", sha(small), PART))
+        await engine.fetch(FileSpec((urls[1],), tmp_path / "b", sha(big), 3 * PART))
+        await engine.fetch(FileSpec((urls[0],), tmp_path / "n", None, PART))
+    assert locks == ["b" + LOCK_SUFFIX, "n" + LOCK_SUFFIX]  # split, or no SHA-256
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b", "n", "s"]
+
+
+def test_a_small_file_with_a_lock_file_there_looks_for_leftovers(
+    tmp_path: Path,
+) -> None:
+    dest, data = tmp_path / "f", blob(PART)
+    first = Partial.begin(dest, ("http://x/f",), sha(data), PART, small=True)
+    assert first is not None and first.small and first.lock is None
+    first.state.total = PART
+    first.assembler.write(0, data[:100])
+    first.keep()  # cancelled: the lock file appears, as the next run's cue
+    assert (tmp_path / ("f" + LOCK_SUFFIX)).exists()
+    state_module._LIVE_TOKENS.clear()
+    again = Partial.begin(dest, ("http://x/f",), sha(data), PART, small=True)
+    assert again is not None and not again.small and again.resumed == 100
+    again.discard()
+    assert list(tmp_path.iterdir()) == []
+
+
+def _racing_commit(tmp_path: Path, other: bytes | None) -> Path:
+    """Commit a small partial while another downloader renames its copy (``other``
+    bytes; None: a link) over the final name just after ours."""
+    dest, data = tmp_path / "f", blob(PART)
+    partial = Partial.begin(dest, ("http://x/f",), sha(data), PART, small=True)
+    assert partial is not None
+    partial.assembler.write(0, data)
+    real = partial.folder.rename
+
+    def then_the_other(src: str, dst: str) -> None:
+        real(src, dst)
+        theirs = tmp_path / "theirs"
+        if other is None:
+            theirs.symlink_to(tmp_path / "elsewhere")
+        else:
+            theirs.write_bytes(other)
+        os.replace(theirs, dest)
+
+    partial.folder.rename = then_the_other  # type: ignore[method-assign]
+    partial.commit(PART, fsync=False, sha256=sha(data))
+    return dest
+
+
+def test_two_small_downloads_racing_to_the_final_name_both_succeed(
+    tmp_path: Path,
+) -> None:
+    dest = _racing_commit(tmp_path, blob(PART))  # the other copy: the same bytes
+    assert dest.read_bytes() == blob(PART)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f"]
+
+
+@pytest.mark.parametrize("other", [b"other bytes", None], ids=["content", "link"])
+def test_a_small_file_replaced_by_something_else_is_still_refused(
+    tmp_path: Path, other: bytes | None
+) -> None:
+    with pytest.raises(CacheError, match="was replaced while it was being written"):
+        _racing_commit(tmp_path, other)
+    assert not (tmp_path / "f").exists() and not (tmp_path / "f").is_symlink()
 
 
 def test_begin_returns_none_while_another_owner_holds_the_lock(tmp_path: Path) -> None:

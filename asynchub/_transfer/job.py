@@ -1,8 +1,9 @@
 """One file: lock, claim or create the partial, try each URL, verify, rename.
 
-A file that arrives in one batch costs two worker-thread hops: open (lock,
-partial) and seal (write the last batch, verify, fsync, rename, unlock); none on a
-memory file system, where both run on the loop thread (see ``Context.run_step``).
+A file that arrives in one batch costs two worker-thread hops: open (lock, unless
+it is too small to split; partial) and seal (write the last batch, verify, stamp,
+fsync, rename, unlock); none on a memory file system, where both run on the loop
+thread (see ``Context.run_step``).
 
 On success the verified file is at ``spec.dest`` and nothing else is left. On failure
 nothing is under ``spec.dest``; the partial is kept for a later run when the failure
@@ -121,9 +122,10 @@ class FileJob:
         """
         spec, pause, waited = self.spec, LOCK_POLL[0], False
         args = (spec.dest, spec.urls, spec.sha256, spec.size, spec.root)
+        begin = functools.partial(Partial.begin, *args, small=self._small())
         seen, since = None, time.monotonic()
         while True:
-            partial = await self.ctx.run_step(spec.dest.parent, Partial.begin, *args)
+            partial = await self.ctx.run_step(spec.dest.parent, begin)
             if partial is not None:
                 return partial, waited
             waited = True
@@ -144,6 +146,14 @@ class FileJob:
                 )
                 assert partial is not None
                 return partial, True
+
+    def _small(self) -> bool:
+        """Too small to split, size and SHA-256 known: no lock file unless one
+        is there already (``Partial.begin(small=True)``)."""
+        limits, spec = self.ctx.config.limits, self.spec
+        largest = min(limits.split_threshold, limits.min_split_size)
+        known = spec.sha256 is not None and spec.size is not None
+        return known and (spec.size or 0) <= largest
 
     async def _reuse_after_wait(self) -> FileResult | None:
         """Another process just fetched this file: keep it if it verifies."""

@@ -10,13 +10,14 @@ run) or discard. The names, the sidecar and the rules of ownership are in
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import threading
 from pathlib import Path
 
 from .._fs import Folder, NotRegularFileError, stamp_fd
 from ..errors import CacheError
-from .assembler import Assembler, Intervals
+from .assembler import READBACK_SIZE, Assembler, Intervals
 from .lockfile import TargetLock
 from .state import (
     ResumeState,
@@ -57,6 +58,7 @@ class Partial:
         self.folder = folder if folder is not None else Folder.by_path(dest.parent)
         self.assembler = Assembler(fd, Intervals(state.done))
         self.resumed = self.assembler.covered()
+        self.small = False  # no lock and no leftovers: see begin(small=True)
         self.others_left = False  # leftovers of live owners: keep the lock file
         self.saved = False  # the sidecar exists (first written by save())
         self._save_lock = threading.Lock()
@@ -80,14 +82,33 @@ class Partial:
         root: Path | None = None,
         *,
         locked: bool = True,
+        small: bool = False,
     ) -> Partial | None:
         """Lock ``dest`` and open its partial; None while another holds the lock.
 
         The folder is opened from ``root`` (default: ``dest``'s folder) without
         following links, created as needed. ``locked=False`` skips the lock (a
         waiter that gave up on a holder that makes no progress).
+
+        ``small=True`` (a file too small to split, with a known SHA-256) takes
+        no lock when there is no lock file: then no earlier run kept a partial
+        to resume (:meth:`keep` creates the lock file), and two processes that
+        fetch the file at once each download it into their own temporary file
+        (at most one part's worth twice) and both end with the same verified
+        file. The lock file cost a creation and a removal per file, as much as
+        the download itself for small files on a busy disk. A small file whose
+        owner was killed leaves an orphan part there that only ``cache prune``
+        (or a later look for leftovers) removes.
         """
         folder = Folder.open(root or dest.parent, dest.parent)
+        if small and not _exists(folder, lock_name(dest)):
+            try:
+                partial = cls._fresh(dest, urls[0], sha256, folder)
+            except BaseException:
+                folder.close()
+                raise
+            partial.small = True
+            return partial
         try:
             name = lock_name(dest)
             lock = TargetLock.acquire_in(folder, name) if locked else None
@@ -139,13 +160,26 @@ class Partial:
                 size_now = os.fstat(fd).st_size
                 state.done = Intervals(state.done).clip(size_now).as_list()
         if claimed is None:
-            token, state = new_token(), ResumeState(urls[0], sha256)
-            flags = os.O_RDWR | os.O_CREAT | os.O_EXCL
-            fd = folder.open_file(part_name(dest, token), flags, 0o644)
-        partial = cls(dest, token, state, fd, lock, folder)
+            partial = cls._fresh(dest, urls[0], sha256, folder, lock)
+        else:
+            partial = cls(dest, token, state, fd, lock, folder)
+            partial.saved = True
         partial.others_left = others
-        partial.saved = claimed is not None
         return partial
+
+    @classmethod
+    def _fresh(
+        cls,
+        dest: Path,
+        url: str,
+        sha256: str | None,
+        folder: Folder,
+        lock: TargetLock | None = None,
+    ) -> Partial:
+        """An empty partial under a new token (created with ``O_EXCL``)."""
+        token, flags = new_token(), os.O_RDWR | os.O_CREAT | os.O_EXCL
+        fd = folder.open_file(part_name(dest, token), flags, 0o644)
+        return cls(dest, token, ResumeState(url, sha256), fd, lock, folder)
 
     def restart(self, url: str) -> None:
         """Drop every byte: the remote changed, or another URL is tried."""
@@ -185,31 +219,53 @@ class Partial:
             self._close()  # keeps our inode (and its number) from being reused
         try:
             self.folder.rename(part_name(self.dest, self.token), self.dest.name)
-            self._check_final(ours)
+            self._check_final(ours, sha256)
         finally:
             self._close()
         self._remove_state()
         self._unlock(remove=not self.others_left)
 
-    def _check_final(self, ours: os.stat_result) -> None:
-        """The final name must hold the very file we wrote (not a swapped-in link)."""
+    def _check_final(self, ours: os.stat_result, sha256: str | None) -> None:
+        """The final name must hold the very file we wrote (not a swapped-in link),
+        or, for a small file fetched without the lock, another downloader's
+        verified copy (a race between two renames: both files are the same)."""
         try:
             now = self.folder.lstat(self.dest.name)
         except FileNotFoundError:
             now = None
         identity = None if now is None else (now.st_ino, now.st_dev, now.st_mode)
-        if identity != (ours.st_ino, ours.st_dev, ours.st_mode):
-            if now is not None:
-                self.folder.unlink(self.dest.name)
-            raise CacheError(
-                f"{self.dest} was replaced while it was being written",
-                hint="another process writes into the cache folder; keep it private",
-            )
+        if identity == (ours.st_ino, ours.st_dev, ours.st_mode):
+            return
+        if self.small and sha256 is not None and self._holds(sha256):
+            return
+        if now is not None:
+            self.folder.unlink(self.dest.name)
+        raise CacheError(
+            f"{self.dest} was replaced while it was being written",
+            hint="another process writes into the cache folder; keep it private",
+        )
+
+    def _holds(self, sha256: str) -> bool:
+        """Whether the final name is a regular file with this SHA-256 (hashed: a
+        small file; a stamp alone is not trusted here, as anyone may write one)."""
+        try:
+            fd = self.folder.open_file(self.dest.name, os.O_RDONLY, writing=False)
+        except OSError:
+            return False
+        digest = hashlib.sha256()
+        with os.fdopen(fd, "rb") as file:
+            while block := file.read(READBACK_SIZE):
+                digest.update(block)
+        return digest.hexdigest() == sha256.lower()
 
     def keep(self) -> None:
         """Leave the partial, its sidecar and the lock file for a later run."""
         with contextlib.suppress(OSError):
             self.save()
+        if self.small:  # the lock file is the next run's cue to look
+            with contextlib.suppress(OSError):
+                flags = os.O_RDWR | os.O_CREAT
+                os.close(self.folder.open_file(lock_name(self.dest), flags))
         self._close()
         self._unlock(remove=False)
 
@@ -236,6 +292,14 @@ class Partial:
                 self.lock.release(remove=remove)
         finally:
             self.folder.close()
+
+
+def _exists(folder: Folder, name: str) -> bool:
+    try:
+        folder.lstat(name)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def fsync_dir(folder: Path) -> None:

@@ -7,7 +7,9 @@ For a destination ``<dir>/<name>`` the engine uses, in ``<dir>``:
 - ``<name>.<token>.asynchub-state`` JSON: URL, size, validator, ranges on disk,
   first written about a second into the download (a small file never has one);
 - ``<name>.asynchub-lock``          the cross-process lock (:mod:`.lockfile`),
-  removed again unless a partial is left behind.
+  removed again unless a partial is left behind. A file too small to split, with
+  a known SHA-256, takes no lock at all unless a lock file is already there; it
+  creates one only when it keeps its partial (``Partial.begin(small=True)``).
 
 A later run finds a previous partial through its state file and *claims* it by
 renaming state and part to a fresh token: only one process wins a rename, so two
