@@ -434,12 +434,14 @@ async def test_each_written_folder_is_fsynced_once_when_the_engine_closes(
     assert synced == ([tmp_path / "a", tmp_path / "b"] if fsync else [])
 
 
-async def test_a_small_file_costs_two_worker_thread_hops(
-    file_server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("fsync", [True, False])
+async def test_a_small_file_costs_one_worker_thread_hop_its_fsync(
+    file_server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fsync: bool
 ) -> None:
-    """Open (lock + partial) and seal (write, verify, rename): the per-file cost
-    that bounds a mirror of many small files (see docs/design.md). On a disk:
-    on tmpfs both run on the loop (tests/test_transfer_tmpfs.py)."""
+    """Open (partial) and seal (write, verify, stamp, rename) run on the loop; only
+    the fsync, which may wait for the disk, goes to a worker: the per-file cost that
+    bounds a mirror of many small files (see docs/design.md). On a disk: on tmpfs
+    everything runs on the loop (tests/test_transfer_tmpfs.py)."""
     from asynchub._fs.mounts import is_memory_fs
     from asynchub._transfer.context import Context
 
@@ -454,10 +456,40 @@ async def test_a_small_file_costs_two_worker_thread_hops(
 
     data = blob(64 * 1024)
     url = file_server.add("/small", data)
-    async with Engine(fast_config(read=2.0, limits=split_limits())) as engine:
+    config = fast_config(read=2.0, limits=split_limits(), fsync=fsync)
+    async with Engine(config) as engine:
         monkeypatch.setattr(Context, "submit", counting)
         await engine.fetch(FileSpec((url,), tmp_path / "s", sha(data), len(data)))
-    assert hops == ["begin", "_seal"]
+        monkeypatch.undo()
+    assert hops == (["sync_all"] if fsync else [])
+
+
+async def test_a_slow_step_sends_its_folders_later_steps_to_a_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A network file system or a stalling disk holds the loop at most once."""
+    import concurrent.futures
+    import threading
+    import time
+
+    from asynchub._transfer import context as context_module
+    from asynchub._transfer.context import SLOW_STEP, Context
+
+    monkeypatch.setattr(Context, "_on_memory_fs", lambda self, folder: False)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        ctx = Context(fast_config(), None, pool)  # type: ignore[arg-type]
+        where: list[bool] = []
+
+        def step(pause: float) -> None:
+            where.append(threading.current_thread() is threading.main_thread())
+            time.sleep(pause)
+
+        await ctx.run_step(tmp_path, step, 0)
+        await ctx.run_step(tmp_path, step, SLOW_STEP * 2)
+        await ctx.run_step(tmp_path, step, 0)
+        await ctx.run_step(tmp_path / "other", step, 0)
+    assert where == [True, True, False, True]
+    assert context_module.SLOW_STEP <= 0.01
 
 
 def test_prune_treats_parts_without_sidecar_by_their_token(tmp_path: Path) -> None:

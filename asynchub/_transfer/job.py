@@ -1,9 +1,9 @@
 """One file: lock, claim or create the partial, try each URL, verify, rename.
 
-A file that arrives in one batch costs two worker-thread hops: open (lock, unless
-it is too small to split; partial) and seal (write the last batch, verify, stamp,
-fsync, rename, unlock); none on a memory file system, where both run on the loop
-thread (see ``Context.run_step``).
+A file that arrives in one batch costs one worker-thread hop, its fsync: open
+(lock, unless it is too small to split; partial) and seal (write the last batch,
+verify, stamp, rename, unlock) run on the loop thread while they stay fast, and on
+a memory file system the fsync too (see ``Context.run_step``).
 
 On success the verified file is at ``spec.dest`` and nothing else is left. On failure
 nothing is under ``spec.dest``; the partial is kept for a later run when the failure
@@ -259,14 +259,17 @@ class FileJob:
         prefix = total if tail is None else tail.offset
         if prefix is None or partial.assembler.hashed < prefix:
             await self.ctx.run(partial.assembler.catch_up)  # resumed: read back
-        seal = functools.partial(
-            _seal, partial, self.spec, url, total, self.ctx.config.fsync, tail
-        )
+        fsync, folder = self.ctx.config.fsync, self.spec.dest.parent
         try:
             if tail is None or tail.batch.size <= INLINE_TAIL:
-                digest, size = await self.ctx.run_step(self.spec.dest.parent, seal)
+                seal = functools.partial(_seal, partial, self.spec, url, total, tail)
+                digest, size = await self.ctx.run_step(folder, seal)
+                if fsync:
+                    await self.ctx.run_sync(folder, partial.sync_all)
+                await self.ctx.run_step(folder, partial.commit, size, False)
             else:  # hashing a big tail here would hold up every other transfer
-                digest, size = await self.ctx.run_to_end(seal)
+                seal = functools.partial(_sealed, partial, self.spec, url, total, tail)
+                digest, size = await self.ctx.run_to_end(seal, fsync)
         finally:
             if tail is not None:
                 self._on_bytes(tail.batch.size)
@@ -312,15 +315,31 @@ def _hash_file(path: Path) -> tuple[str, int] | None:
         return None
 
 
+def _sealed(
+    partial: Partial,
+    spec: FileSpec,
+    url: str,
+    total: int | None,
+    tail: Tail | None,
+    fsync: bool,
+) -> tuple[str, int]:
+    """In a worker thread: :func:`_seal`, then fsync and commit."""
+    digest, size = _seal(partial, spec, url, total, tail)
+    if fsync:
+        partial.sync_all()
+    partial.commit(size, False)
+    return digest, size
+
+
 def _seal(
     partial: Partial,
     spec: FileSpec,
     url: str,
     total: int | None,
-    fsync: bool,
     tail: Tail | None,
 ) -> tuple[str, int]:
-    """In a worker thread: write the tail, check size and hash, commit."""
+    """Write the tail, check size and hash, trim and stamp (``Partial.prepare``);
+    the caller then fsyncs (or not) and commits."""
     assembler = partial.assembler
     if tail is not None:
         assembler.write(tail.offset, tail.data)
@@ -332,5 +351,5 @@ def _seal(
         )
     digest = assembler.hexdigest()
     verify(spec, url, size, digest, lambda: assembler.head(HEAD_SIZE))
-    partial.commit(size, fsync, digest)
+    partial.prepare(size, digest)
     return digest, size

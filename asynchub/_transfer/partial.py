@@ -59,6 +59,7 @@ class Partial:
         self.assembler = Assembler(fd, Intervals(state.done))
         self.resumed = self.assembler.covered()
         self.small = False  # no lock and no leftovers: see begin(small=True)
+        self.sha256: str | None = None  # the verified digest, set by prepare()
         self.others_left = False  # leftovers of live owners: keep the lock file
         self.saved = False  # the sidecar exists (first written by save())
         self._save_lock = threading.Lock()
@@ -200,20 +201,34 @@ class Partial:
         if self.fd >= 0:
             getattr(os, "fdatasync", os.fsync)(self.fd)
 
+    def prepare(self, size: int, sha256: str) -> None:
+        """Trim the verified file to ``size`` and stamp it with ``sha256``, the
+        digest just checked (:mod:`asynchub._fs.stamp`), so that it arrives under
+        its final name already vouched for. Then :meth:`sync_all` if wanted, and
+        :meth:`commit`."""
+        self.sha256 = sha256
+        os.ftruncate(self.fd, size)  # nothing beyond the verified bytes
+        stamp_fd(self.fd, sha256)  # after the last change to the data
+
+    def sync_all(self) -> None:
+        """Write the file's data and metadata to disk (fsync; may take a while)."""
+        os.fsync(self.fd)
+
     def commit(self, size: int, fsync: bool, sha256: str | None = None) -> None:
         """Move the verified file to ``dest`` (its data fsynced first when asked).
 
-        ``sha256``, the digest just checked, is stamped on the file before the
-        rename (:mod:`asynchub._fs.stamp`), so it arrives already vouched for.
-        The folder is not fsynced here: a crash may then forget the rename (the
+        Without :meth:`prepare` first, ``sha256`` (if given) is stamped here. The
+        folder is not fsynced here: a crash may then forget the rename (the
         file is fetched again), never expose a partial; the engine fsyncs each
         folder it wrote to once, when it closes (:func:`fsync_dir`).
         """
-        os.ftruncate(self.fd, size)  # nothing beyond the verified bytes
         if sha256 is not None:
-            stamp_fd(self.fd, sha256)  # after the last change to the data
+            self.prepare(size, sha256)
+        elif self.sha256 is None:  # not prepared (a truncation would void a stamp)
+            os.ftruncate(self.fd, size)
         if fsync:
             os.fsync(self.fd)
+        sha256 = self.sha256
         ours = os.fstat(self.fd)
         if os.name == "nt":  # Windows renames no open file; elsewhere the open fd
             self._close()  # keeps our inode (and its number) from being reused
