@@ -10,6 +10,8 @@ skipped with the reason.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -26,7 +28,7 @@ import pytest
 
 from asynchub import AsyncHub
 from asynchub._fs.stamp import NAME, is_stamped
-from asynchub._transfer.state import PART_SUFFIX, STATE_SUFFIX
+from asynchub._transfer.state import LOCK_SUFFIX, PART_SUFFIX, STATE_SUFFIX
 from asynchub.cache._admin import verify
 from asynchub.cache._layout import STATE_DIR, cache_path
 from asynchub.cli import _main as cli
@@ -294,6 +296,49 @@ async def test_two_processes_stay_correct_when_locks_do_nothing(
     assert final(cache_dir).read_bytes() == DATA
     assert 1 <= len(server.log(ROUTE)) <= 2
     assert temp_files(cache_dir) == []
+
+
+def _together(count: int, then: Any) -> Any:
+    """A handler that holds every request until ``count`` have arrived (at most
+    5 s, under the children's read timeout), then answers each with ``then``."""
+    arrived: list[int] = []
+    everyone: list[asyncio.Event] = []
+
+    async def handler(ctx: Any) -> None:
+        if not everyone:
+            everyone.append(asyncio.Event())
+        arrived.append(1)
+        if len(arrived) >= count:
+            everyone[0].set()
+        with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
+            await asyncio.wait_for(everyone[0].wait(), 5)
+        await then(ctx)
+
+    return handler
+
+
+async def test_two_processes_fetching_one_small_file_at_once_both_succeed(
+    cache_dir: Path, child_script: Path
+) -> None:
+    """A file too small to split takes no lock (docs/design.md, Per-file cost): two
+    processes that fetch it at once each download it into their own temporary file,
+    and both renames leave the one verified file, with nothing else behind."""
+    small = blob(512 * 1024, seed=7)
+    with Server() as srv:
+        srv.hub({PATH: small})
+        srv.route(ROUTE, _together(2, serve(small)))
+        procs = [
+            spawn(child_script, cache=str(cache_dir), repo=srv.hub_url, model="big")
+            for _ in range(2)
+        ]
+        outs = [result_of(p)[0] for p in procs]
+        requests = len(srv.log(ROUTE))
+    path = final(cache_dir, small)
+    assert [o.get("ok") for o in outs] == [str(path)] * 2, outs
+    assert path.read_bytes() == small
+    assert requests == 2  # no lock: neither waited for the other
+    assert temp_files(cache_dir) == []
+    assert not list(cache_dir.rglob("*" + LOCK_SUFFIX))
 
 
 async def test_many_tasks_and_two_clients_in_one_process_download_once(
