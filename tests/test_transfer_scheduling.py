@@ -434,19 +434,31 @@ async def test_each_written_folder_is_fsynced_once_when_the_engine_closes(
     assert synced == ([tmp_path / "a", tmp_path / "b"] if fsync else [])
 
 
-@pytest.mark.parametrize("fsync", [True, False])
-async def test_a_small_file_costs_one_worker_thread_hop_its_fsync(
-    file_server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fsync: bool
+@pytest.mark.parametrize(
+    ("cost", "fsync", "expected"),
+    [
+        ("disk", True, ["sync_all"]),
+        ("disk", False, []),
+        ("other", True, ["begin", "_sealed"]),
+        ("other", False, ["begin", "_sealed"]),
+    ],
+)
+async def test_a_small_files_worker_thread_hops(
+    file_server: Server,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    cost: str,
+    fsync: bool,
+    expected: list[str],
 ) -> None:
-    """Open (partial) and seal (write, verify, stamp, rename) run on the loop; only
-    the fsync, which may wait for the disk, goes to a worker: the per-file cost that
-    bounds a mirror of many small files (see docs/design.md). On a disk: on tmpfs
-    everything runs on the loop (tests/test_transfer_tmpfs.py)."""
-    from asynchub._fs.mounts import is_memory_fs
+    """On a local disk, open (partial) and seal (write, verify, stamp, rename) run
+    on the loop and only the fsync, which may wait for the disk, goes to a worker;
+    on a network file system (or one of unknown kind) open and seal are one hop
+    each. The per-file cost that bounds a mirror of many small files (see
+    docs/design.md); on tmpfs everything runs on the loop (test_transfer_tmpfs)."""
     from asynchub._transfer.context import Context
 
-    if is_memory_fs(tmp_path):
-        pytest.skip("the temporary folder is on tmpfs here")
+    monkeypatch.setattr(Context, "_cost_of", lambda self, folder: cost)
     hops: list[str] = []
     real = Context.submit
 
@@ -460,8 +472,8 @@ async def test_a_small_file_costs_one_worker_thread_hop_its_fsync(
     async with Engine(config) as engine:
         monkeypatch.setattr(Context, "submit", counting)
         await engine.fetch(FileSpec((url,), tmp_path / "s", sha(data), len(data)))
-        monkeypatch.undo()
-    assert hops == (["sync_all"] if fsync else [])
+        monkeypatch.setattr(Context, "submit", real)
+    assert hops == expected
 
 
 async def test_a_slow_step_sends_its_folders_later_steps_to_a_worker(
@@ -475,7 +487,7 @@ async def test_a_slow_step_sends_its_folders_later_steps_to_a_worker(
     from asynchub._transfer import context as context_module
     from asynchub._transfer.context import SLOW_STEP, Context
 
-    monkeypatch.setattr(Context, "_on_memory_fs", lambda self, folder: False)
+    monkeypatch.setattr(Context, "_cost_of", lambda self, folder: "disk")
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         ctx = Context(fast_config(), None, pool)  # type: ignore[arg-type]
         where: list[bool] = []

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from asynchub._fs.mounts import _fs_type, _mount_types, is_memory_fs
+from asynchub._fs.mounts import _fs_type, _mount_types, is_memory_fs, write_cost
 from asynchub._transfer import Engine, FileSpec
 from asynchub._transfer.context import Context
 from asynchub.errors import IntegrityError
@@ -53,6 +53,39 @@ def test_mountinfo_is_read_with_escapes_and_the_deepest_mount_wins() -> None:
 
 def test_no_mountinfo_means_disk(tmp_path: Path) -> None:
     assert is_memory_fs(SHM, mountinfo=str(tmp_path / "missing")) is False
+    assert write_cost(SHM, mountinfo=str(tmp_path / "missing")) == "other"
+
+
+def test_network_and_fuse_file_systems_are_never_written_on_the_loop(
+    tmp_path: Path,
+) -> None:
+    """Only memory and local disk file systems run small-file steps on the loop
+    thread; NFS, SMB and FUSE can block a system call for seconds."""
+    here = tmp_path / "mnt"
+    lines = [
+        "22 1 259:1 / / rw - ext4 /dev/root rw",
+        f"30 22 0:30 / {here}/nfs rw - nfs4 server:/export rw",
+        f"31 22 0:31 / {here}/smb rw - cifs //srv/share rw",
+        f"32 22 0:32 / {here}/fuse rw - fuse.sshfs host: rw",
+        f"33 22 0:33 / {here}/box rw - overlay overlay rw",
+        f"34 22 0:34 / {here}/ram rw - tmpfs tmpfs rw",
+    ]
+    for name in ("nfs", "smb", "fuse", "box", "ram"):
+        (here / name).mkdir(parents=True)
+    mountinfo = tmp_path / "mountinfo"
+    mountinfo.write_text("\n".join(lines) + "\n")
+    costs = {
+        name: write_cost(here / name / "model.onnx", mountinfo=str(mountinfo))
+        for name in ("nfs", "smb", "fuse", "box", "ram")
+    }
+    assert costs == {
+        "nfs": "other",
+        "smb": "other",
+        "fuse": "other",
+        "box": "disk",
+        "ram": "memory",
+    }
+    assert write_cost(tmp_path, mountinfo=str(mountinfo)) == "disk"
 
 
 @needs_tmpfs

@@ -3,8 +3,9 @@
 On a memory file system (tmpfs, ramfs) opening, writing, fsync and rename take
 microseconds, less than handing the work to a worker thread and back; the engine
 then runs a small file's steps on the event loop thread (``_transfer/context.py``).
-Elsewhere (disks, network file systems, any system without ``/proc/self/mountinfo``)
-the answer is False and the work stays in worker threads.
+On a local disk file system (:data:`LOCAL_DISK_FILE_SYSTEMS`) it does too, all but
+the fsync. Elsewhere (network and FUSE file systems, which can block for seconds,
+and any system without ``/proc/self/mountinfo``) the work stays in worker threads.
 """
 
 from __future__ import annotations
@@ -12,9 +13,18 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ("MEMORY_FILE_SYSTEMS", "is_memory_fs")
+__all__ = (
+    "LOCAL_DISK_FILE_SYSTEMS",
+    "MEMORY_FILE_SYSTEMS",
+    "is_memory_fs",
+    "write_cost",
+)
 
 MEMORY_FILE_SYSTEMS = frozenset({"tmpfs", "ramfs"})
+LOCAL_DISK_FILE_SYSTEMS = frozenset(
+    {"ext2", "ext3", "ext4", "xfs", "btrfs", "f2fs", "bcachefs", "zfs", "overlay"}
+)
+"""Block-device file systems (and overlay, a container's root over one)."""
 
 _MOUNTINFO = "/proc/self/mountinfo"
 
@@ -22,12 +32,21 @@ _MOUNTINFO = "/proc/self/mountinfo"
 def is_memory_fs(path: Path, mountinfo: str = _MOUNTINFO) -> bool:
     """Whether ``path`` (or, while it does not exist, its nearest existing
     ancestor) is on a memory file system. Blocking (reads ``/proc``): cache it."""
+    return write_cost(path, mountinfo) == "memory"
+
+
+def write_cost(path: Path, mountinfo: str = _MOUNTINFO) -> str:
+    """``"memory"``, ``"disk"`` (a local disk file system) or ``"other"`` for the
+    file system of ``path`` (or its nearest existing ancestor). Blocking."""
     try:
         with open(mountinfo, encoding="utf-8", errors="replace") as file:
             mounts = _mount_types(file.read())
     except OSError:
-        return False
-    return _fs_type(_existing(path), mounts) in MEMORY_FILE_SYSTEMS
+        return "other"
+    kind = _fs_type(_existing(path), mounts)
+    if kind in MEMORY_FILE_SYSTEMS:
+        return "memory"
+    return "disk" if kind in LOCAL_DISK_FILE_SYSTEMS else "other"
 
 
 def _existing(path: Path) -> str:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .._fs.mounts import is_memory_fs
+from .._fs.mounts import write_cost
 from ..config import HubConfig
 from .assembler import BufferPool
 from .hostconn import HostConnections
@@ -38,7 +38,7 @@ class Context:
         self.executor = executor
         self.buffers = BufferPool()
         self.written_folders: set[Path] = set()  # fsynced once, when the engine closes
-        self._in_memory: dict[Path, bool] = {}  # folder → on tmpfs (see run_step)
+        self._cost: dict[Path, str] = {}  # folder → its write_cost (see run_step)
         self._slow: set[Path] = set()  # disk folders whose steps must not block
         limits = config.limits
         self.hosts = HostConnections(  # connections per file, per host (the rule)
@@ -57,18 +57,20 @@ class Context:
         """Run one short file step (open, or seal a small file) for ``folder``.
 
         A step without fsync takes microseconds, less than a hop to a worker
-        thread and back, so it runs here, on the loop thread: on tmpfs that saved
-        about 0.3 ms of CPU per file of a 2,000-file mirror, on ext4 (with the
-        fsync still in a worker, :meth:`run_sync`) 0.2-0.5 ms, mostly the GIL
-        hand-offs of eight threads (10 context switches a file instead of 30-40).
-        On a disk, a step that takes longer than :data:`SLOW_STEP` (a network
-        file system, a disk that stalls) sends every later step of that folder to
-        a worker as :meth:`run_to_end`: the loop stalls at most once per folder.
+        thread and back, so on a memory or local disk file system it runs here,
+        on the loop thread: on tmpfs that saved about 0.3 ms of CPU per file of a
+        2,000-file mirror, on ext4 (with the fsync still in a worker,
+        :meth:`run_sync`) 0.2-0.5 ms, mostly the GIL hand-offs of eight threads
+        (10 context switches a file instead of 30-40). On a disk, a step that
+        takes longer than :data:`SLOW_STEP` (a disk that stalls) sends every later
+        step of that folder to a worker, so the loop stalls once per folder at
+        most. Network and FUSE file systems, which can block for seconds, and
+        systems where the kind is unknown always use workers (:meth:`run_to_end`).
         """
-        if self._on_memory_fs(folder):
-            return fn(*args)
-        if folder in self._slow:
+        if not self.inline(folder):
             return await self.run_to_end(fn, *args)
+        if self._cost_of(folder) == "memory":
+            return fn(*args)
         started = time.perf_counter()
         try:
             return fn(*args)
@@ -79,14 +81,19 @@ class Context:
     async def run_sync(self, folder: Path, fn: Callable[..., T], *args: Any) -> T:
         """Run a step that may wait for the disk (fsync): in a worker, to its end,
         unless ``folder`` is on a memory file system (where fsync returns at once)."""
-        if self._on_memory_fs(folder):
+        if self._cost_of(folder) == "memory":
             return fn(*args)
         return await self.run_to_end(fn, *args)
 
-    def _on_memory_fs(self, folder: Path) -> bool:
-        found = self._in_memory.get(folder)
+    def inline(self, folder: Path) -> bool:
+        """Whether :meth:`run_step` runs ``folder``'s steps on the loop thread."""
+        cost = self._cost_of(folder)
+        return cost == "memory" or (cost == "disk" and folder not in self._slow)
+
+    def _cost_of(self, folder: Path) -> str:
+        found = self._cost.get(folder)
         if found is None:  # once per folder: reading /proc takes microseconds
-            found = self._in_memory[folder] = is_memory_fs(folder)
+            found = self._cost[folder] = write_cost(folder)
         return found
 
     async def run_to_end(self, fn: Callable[..., T], *args: Any) -> T:

@@ -261,13 +261,14 @@ class FileJob:
             await self.ctx.run(partial.assembler.catch_up)  # resumed: read back
         fsync, folder = self.ctx.config.fsync, self.spec.dest.parent
         try:
-            if tail is None or tail.batch.size <= INLINE_TAIL:
+            small_tail = tail is None or tail.batch.size <= INLINE_TAIL
+            if small_tail and self.ctx.inline(folder):
                 seal = functools.partial(_seal, partial, self.spec, url, total, tail)
                 digest, size = await self.ctx.run_step(folder, seal)
                 if fsync:
                     await self.ctx.run_sync(folder, partial.sync_all)
                 await self.ctx.run_step(folder, partial.commit, size, False)
-            else:  # hashing a big tail here would hold up every other transfer
+            else:  # one hop; hashing a big tail here would hold up every transfer
                 seal = functools.partial(_sealed, partial, self.spec, url, total, tail)
                 digest, size = await self.ctx.run_to_end(seal, fsync)
         finally:
