@@ -607,9 +607,12 @@ async def test_ctrl_c_mid_mirror_stops_and_leaves_no_partial_under_a_final_name(
         _mirror_hub(srv)
         proc = spawn(
             child_script, cache=str(tmp_path / "cache"), repo=srv.hub_url,
-            sync_mirror=str(dest), read=1.5,
+            sync_mirror=str(dest), read=3.0,
         )  # fmt: skip
+        # The sidecar first records bytes after the first read timeout; the child
+        # gives up on the stuck file two timeouts later (about 6 s after that).
         wait_for(lambda: any(s["done"] for s in states(dest)), timeout=20)
+        assert proc.poll() is None, "the child finished before the Ctrl-C"
         proc.send_signal(signal.SIGINT)
         try:
             out, err = proc.communicate(timeout=15)
