@@ -244,7 +244,8 @@ def _racing_commit(tmp_path: Path, other: bytes | None) -> Path:
         os.replace(theirs, dest)
 
     partial.folder.rename = then_the_other  # type: ignore[method-assign]
-    partial.commit(PART, fsync=False, sha256=sha(data))
+    partial.prepare(PART, sha(data))
+    partial.commit(fsync=False)
     return dest
 
 

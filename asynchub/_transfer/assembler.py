@@ -40,8 +40,13 @@ on with it, and :meth:`Assembler.catch_up` finishes it."""
 def sha256_file(path: Path) -> str:
     """SHA-256 of a regular file, read in 1 MiB blocks (blocking: call it in a
     thread). A link, FIFO or device at ``path`` raises NotRegularFileError."""
+    return sha256_fd(open_regular(path))
+
+
+def sha256_fd(fd: int) -> str:
+    """SHA-256 of the open file ``fd`` from its start; closes ``fd`` (blocking)."""
     digest = hashlib.sha256()
-    with os.fdopen(open_regular(path), "rb") as file:
+    with os.fdopen(fd, "rb") as file:
         while block := file.read(READBACK_SIZE):
             digest.update(block)
     return digest.hexdigest()

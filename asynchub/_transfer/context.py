@@ -67,10 +67,11 @@ class Context:
         most. Network and FUSE file systems, which can block for seconds, and
         systems where the kind is unknown always use workers (:meth:`run_to_end`).
         """
-        if not self.inline(folder):
-            return await self.run_to_end(fn, *args)
-        if self._cost_of(folder) == "memory":
+        cost = self._cost_of(folder)
+        if cost == "memory":
             return fn(*args)
+        if cost != "disk" or folder in self._slow:
+            return await self.run_to_end(fn, *args)
         started = time.perf_counter()
         try:
             return fn(*args)

@@ -152,8 +152,9 @@ class FileJob:
         is there already (``Partial.begin(small=True)``)."""
         limits, spec = self.ctx.config.limits, self.spec
         largest = min(limits.split_threshold, limits.min_split_size)
-        known = spec.sha256 is not None and spec.size is not None
-        return known and (spec.size or 0) <= largest
+        if spec.sha256 is None or spec.size is None:
+            return False
+        return spec.size <= largest
 
     async def _reuse_after_wait(self) -> FileResult | None:
         """Another process just fetched this file: keep it if it verifies."""
@@ -267,7 +268,7 @@ class FileJob:
                 digest, size = await self.ctx.run_step(folder, seal)
                 if fsync:
                     await self.ctx.run_sync(folder, partial.sync_all)
-                await self.ctx.run_step(folder, partial.commit, size, False)
+                await self.ctx.run_step(folder, partial.commit, False)
             else:  # one hop; hashing a big tail here would hold up every transfer
                 seal = functools.partial(_sealed, partial, self.spec, url, total, tail)
                 digest, size = await self.ctx.run_to_end(seal, fsync)
@@ -278,7 +279,13 @@ class FileJob:
         if self.ctx.config.fsync:
             self.ctx.written_folders.add(self.spec.dest.parent)
         return FileResult(
-            self.spec.dest, digest, size, url, self.received, partial.resumed
+            self.spec.dest,
+            digest,
+            size,
+            url,
+            self.received,
+            partial.resumed,
+            stamped=partial.stamped,
         )
 
     def _on_bytes(self, count: int) -> None:
@@ -326,9 +333,7 @@ def _sealed(
 ) -> tuple[str, int]:
     """In a worker thread: :func:`_seal`, then fsync and commit."""
     digest, size = _seal(partial, spec, url, total, tail)
-    if fsync:
-        partial.sync_all()
-    partial.commit(size, False)
+    partial.commit(fsync)
     return digest, size
 
 

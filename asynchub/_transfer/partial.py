@@ -10,14 +10,13 @@ run) or discard. The names, the sidecar and the rules of ownership are in
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import threading
 from pathlib import Path
 
 from .._fs import Folder, NotRegularFileError, stamp_fd
 from ..errors import CacheError
-from .assembler import READBACK_SIZE, Assembler, Intervals
+from .assembler import Assembler, Intervals, sha256_fd
 from .lockfile import TargetLock
 from .state import (
     ResumeState,
@@ -60,6 +59,7 @@ class Partial:
         self.resumed = self.assembler.covered()
         self.small = False  # no lock and no leftovers: see begin(small=True)
         self.sha256: str | None = None  # the verified digest, set by prepare()
+        self.stamped = False  # prepare() recorded it on the file (an xattr)
         self.others_left = False  # leftovers of live owners: keep the lock file
         self.saved = False  # the sidecar exists (first written by save())
         self._save_lock = threading.Lock()
@@ -208,33 +208,27 @@ class Partial:
         :meth:`commit`."""
         self.sha256 = sha256
         os.ftruncate(self.fd, size)  # nothing beyond the verified bytes
-        stamp_fd(self.fd, sha256)  # after the last change to the data
+        self.stamped = stamp_fd(self.fd, sha256)  # after the last change to the data
 
     def sync_all(self) -> None:
         """Write the file's data and metadata to disk (fsync; may take a while)."""
         os.fsync(self.fd)
 
-    def commit(self, size: int, fsync: bool, sha256: str | None = None) -> None:
-        """Move the verified file to ``dest`` (its data fsynced first when asked).
+    def commit(self, fsync: bool) -> None:
+        """Move the :meth:`prepare`-d file to ``dest`` (fsynced first when asked).
 
-        Without :meth:`prepare` first, ``sha256`` (if given) is stamped here. The
-        folder is not fsynced here: a crash may then forget the rename (the
+        The folder is not fsynced here: a crash may then forget the rename (the
         file is fetched again), never expose a partial; the engine fsyncs each
         folder it wrote to once, when it closes (:func:`fsync_dir`).
         """
-        if sha256 is not None:
-            self.prepare(size, sha256)
-        elif self.sha256 is None:  # not prepared (a truncation would void a stamp)
-            os.ftruncate(self.fd, size)
         if fsync:
-            os.fsync(self.fd)
-        sha256 = self.sha256
+            self.sync_all()
         ours = os.fstat(self.fd)
         if os.name == "nt":  # Windows renames no open file; elsewhere the open fd
             self._close()  # keeps our inode (and its number) from being reused
         try:
             self.folder.rename(part_name(self.dest, self.token), self.dest.name)
-            self._check_final(ours, sha256)
+            self._check_final(ours, self.sha256)
         finally:
             self._close()
         self._remove_state()
@@ -267,11 +261,7 @@ class Partial:
             fd = self.folder.open_file(self.dest.name, os.O_RDONLY, writing=False)
         except OSError:
             return False
-        digest = hashlib.sha256()
-        with os.fdopen(fd, "rb") as file:
-            while block := file.read(READBACK_SIZE):
-                digest.update(block)
-        return digest.hexdigest() == sha256.lower()
+        return sha256_fd(fd) == sha256.lower()
 
     def keep(self) -> None:
         """Leave the partial, its sidecar and the lock file for a later run."""

@@ -61,6 +61,7 @@ class FileResult:
     url: str
     bytes_downloaded: int
     bytes_resumed: int = 0
+    stamped: bool = False  # the engine recorded its SHA-256 on it (_fs.stamp)
 
 
 @dataclass(frozen=True)

@@ -365,7 +365,8 @@ class AsyncHub:
                 spec.label,
                 result.sha256,
             )
-        await mark_verified(self.cache_dir, result.path, result.sha256)
+        if not result.stamped:  # no extended attributes here: a marker file instead
+            await mark_verified(self.cache_dir, result.path, result.sha256)
         return result.path
 
     async def _trusted(self, source: Source, silent: bool) -> bool:

@@ -21,7 +21,7 @@ from pathlib import Path
 import anyio
 
 from .._fs import write_if_changed
-from .._transfer import Engine, FileSpec, ProgressCallback
+from .._transfer import Engine, FileResult, FileSpec, ProgressCallback
 from ..cache import (
     Confirm,
     ManifestStore,
@@ -331,20 +331,19 @@ def _retire_manifest(root: Path, todo: list[PlannedFile]) -> None:
 
 
 class _Markers:
-    """Verified markers for fetched files, written MARKER_BATCH at a time.
-
-    One thread hop per file was a large share of a mirror's per-file cost; a batch
-    lost to a crash only means those files are hashed again on the next run. A batch
-    is one short file step of the engine (``Engine.file_step``): on tmpfs on the loop
-    thread (a worker cost 0.25-0.4 s more for 2,000 files, in GIL hand-offs).
-    """
+    """Verified markers for fetched files the engine could not stamp (no extended
+    attributes there), written MARKER_BATCH at a time: one thread hop per file was
+    a large share of a mirror's per-file cost, and a batch lost to a crash only
+    means those files are hashed again. A batch is one short file step of the
+    engine (``Engine.file_step``), on the loop thread where that is cheap."""
 
     def __init__(self, engine: Engine, root: Path) -> None:
         self.engine, self.root = engine, root
         self.pending: list[tuple[Path, str]] = []
 
-    async def add(self, file: Path, sha: str) -> None:
-        self.pending.append((file, sha))
+    async def add(self, result: FileResult) -> None:
+        if not result.stamped:
+            self.pending.append((result.path, result.sha256))
         if len(self.pending) >= MARKER_BATCH:
             await self.flush()
 
@@ -433,7 +432,7 @@ async def _fetch_one(
             file.path,
             result.sha256,
         )
-    await markers.add(result.path, result.sha256)
+    await markers.add(result)
     tally.done.append(
         FileOutcome(
             path=file.path,
