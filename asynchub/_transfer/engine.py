@@ -1,8 +1,9 @@
 """The engine: one per client, shared by every download it makes.
 
-It owns one aiohttp session (total and per-host connection caps), the worker
-threads that write and hash, a cap on files in flight (largest first, see
-:mod:`._admission`), and the in-process dedupe:
+It owns the worker threads that write and hash, a cap on files in flight (largest
+first, see :mod:`._admission`), its network half (:mod:`.network`: one aiohttp
+session with total and per-host connection caps, opened on the first request that
+needs it), and the in-process dedupe:
 concurrent :meth:`Engine.fetch` calls for the same ``dest`` share one download, which
 is cancelled only when every caller has given up on it.
 """
@@ -16,22 +17,15 @@ import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
-
-import aiohttp
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..config import HubConfig
-from ..errors import AsyncHubError, TransferError, UnexpectedContentError
+from ..errors import AsyncHubError, TransferError
 from .admission import Admission
-from .context import Context
-from .deadline import FirstAnswer, until_answered
-from .failures import is_retryable, status_error
-from .http import BodyChunks, Http, bearer_tokens, make_session, parse_content_range
-from .job import FileJob
-from .local import local_path
+from .local import read_local
 from .netenv import NetEnv
 from .partial import fsync_dir
-from .retry import Backoff, parse_retry_after
+from .revalidate import revalidate
 from .spec import (
     BytesResponse,
     FileFailed,
@@ -43,6 +37,10 @@ from .spec import (
     ProgressEvent,
 )
 
+if TYPE_CHECKING:
+    from .context import Context
+    from .network import Network
+
 __all__ = ("WORKER_THREADS", "Engine")
 
 _log = logging.getLogger("asynchub")
@@ -51,8 +49,6 @@ T = TypeVar("T")
 
 WORKER_THREADS = 8
 """Threads that write and hash (hashlib and file I/O release the GIL)."""
-
-_BYTES_STATUSES = frozenset({200, 206, 304, 404, 410})
 
 
 class _Flight:
@@ -89,28 +85,19 @@ class Engine:
 
     def __init__(self, config: HubConfig | None = None) -> None:
         self.config = config if config is not None else HubConfig()
-        self._session: aiohttp.ClientSession | None = None
-        self._ctx: Context | None = None
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._env: NetEnv | None = None
+        self._net: Network | None = None
         self._flights: dict[str, _Flight] = {}
         self._files = Admission(self.config.limits.max_files)
 
     async def __aenter__(self) -> Engine:
-        self._session = make_session(self.config)
         executor = concurrent.futures.ThreadPoolExecutor(
             WORKER_THREADS, thread_name_prefix="asynchub-io"
         )
-        limits, retry = self.config.limits, self.config.retry
         loop = asyncio.get_running_loop()
-        env = await loop.run_in_executor(executor, NetEnv.read)
-        http = Http(
-            self._session,
-            limits.max_redirects,
-            retry.max_retry_after,
-            env,
-            bearer=bearer_tokens(self.config),
-            offline=self.config.offline,
-        )
-        self._ctx = Context(self.config, http, executor)
+        self._env = await loop.run_in_executor(executor, NetEnv.read)
+        self._executor = executor
         return self
 
     async def __aexit__(
@@ -124,12 +111,13 @@ class Engine:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks)
-        if self._session is not None:
-            await self._session.close()
-        if self._ctx is not None:
-            await self._sync_folders(self._ctx)
-            self._ctx.executor.shutdown(wait=True)
-        self._session = self._ctx = None
+        net, executor = self._net, self._executor
+        self._net = self._executor = None
+        if net is not None:
+            await net.close()
+            await self._sync_folders(net.ctx)
+        if executor is not None:
+            executor.shutdown(wait=True)
 
     async def _sync_folders(self, ctx: Context) -> None:
         """Make the renames of this engine's files durable: one fsync per folder."""
@@ -140,9 +128,17 @@ class Engine:
 
     @property
     def ctx(self) -> Context:
-        if self._ctx is None:
-            raise RuntimeError("use the Engine inside 'async with Engine(...)'")
-        return self._ctx
+        """The downloads' shared context (opens the network half if need be)."""
+        return self._network().ctx
+
+    def _network(self) -> Network:
+        if self._net is None:
+            if self._executor is None or self._env is None:
+                raise RuntimeError("use the Engine inside 'async with Engine(...)'")
+            from .network import Network  # aiohttp: only once a request needs it
+
+            self._net = Network(self.config, self._env, self._executor)
+        return self._net
 
     async def file_step(self, folder: Path, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)``, a short file step in ``folder``, where the engine runs
@@ -207,7 +203,7 @@ class Engine:
         async with self._files.slot(spec.size):
             flight.emit(FileStarted(spec.label, spec.dest, spec.size))
             try:
-                result = await FileJob(self.ctx, spec, flight.emit).run()
+                result = await self._network().fetch(spec, flight.emit)
             except AsyncHubError as err:
                 flight.emit(FileFailed(spec.label, err))
                 raise
@@ -230,96 +226,34 @@ class Engine:
         """
         limit = max_bytes if max_bytes is not None else self._manifest_cap()
         if url.startswith("file:"):
-            return await self.ctx.run(_read_local, url, limit)
-        answered = FirstAnswer()
-        work = self._get_retrying(url, headers, limit, answered)
-        timeouts = self.config.timeouts
-        return await until_answered(work, answered, timeouts, url, lambda: url)
+            done = self._pool().submit(read_local, url, limit)
+            return await asyncio.wrap_future(done)
+        env = self._revalidating(headers)
+        if env is not None:
+            answer = await revalidate(url, headers or {}, env, self.config)
+            if answer is not None:
+                return answer
+        return await self._network().get_bytes(url, headers, limit)
 
-    async def _get_retrying(
-        self,
-        url: str,
-        headers: Mapping[str, str] | None,
-        limit: int,
-        answered: FirstAnswer,
-    ) -> BytesResponse:
-        backoff = Backoff(self.config.retry)
-        while True:
-            try:
-                return await self._get_once(url, headers, limit, answered)
-            except TransferError as err:
-                answered.failed(err)
-                if not is_retryable(err, backoff.policy):
-                    raise
-                await backoff.wait_or_raise(err)
+    def _revalidating(self, headers: Mapping[str, str] | None) -> NetEnv | None:
+        """The environment for :mod:`.revalidate` when a conditional GET comes
+        before the session is open, else None (always None offline: Http refuses
+        every request then)."""
+        if self._net is not None or self.config.offline or not _conditional(headers):
+            return None
+        return self._env
 
     def _manifest_cap(self) -> int:
         return int(self.config.limits.max_manifest_bytes)
 
-    async def _get_once(
-        self,
-        url: str,
-        headers: Mapping[str, str] | None,
-        limit: int,
-        answered: FirstAnswer,
-    ) -> BytesResponse:
-        async with self.ctx.http.get(url, headers) as response:
-            answered.set()
-            if response.status not in _BYTES_STATUSES:
-                after = parse_retry_after(response.headers.get("Retry-After"))
-                raise status_error(response.status, response.reason, url, after)
-            if response.status == 206:
-                _check_partial(response, url, headers)
-            body = await _read_limited(response, url, limit)
-            return BytesResponse(
-                response.status, response.headers, body, str(response.url)
-            )
+    def _pool(self) -> concurrent.futures.ThreadPoolExecutor:
+        if self._executor is None:
+            raise RuntimeError("use the Engine inside 'async with Engine(...)'")
+        return self._executor
 
 
-def _check_partial(
-    response: aiohttp.ClientResponse, url: str, headers: Mapping[str, str] | None
-) -> None:
-    """A 206 counts only as the answer to a Range we asked, with a valid range."""
-    asked = any(k.lower() == "range" for k in (headers or {}))
-    if not asked or parse_content_range(response.headers.get("Content-Range")) is None:
-        raise UnexpectedContentError(
-            f"{url} answered 206 with no valid Content-Range for the range asked",
-            url=url,
-            hint="the server's partial answers are broken; report it to its owner",
-        )
-
-
-async def _read_limited(
-    response: aiohttp.ClientResponse, url: str, limit: int
-) -> bytes:
-    if (response.content_length or 0) > limit:
-        raise _too_large(url, limit)
-    body = bytearray()
-    async for chunk in BodyChunks(response, url):
-        body += chunk
-        if len(body) > limit:
-            raise _too_large(url, limit)
-    return bytes(body)
-
-
-def _too_large(url: str, limit: int) -> UnexpectedContentError:
-    return UnexpectedContentError(
-        f"{url} sent more than {limit} bytes", url=url, hint="check the URL"
-    )
-
-
-def _read_local(url: str, limit: int) -> BytesResponse:
-    path = local_path(url)
-    try:
-        with open(path, "rb") as f:
-            body = f.read(limit + 1)
-    except FileNotFoundError:
-        return BytesResponse(404, {}, b"", url)
-    except OSError as exc:
-        raise TransferError(f"cannot read {path}: {exc}", url=url) from exc
-    if len(body) > limit:
-        raise _too_large(url, limit)
-    return BytesResponse(200, {}, body, url)
+def _conditional(headers: Mapping[str, str] | None) -> bool:
+    return any(k.lower() == "if-none-match" for k in (headers or {}))
 
 
 def _fsync_dirs(folders: list[Path]) -> None:

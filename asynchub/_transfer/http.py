@@ -29,12 +29,11 @@ from ..config import HubConfig
 from ..errors import OfflineCacheMissError, RedirectError, TransferError
 from .failures import NETWORK_EXCEPTIONS, network_error
 from .lowwater import low_water
-from .netenv import NetEnv
+from .netenv import NetEnv, with_credentials
 from .retry import parse_retry_after
 
 __all__ = (
     "ContentRange",
-    "bearer_tokens",
     "Http",
     "Validator",
     "BodyChunks",
@@ -167,7 +166,9 @@ class Http:
         self, url: URL, headers: dict[str, str], netrc: bool
     ) -> aiohttp.ClientResponse:
         proxy, proxy_headers = self.env.proxy_for(url)
-        sent = self._with_netrc(url, headers) if netrc else headers
+        sent = headers
+        if netrc:
+            sent = with_credentials(url, headers, self.bearer, self.env)
         if proxy_headers and url.scheme == "http":  # no CONNECT: the proxy reads these
             sent = {**sent, **proxy_headers}
         try:
@@ -180,26 +181,6 @@ class Http:
             )
         except NETWORK_EXCEPTIONS as exc:
             raise network_error(exc, str(url)) from exc
-
-    def _with_netrc(self, url: URL, headers: dict[str, str]) -> dict[str, str]:
-        """Add the hub token for this exact origin, else netrc credentials, unless
-        the request already carries some."""
-        if url.user is not None or any(k.title() == "Authorization" for k in headers):
-            return headers
-        value = self.bearer.get(url.origin()) or self.env.authorization_for(url)
-        return headers if value is None else {**headers, "Authorization": value}
-
-
-def bearer_tokens(config: HubConfig) -> dict[URL, str]:
-    """``{origin: "Bearer …"}`` for the Hugging Face endpoint when a token is set."""
-    if config.hf_token is None:
-        return {}
-    token = config.hf_token.get_secret_value()
-    try:
-        origin = URL(config.hf_endpoint).origin()
-    except ValueError:
-        return {}
-    return {origin: f"Bearer {token}"}
 
 
 def _check_scheme(url: URL, original: str) -> URL:

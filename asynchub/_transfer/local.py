@@ -9,10 +9,11 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
-from ..errors import RemoteFileNotFoundError, TransferError
+from ..errors import RemoteFileNotFoundError, TransferError, UnexpectedContentError
 from .assembler import Assembler
+from .spec import BytesResponse
 
-__all__ = ("COPY_SIZE", "copy_local", "local_path")
+__all__ = ("COPY_SIZE", "copy_local", "local_path", "read_local", "too_large")
 
 COPY_SIZE = 4 * 1024 * 1024
 """Bytes copied per thread hop."""
@@ -69,3 +70,25 @@ def _copy_chunk(fd: int, assembler: Assembler, offset: int, url: str) -> int:
     if data:
         assembler.write(offset, data)
     return len(data)
+
+
+def read_local(url: str, limit: int) -> BytesResponse:
+    """A ``file:`` URL's bytes as a small GET would answer them (404 when absent)."""
+    path = local_path(url)
+    try:
+        with open(path, "rb") as f:
+            body = f.read(limit + 1)
+    except FileNotFoundError:
+        return BytesResponse(404, {}, b"", url)
+    except OSError as exc:
+        raise TransferError(f"cannot read {path}: {exc}", url=url) from exc
+    if len(body) > limit:
+        raise too_large(url, limit)
+    return BytesResponse(200, {}, body, url)
+
+
+def too_large(url: str, limit: int) -> UnexpectedContentError:
+    """The error for a small body (a manifest) longer than its limit."""
+    return UnexpectedContentError(
+        f"{url} sent more than {limit} bytes", url=url, hint="check the URL"
+    )

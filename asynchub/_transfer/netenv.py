@@ -28,10 +28,14 @@ import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from yarl import URL
 
-__all__ = ("NetEnv",)
+if TYPE_CHECKING:
+    from ..config import HubConfig
+
+__all__ = ("NetEnv", "bearer_tokens", "with_credentials")
 
 _log = logging.getLogger("asynchub")
 
@@ -81,6 +85,30 @@ class NetEnv:
             return False
         bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
         return bool(bypass(url.host, dict(self.bypass)))
+
+
+def bearer_tokens(config: HubConfig) -> dict[URL, str]:
+    """``{origin: "Bearer …"}`` for the Hugging Face endpoint when a token is set."""
+    if config.hf_token is None:
+        return {}
+    token = config.hf_token.get_secret_value()
+    try:
+        origin = URL(config.hf_endpoint).origin()
+    except ValueError:
+        return {}
+    return {origin: f"Bearer {token}"}
+
+
+def with_credentials(
+    url: URL, headers: dict[str, str], bearer: Mapping[URL, str], env: NetEnv
+) -> dict[str, str]:
+    """``headers`` plus the hub token for this exact origin, else netrc credentials,
+    unless the request already carries some. Only for the origin of the URL asked
+    for (the callers decide, see :class:`~._http.Http`)."""
+    if url.user is not None or any(k.title() == "Authorization" for k in headers):
+        return headers
+    value = bearer.get(url.origin()) or env.authorization_for(url)
+    return headers if value is None else {**headers, "Authorization": value}
 
 
 def _proxy(url: URL, found: netrc.netrc | None) -> _Proxy | None:
