@@ -247,6 +247,24 @@ async def test_final_name_swapped_for_a_link_at_the_rename_is_refused(
     assert outside.read_bytes() == SECRET
 
 
+@pytest.mark.parametrize("etag", ['"v1"\r\nX-Injected: 1', '"v1"\x00', 7])
+async def test_a_tampered_manifest_etag_never_becomes_a_header(
+    server: Server, cache_dir: Path, etag: object
+) -> None:
+    """A local user edits the cached manifest's meta file so its ETag carries CR LF
+    (or is not a string): the next load fetches the manifest in full, sends no
+    injected header, and works."""
+    await load(server, cache_dir)
+    (meta,) = (cache_dir / STATE_DIR / "manifests").glob("*.meta.json")
+    record = json.loads(meta.read_text())
+    meta.write_text(json.dumps({**record, "etag": etag}))
+    server.reset_stats()
+    assert_regular_verified(await load(server, cache_dir))
+    (asked,) = server.log("/hub/ONNX_HUB_MANIFEST.json")
+    assert asked.header("if-none-match") is None
+    assert asked.header("x-injected") is None
+
+
 # Item 7: linked folders inside the cache --------------------------------------------
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import time
 from importlib import resources
 from pathlib import Path
@@ -36,6 +37,7 @@ from ._trust import admit
 __all__ = ("ManifestStore", "shipped_manifest_bytes")
 
 _log = logging.getLogger("asynchub")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _warned: set[str] = set()  # fallback warnings already given in this process
 
 
@@ -191,7 +193,7 @@ class ManifestStore:
         try:
             meta = json.loads(read_regular(meta_path, 64 * 1024))
             limit = int(self._config.limits.max_manifest_bytes)
-            return read_regular(data_path, limit), str(meta.get("etag", ""))
+            return read_regular(data_path, limit), _usable_etag(meta.get("etag"))
         except (OSError, ValueError, AttributeError):
             return None
 
@@ -209,6 +211,15 @@ class ManifestStore:
             write_atomic(meta_path, meta, root)
         except OSError:  # caching the manifest is an optimisation
             _log.debug("could not cache manifest of %s", url, exc_info=True)
+
+
+def _usable_etag(value: object) -> str:
+    """A cached ETag to send back, or "" (fetch in full) when it is not a string or
+    holds a control character: a meta file edited to carry CR LF must not become
+    a header of the next request."""
+    if not isinstance(value, str) or _CONTROL.search(value):
+        return ""
+    return value
 
 
 def _cause(exc: Exception) -> str:
