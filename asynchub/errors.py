@@ -286,6 +286,11 @@ class TLSError(NetworkError):
         "falls back to an unverified connection"
     )
 
+    @classmethod
+    def failed_for(cls, url: str, exc: BaseException) -> TLSError:
+        """The error for ``exc``, a TLS failure while connecting to ``url``."""
+        return cls(f"TLS verification failed for {url}: {exc}", url=url)
+
 
 class HostNotFoundError(NetworkError):
     """The host name does not resolve (not a temporary DNS failure): not retried,

@@ -224,20 +224,21 @@ async def test_urls_the_probe_does_not_handle_go_the_normal_way(url: str) -> Non
 async def test_tls_is_verified_with_host_names(
     certificate: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Trusted (SSL_CERT_FILE read when the probe connects): one handshake, one
-    304. Untrusted: no HTTP byte crosses; the normal request then fails as it
-    always did, with a TLSError."""
+    """Untrusted: one handshake, no HTTP byte, a TLSError (not a second try through
+    aiohttp). Trusted (SSL_CERT_FILE is read when the probe connects): one 304. A
+    name the certificate does not hold: refused too."""
     with Server(server_tls(*certificate)) as srv:
         url = srv.route("/m.json", _revalidated(TAG))
         async with Engine(fast_config()) as engine:
-            with pytest.raises(TLSError):
+            with pytest.raises(TLSError, match="TLS verification failed"):
                 await engine.get_bytes(url, headers=_conditional())
-        assert srv.requests == []
+        assert (srv.handshakes, srv.requests) == (1, [])
         monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))
         got = await revalidate(url, _conditional(), NetEnv(), fast_config())
         assert got is not None and got.status == 304
         named = url.replace("127.0.0.1", "localhost")  # not a name the cert holds
-        assert await revalidate(named, _conditional(), NetEnv(), fast_config()) is None
+        with pytest.raises(TLSError):
+            await revalidate(named, _conditional(), NetEnv(), fast_config())
         assert len(srv.requests) == 1
 
 

@@ -44,7 +44,7 @@ NETWORK_EXCEPTIONS: tuple[type[BaseException], ...] = (
 def network_error(exc: BaseException, url: str) -> TransferError:
     """The asynchub error for an exception raised while talking to ``url``."""
     if isinstance(exc, (aiohttp.ClientSSLError, ssl.SSLError)):
-        return TLSError(f"TLS verification failed for {url}: {exc}", url=url)
+        return TLSError.failed_for(url, exc)
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
         return TransferTimeoutError(
             f"could not connect to {url} within the connect timeout",

@@ -8,9 +8,10 @@ targets (never ``file:``); no https→http downgrade; ``Authorization``, ``Cooki
 another port of the same host gets none: any local user can listen on one).
 
 Offline mode (``HubConfig.offline``, ``ASYNCHUB_OFFLINE=1``) is enforced here, in
-:meth:`Http.get`, the one place every request of the package goes through: it
-raises :class:`~asynchub.errors.OfflineCacheMissError` before any connection is
-opened, whichever caller (load, download, mirror, a manifest, a commit pin) asked.
+:meth:`Http.get`, the one place every request of the package goes through (the
+engine does not try :mod:`.revalidate` offline): it raises
+:class:`~asynchub.errors.OfflineCacheMissError` before any connection is opened,
+whichever caller (load, download, mirror, a manifest, a commit pin) asked.
 """
 
 from __future__ import annotations

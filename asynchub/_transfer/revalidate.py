@@ -11,13 +11,15 @@ normal way, with all its rules (redirects, retries, pauses, error mapping):
 - another status (a changed manifest's ``200``, a redirect, an error);
 - a proxy to use for the URL, credentials in the URL, a scheme other than http(s);
 - a header the request cannot carry (CR, LF or NUL in it, not Latin-1);
-- a network error, a TLS failure, or no full answer within the timeouts;
+- a network error, or no full answer within the timeouts;
 - a status line and headers longer than :data:`HEAD_LIMIT`.
 
 The request carries what the normal one would: the caller's headers, the session's
 ``User-Agent`` and ``Accept-Encoding: identity``, and the hub token or netrc
 credentials of this origin. TLS is verified against the system's CAs with host-name
-checks (``ssl.create_default_context``, as aiohttp's default). Offline mode never
+checks (``ssl.create_default_context``, as aiohttp's default); a certificate that
+fails verification raises :class:`~asynchub.errors.TLSError` at once, as the normal
+request would, rather than being tried a second time. Offline mode never
 gets here (the engine checks first). No body is ever read, so the probe can only
 ever say "reuse what you have", which is what the server's ``304`` says.
 """
@@ -34,6 +36,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from ..config import HubConfig
+from ..errors import TLSError
 from .netenv import NetEnv, bearer_tokens, with_credentials
 from .spec import BytesResponse
 
@@ -59,13 +62,19 @@ async def revalidate(
     url: str, headers: Mapping[str, str], env: NetEnv, config: HubConfig
 ) -> BytesResponse | None:
     """The server's ``304`` to a conditional GET of ``url``, or None for anything
-    else (the caller then asks again the normal way)."""
+    else (the caller then asks again the normal way).
+
+    Raises:
+        TLSError: The server's certificate failed verification.
+    """
     target = _target(url, env)
     request = None if target is None else _request(target, headers, env, config)
     if target is None or request is None:
         return None
     try:
         head = await _exchange(target, request, config)
+    except ssl.SSLCertVerificationError as exc:  # the same answer a second time
+        raise TLSError.failed_for(url, exc) from exc
     except _FAILURES as exc:
         _log.debug("revalidating %s without a session failed: %r", url, exc)
         return None
