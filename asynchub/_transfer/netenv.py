@@ -105,6 +105,8 @@ def with_credentials(
     """``headers`` plus the hub token for this exact origin, else netrc credentials,
     unless the request already carries some. Only for the origin of the URL asked
     for (the callers decide, see :class:`~._http.Http`)."""
+    if not bearer and env.netrc is None:  # the common case: nothing to add
+        return headers
     if url.user is not None or any(k.title() == "Authorization" for k in headers):
         return headers
     value = bearer.get(url.origin()) or env.authorization_for(url)
