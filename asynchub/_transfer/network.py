@@ -10,11 +10,12 @@ never opens it.
 from __future__ import annotations
 
 import concurrent.futures
-from collections.abc import Callable, Mapping
+import functools
+from collections.abc import Awaitable, Callable, Mapping
 
 import aiohttp
 
-from ..config import HubConfig
+from ..config import HubConfig, RetryPolicy
 from ..errors import TransferError, UnexpectedContentError
 from .context import Context
 from .deadline import FirstAnswer, until_answered
@@ -67,26 +68,10 @@ class Network:
     ) -> BytesResponse:
         """GET a small body into memory, with retries (see ``Engine.get_bytes``)."""
         answered = FirstAnswer()
-        work = self._get_retrying(url, headers, limit, answered)
+        once = functools.partial(self._get_once, url, headers, limit, answered)
+        work = _retrying(once, answered, self.config.retry)
         timeouts = self.config.timeouts
         return await until_answered(work, answered, timeouts, url, lambda: url)
-
-    async def _get_retrying(
-        self,
-        url: str,
-        headers: Mapping[str, str] | None,
-        limit: int,
-        answered: FirstAnswer,
-    ) -> BytesResponse:
-        backoff = Backoff(self.config.retry)
-        while True:
-            try:
-                return await self._get_once(url, headers, limit, answered)
-            except TransferError as err:
-                answered.failed(err)
-                if not is_retryable(err, backoff.policy):
-                    raise
-                await backoff.wait_or_raise(err)
 
     async def _get_once(
         self,
@@ -106,6 +91,23 @@ class Network:
             return BytesResponse(
                 response.status, response.headers, body, str(response.url)
             )
+
+
+async def _retrying(
+    once: Callable[[], Awaitable[BytesResponse]],
+    answered: FirstAnswer,
+    policy: RetryPolicy,
+) -> BytesResponse:
+    """``once()`` until it answers, backing off between retryable failures."""
+    backoff = Backoff(policy)
+    while True:
+        try:
+            return await once()
+        except TransferError as err:
+            answered.failed(err)
+            if not is_retryable(err, backoff.policy):
+                raise
+            await backoff.wait_or_raise(err)
 
 
 def _check_partial(
