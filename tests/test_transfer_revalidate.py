@@ -80,6 +80,16 @@ async def test_a_304_before_the_session_opens_takes_one_plain_request(
     assert asked.header("connection") == "close"
 
 
+async def test_a_header_the_caller_gives_replaces_the_default_once(
+    file_server: Server,
+) -> None:
+    url = file_server.route("/m.json", _revalidated(TAG))
+    headers = {**_conditional(), "user-agent": "mine/1"}
+    assert await revalidate(url, headers, NetEnv(), fast_config()) is not None
+    (asked,) = file_server.log("/m.json")
+    assert asked.headers.getall("User-Agent") == ["mine/1"]
+
+
 async def test_a_changed_copy_is_fetched_again_the_normal_way(
     file_server: Server,
 ) -> None:

@@ -96,13 +96,15 @@ def _request(
     target: URL, headers: Mapping[str, str], env: NetEnv, config: HubConfig
 ) -> bytes | None:
     """The request's bytes, or None when a header cannot be sent as given."""
-    fields = {
+    given = {name.lower() for name in headers}
+    defaults = {
         "Host": target.host_port_subcomponent or "",
         "User-Agent": config.user_agent,
         "Accept-Encoding": "identity",
         "Connection": "close",
     }
-    fields.update(headers)
+    fields = {k: v for k, v in defaults.items() if k.lower() not in given}
+    fields.update(headers)  # the caller's own, once each (names are case-blind)
     fields = with_credentials(target, fields, bearer_tokens(config), env)
     lines = [f"GET {target.raw_path_qs} HTTP/1.1"]
     lines += [f"{name}: {value}" for name, value in fields.items()]
